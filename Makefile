@@ -1,0 +1,46 @@
+# sae-checks: one command from a fresh clone.
+#   make demo   install into .venv, then run the gate on the embedded tiny zoo (offline)
+#   make test   install into .venv, then run the whole test suite (offline)
+# The venv is rebuilt only when constraints.txt or pyproject.toml change (the stamp holds their hash).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCK   := $(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(LOCK)
+OUT    ?= out
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: install demo test lint bench zoo clean
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: a CPU build lies on this machine's disk; an unpinned torch pulls CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m sae_checks.demo --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check sae_checks tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only -p no:xdist -s
+
+zoo: $(STAMP)
+	$(BIN)/python -m sae_checks.zoo.build
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis .benchmarks

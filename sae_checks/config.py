@@ -1,0 +1,111 @@
+"""The run configuration: one frozen dataclass that the CLI, the pytest options and ``[tool.sae-checks]``
+all map onto. Every field says why it exists; ``validate()`` names the field at fault."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sae_checks.errors import ConfigError
+
+Dtype = Literal["float32", "bfloat16"]
+TASKS = ("lambada", "cbt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    # --- what to load -------------------------------------------------------------------------
+    model: str = "zoo"  # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
+    saes: str = "zoo:v2"  # sae_lens release, a local SAE folder / folder of folders, or "zoo:v1" / "zoo:v2"
+    sae_id: str = "blocks.{layer}.hook_resid_pre"  # id template inside a release; {layer} is filled per layer
+    layers: tuple[int, ...] | None = None  # which layers to check; None = every layer that has an SAE
+    data: str = "zoo"  # HF dataset id, a local .jsonl/.txt/.parquet file, or "zoo" (held-out zoo tokens)
+    data_split: str = "train"  # split of a HF dataset
+    data_config: str | None = None  # config name of a HF dataset (e.g. "CN" for cam-cst/cbt)
+    text_field: str = "text"  # field holding the text in JSONL / parquet / HF records
+    n_seqs: int = 64  # sequences evaluated; the post used ~100k tokens (100 x 1024 for gpt2-small)
+    ctx_len: int | None = None  # tokens per sequence incl. BOS; None = the model's n_ctx
+    seed: int = 0  # sampling seed for the data (and the bootstrap), so a run is reproducible
+    # --- how to run ---------------------------------------------------------------------------
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
+    dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
+    batch_size: int = 8  # sequences per forward pass; halved on CUDA out-of-memory
+    # --- what to measure ----------------------------------------------------------------------
+    splice_bos: bool = False  # also replace the BOS residual by its reconstruction (it is huge; off by default)
+    exclude_special: bool = True  # leave BOS/special tokens out of every mean
+    zero_ablation: bool = True  # also run the zero-ablated pass for ce_loss_score (one extra splice pass)
+    propagation: bool = True  # upstream x downstream error-propagation matrix (extra SAE passes only)
+    propagation_window: tuple[int, int] = (1, 101)  # half-open position window for propagation (the post's 1..100)
+    buckets: tuple[tuple[int, int], ...] | None = None  # position buckets [a, b); None = inside / beyond SAE context
+    n_bootstrap: int = 1000  # bootstrap resamples over sequences for each bucket CI
+    ci_level: float = 0.95  # confidence level of the bucket CIs
+    tasks: tuple[str, ...] = ()  # cloze tasks to run: "lambada", "cbt"
+    n_prompts: int = 1000  # prompts per cloze task (the post used the first 1000)
+    task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
+    progress: bool = True  # tqdm progress bars on long runs
+
+    def validate(self) -> RunConfig:
+        """Check every field; raise ConfigError naming the first one at fault. Returns self."""
+        if self.n_seqs < 1:
+            raise ConfigError("n_seqs", self.n_seqs, "must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", self.batch_size, "must be >= 1")
+        if self.ctx_len is not None and self.ctx_len < 2:
+            raise ConfigError("ctx_len", self.ctx_len, "must be >= 2 (BOS plus one token)")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError("dtype", self.dtype, "must be float32 or bfloat16")
+        if self.device is not None and not (
+            self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
+            or self.device == "mps"
+        ):
+            raise ConfigError("device", self.device, "must be cpu, cuda or cuda:N")
+        a, b = self.propagation_window
+        if not 0 <= a < b:
+            raise ConfigError("propagation_window", self.propagation_window, "must be [a, b) with 0 <= a < b")
+        for bucket in self.buckets or ():
+            if len(bucket) != 2 or not 0 <= bucket[0] < bucket[1]:
+                raise ConfigError("buckets", bucket, "each bucket must be [a, b) with 0 <= a < b")
+        for task in self.tasks:
+            if task not in TASKS:
+                raise ConfigError("tasks", task, f"unknown task; choose from {', '.join(TASKS)}")
+        if self.n_bootstrap < 0:
+            raise ConfigError("n_bootstrap", self.n_bootstrap, "must be >= 0")
+        if not 0 < self.ci_level < 1:
+            raise ConfigError("ci_level", self.ci_level, "must be in (0, 1)")
+        if self.n_prompts < 1:
+            raise ConfigError("n_prompts", self.n_prompts, "must be >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists), as stored in the report's ``config``."""
+        return json_ready(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build from a mapping (TOML table, CLI namespace); unknown keys are errors naming ``source``."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"{source}: {key}", value, "unknown option",
+                                  f"known options: {', '.join(sorted(names))}")
+            if isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            kwargs[name] = value
+        return cls(**kwargs).validate()
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes).validate()
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples to lists, recursively, so the value round-trips through JSON unchanged."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
