@@ -1,0 +1,1 @@
+"""pytest plugin for the sae-checks gate (options, fixtures, parametrization, report hooks)."""
