@@ -1,0 +1,363 @@
+"""The batch loop: one clean pass per batch, then one splice pass per layer, starting at that layer.
+
+Per batch of token sequences (B, T):
+
+1. one clean forward, capturing only the SAE hooks (``capture``), giving clean log-probs and CE;
+2. per layer L: ``f = sae.encode(x)``, ``x_hat = sae.decode(f)``, per-token reconstruction terms;
+   then one splice pass from layer L (``forward_from``: ``start_at_layer`` for ``hook_resid_pre``)
+   with x replaced by x_hat except at BOS/special tokens (unless ``splice_bos``), giving ΔCE and KL per
+   position and, in the same pass, the downstream residuals for error propagation;
+3. optionally one zero-ablation pass per layer for ``ce_loss_score`` (all positions zeroed, as SAELens).
+
+All layers cost about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of SAELens'
+3-4 passes per layer. Sums go into per-batch accumulators that are merged into the totals only once the
+batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
+from sae_checks.config import RunConfig
+from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions
+from sae_checks.errors import ConfigError
+from sae_checks.metrics.loss import kl_div, next_token_ce
+from sae_checks.metrics.reconstruction import reconstruction_terms
+
+PROP_METRICS = ("mse", "l0", "resid_norm")
+
+
+@dataclass
+class Evaluation:
+    """What a run produced: provenance (what ran, on what) and the JSON-ready ``results`` section."""
+
+    provenance: dict[str, Any]
+    results: dict[str, Any]
+    config: RunConfig = field(default_factory=RunConfig)
+
+
+def resolve_device(device: str | None) -> str:
+    """``None`` -> "cuda" when available, else "cpu"; a CUDA device without CUDA is an error."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", device, "CUDA is not available on this machine", "use --device cpu")
+    return device
+
+
+def default_buckets(context_size: int | None, n_ctx: int, first: int = 1) -> list[tuple[int, int]]:
+    """Inside and beyond the SAE's training context: [1, ctx) and [ctx, T); one bucket if ctx >= T."""
+    if context_size is None or context_size >= n_ctx or context_size <= first:
+        return [(first, n_ctx)]
+    return [(first, context_size), (context_size, n_ctx)]
+
+
+def layer_buckets(config: RunConfig, context_size: int | None, n_ctx: int) -> list[tuple[int, int]]:
+    """The buckets a layer is aggregated over: the configured ones (clipped to T), else the default."""
+    if config.buckets:
+        return [(a, min(b, n_ctx)) for a, b in config.buckets if a < n_ctx]
+    return default_buckets(context_size, n_ctx)
+
+
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """BOS/EOS/PAD/UNK ids of a tokenizer (None-safe); these are excluded from means and not spliced."""
+    if tokenizer is None:
+        return []
+    ids = {getattr(tokenizer, name, None) for name in
+           ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")}
+    ids |= set(getattr(tokenizer, "all_special_ids", []) or [])
+    return sorted(i for i in ids if i is not None)
+
+
+class _Propagation:
+    """Sums for the error-propagation matrix over the position window (upstream i, downstream j)."""
+
+    def __init__(self, layers: Sequence[int]) -> None:
+        self.layers = list(layers)
+        n = len(layers)
+        self.clean = torch.zeros(n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (j, metric + count)
+        self.up = torch.zeros(n, n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (i, j, metric + count)
+
+    @staticmethod
+    def sums(x: Tensor, sae: Any, mask: Tensor) -> Tensor:
+        """Σ over masked tokens of (sse, l0, resid_norm) and the count, for activations x (B, W, d)."""
+        f = sae.encode(x.to(sae.dtype))
+        t = reconstruction_terms(x, sae.decode(f), f)
+        m = mask.double()
+        return torch.stack([(t.sse.double() * m).sum(), (t.l0.double() * m).sum(),
+                            (t.resid_norm.double() * m).sum(), m.sum()]).cpu()
+
+    def merge(self, other: _Propagation) -> None:
+        self.clean += other.clean
+        self.up += other.up
+
+    def to_json(self, window: tuple[int, int]) -> dict[str, Any]:
+        """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 for i < j, else None."""
+        out: dict[str, Any] = {"layers": self.layers, "window": list(window)}
+        for k, name in enumerate(PROP_METRICS):
+            rows = []
+            for i in range(len(self.layers)):
+                row: list[float | None] = []
+                for j in range(len(self.layers)):
+                    if i >= j or self.up[i, j, -1] == 0 or self.clean[j, -1] == 0:
+                        row.append(None)
+                        continue
+                    up = self.up[i, j, k] / self.up[i, j, -1]
+                    clean = self.clean[j, k] / self.clean[j, -1]
+                    row.append(clean_float((up / clean - 1).item()))
+                rows.append(row)
+            out[name] = rows
+        return out
+
+
+def evaluate(
+    model: Any,
+    saes: Mapping[int, Any],
+    tokens: Tensor,
+    config: RunConfig | None = None,
+    *,
+    data_info: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """Evaluate every SAE in ``saes`` (layer -> LoadedSAE) on ``tokens`` (N, T), BOS first.
+
+    Returns per layer x position arrays, per layer x bucket means with bootstrap CIs over sequences,
+    the context-generalization ratios (last bucket over first), the error-propagation matrix and the
+    non-finite values found. Definitions: DESIGN.md section 3 and ``sae_checks.aggregate``.
+    """
+    config = (config or RunConfig()).validate()
+    device = resolve_device(config.device)
+    if config.dtype == "bfloat16" and not device.startswith("cuda"):
+        raise ConfigError("dtype", config.dtype, "bfloat16 autocast is supported on CUDA only", "use float32")
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ConfigError("tokens", tuple(tokens.shape), "must be (n_seqs, ctx_len) with ctx_len >= 2")
+    layers = sorted(saes)
+    if not layers:
+        raise ConfigError("saes", "{}", "no SAE to evaluate")
+    n_seqs, n_ctx = tokens.shape
+    specials = torch.tensor(special_token_ids(getattr(model, "tokenizer", None)) or [-1])
+    buckets = {L: layer_buckets(config, saes[L].context_size, n_ctx) for L in layers}
+    d_model = model.cfg.d_model
+    state = _State(
+        accs={L: LayerAccumulator(n_ctx, saes[L].d_in or d_model, buckets[L]) for L in layers},
+        prop=_Propagation(layers) if config.propagation and len(layers) > 1 else None,
+    )
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
+                else contextlib.nullcontext())
+    assert_no_hooks(model)
+    bar = _progress(n_seqs, config.progress and n_seqs > config.batch_size, "sae-checks")
+    batch_size = config.batch_size
+    with torch.inference_mode(), autocast:
+        pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
+        while pending:
+            start, stop = pending.pop(0)
+            try:
+                part = _run_batch(model, saes, layers, tokens[start:stop].to(device), start, specials.to(device),
+                                  config, buckets, n_ctx)
+            except torch.cuda.OutOfMemoryError:
+                if stop - start == 1:
+                    raise
+                torch.cuda.empty_cache()
+                batch_size = max(1, (stop - start) // 2)
+                mid = start + batch_size
+                pending[:0] = [(start, mid), (mid, stop)]
+                bar.write(f"sae-checks: CUDA out of memory; batch size halved to {batch_size}")
+                continue
+            state.merge(part)
+            bar.update(stop - start)
+    bar.close()
+    assert_no_hooks(model)
+    results = _results(state, layers, buckets, saes, config)
+    prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx, batch_size=batch_size)
+    return Evaluation(provenance=prov, results=results, config=config)
+
+
+@dataclass
+class _State:
+    accs: dict[int, LayerAccumulator]
+    prop: _Propagation | None
+    nonfinite: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: _State) -> None:
+        for L, acc in other.accs.items():
+            self.accs[L].merge(acc)
+        if self.prop is not None and other.prop is not None:
+            self.prop.merge(other.prop)
+        seen = {(e["layer"], e["where"]) for e in self.nonfinite}
+        self.nonfinite += [e for e in other.nonfinite if (e["layer"], e["where"]) not in seen]
+
+
+def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
+    """(global sequence index, position) of the first NaN/inf in t (B, T, ...), or None."""
+    bad = ~torch.isfinite(t)
+    if bad.ndim > 2:
+        bad = bad.flatten(2).any(-1)
+    if not bool(bad.any()):
+        return None
+    b, p = (int(v) for v in bad.nonzero()[0].tolist())
+    return offset + b, p
+
+
+def _run_batch(
+    model: Any, saes: Mapping[int, Any], layers: list[int], toks: Tensor, offset: int, specials: Tensor,
+    config: RunConfig, buckets: Mapping[int, list[tuple[int, int]]], n_ctx: int,
+) -> _State:
+    """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
+    state = _State(
+        accs={L: LayerAccumulator(n_ctx, saes[L].d_in or model.cfg.d_model, buckets[L]) for L in layers},
+        prop=_Propagation(layers) if config.propagation and len(layers) > 1 else None,
+    )
+    special = torch.isin(toks, specials)  # (B, T)
+    tok_mask = ~special if config.exclude_special else torch.ones_like(special)
+    pred_mask = tok_mask.clone()
+    pred_mask[:, -1] = False  # no next token to predict at T-1
+    keep = None if config.splice_bos else special  # positions whose residual stays original
+    hooks = {L: saes[L].hook_name for L in layers}
+    a, b = config.propagation_window
+    win = slice(a, min(b, n_ctx))
+
+    def flag(layer: int | None, where: str, t: Tensor) -> None:
+        hit = _first_nonfinite(t, offset)
+        if hit is not None:
+            state.nonfinite.append({"layer": layer, "where": where, "sequence": hit[0], "position": hit[1]})
+
+    with capture(model, list(hooks.values())) as acts:
+        logits = model(toks, return_type="logits")  # (B, T, V)
+    flag(None, "logits_clean", logits)
+    logp_clean = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    del logits
+    ce_clean = -logp_clean[:, :-1].gather(-1, toks[:, 1:, None]).squeeze(-1)  # (B, T-1)
+
+    for i, L in enumerate(layers):
+        loaded = saes[L]
+        sae, hook = loaded.sae, hooks[L]
+        x = acts[hook]  # (B, T, d)
+        f = sae.encode(x.to(sae.dtype))  # (B, T, d_sae)
+        x_hat = sae.decode(f).to(x.dtype)  # (B, T, d)
+        flag(L, "activations", x)
+        flag(L, "features", f)
+        flag(L, "reconstruction", x_hat)
+        rec = reconstruction_terms(x, x_hat, f)
+        downstream = [hooks[M] for M in layers[i + 1:]] if state.prop is not None else []
+        logits_s, captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
+                                          capture_hooks=downstream)
+        flag(L, "logits_spliced", logits_s)
+        terms = rec._asdict()
+        terms["ce_clean"] = _pad_last(ce_clean)
+        terms["ce_spliced"] = _pad_last(next_token_ce(logits_s, toks))
+        terms["kl"] = kl_div(logp_clean, logits_s)
+        del logits_s
+        if config.zero_ablation:
+            logits_z, _ = forward_from(model, hook, x, torch.zeros_like(x), toks)
+            terms["ce_zero"] = _pad_last(next_token_ce(logits_z, toks))
+            del logits_z
+        state.accs[L].add(terms, x, tok_mask, pred_mask)
+        if state.prop is not None:
+            m = tok_mask[:, win]
+            state.prop.clean[i] += torch.stack([
+                (rec.sse[:, win].double() * m).sum(), (rec.l0[:, win].double() * m).sum(),
+                (rec.resid_norm[:, win].double() * m).sum(), m.double().sum()]).cpu()
+            for j, M in enumerate(layers[i + 1:], start=i + 1):
+                state.prop.up[i, j] += _Propagation.sums(captured[hooks[M]][:, win], saes[M].sae, m)
+    return state
+
+
+def _pad_last(t: Tensor) -> Tensor:
+    """(B, T-1) per-prediction values -> (B, T) with 0 at T-1 (masked out by pred_mask)."""
+    return torch.nn.functional.pad(t, (0, 1))
+
+
+def _results(
+    state: _State, layers: list[int], buckets: Mapping[int, list[tuple[int, int]]],
+    saes: Mapping[int, Any], config: RunConfig,
+) -> dict[str, Any]:
+    per_position, per_bucket, ratios = {}, {}, {}
+    for L in layers:
+        pair = (0, len(buckets[L]) - 1) if len(buckets[L]) > 1 else None
+        summary = state.accs[L].finalize(
+            n_bootstrap=config.n_bootstrap, ci_level=config.ci_level, seed=config.seed + L, ratio_pair=pair
+        )
+        per_position[str(L)] = summary.per_position_json()
+        per_bucket[str(L)] = summary.per_bucket_json()
+        ratio = summary.context_ratio_json()
+        if ratio is not None:
+            ratios[str(L)] = ratio
+    results: dict[str, Any] = {
+        "per_position": per_position,
+        "per_bucket": per_bucket,
+        "context_generalization": ratios,
+        "buckets": {str(L): [bucket_name(b) for b in buckets[L]] for L in layers},
+        "context_size": {str(L): saes[L].context_size for L in layers},
+        "nonfinite": sorted(state.nonfinite, key=lambda e: (e["layer"] if e["layer"] is not None else -1,
+                                                            e["where"])),
+    }
+    if state.prop is not None:
+        results["propagation"] = state.prop.to_json(config.propagation_window)
+    return results
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="seq", leave=False)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(
+    model: Any, saes: Mapping[int, Any], device: str, config: RunConfig,
+    data_info: Mapping[str, Any] | None, *, n_seqs: int, n_ctx: int, batch_size: int,
+) -> dict[str, Any]:
+    """What ran, on what: library versions, device, dtype, git commit, model, SAE hashes, data."""
+    import importlib.metadata as md
+
+    import sae_checks
+
+    def version(name: str) -> str:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return ""
+
+    data = {"dataset": config.data, "split": config.data_split, "revision": "", "seed": config.seed}
+    data.update(data_info or {})
+    data.update({"n_sequences": n_seqs, "ctx_len": n_ctx})
+    return {
+        "sae_checks": sae_checks.__version__,
+        "torch": torch.__version__,
+        "transformer_lens": version("transformer-lens"),
+        "sae_lens": version("sae-lens"),
+        "device": device if not device.startswith("cuda") else f"{device} ({torch.cuda.get_device_name(device)})",
+        "dtype": config.dtype,
+        "git_commit": _git_commit(),
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": getattr(model.cfg, "model_name", "") or config.model,
+        "batch_size_used": batch_size,
+        "saes": [
+            {
+                "layer": L, "hook": s.hook_name, "release": s.release or "", "id": s.sae_id or "",
+                "path": str(s.path or ""), "sha256": s.sha256 or "", "context_size": s.context_size,
+                "architecture": s.architecture or "", "d_in": s.d_in, "d_sae": s.d_sae,
+            }
+            for L, s in sorted(saes.items())
+        ],
+        "data": data,
+    }
+
+
