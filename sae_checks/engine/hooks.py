@@ -46,42 +46,43 @@ def assert_no_hooks(model: Any) -> None:
         raise RuntimeError(f"hooks leaked onto the model (a splice outlived its pass): {leaked}")
 
 
+def _capture_hooks(hook_names: Sequence[str], store: dict[str, Tensor], detach: bool = True) -> list[Any]:
+    def save(act: Tensor, hook: Any) -> None:
+        store[hook.name] = act.detach() if detach else act
+
+    return [(name, save) for name in hook_names]
+
+
 @contextmanager
 def capture(model: Any, hook_names: Sequence[str], detach: bool = True) -> Iterator[dict[str, Tensor]]:
     """Record the activations at ``hook_names`` during the passes run inside the block.
 
-    Yields a dict hook name -> activation (the last pass's), filled as the pass runs.
+    Yields a dict hook name -> activation (the last pass's), filled as the pass runs. The hooks are
+    removed when the block exits, also on error.
     """
     store: dict[str, Tensor] = {}
-
-    def save(act: Tensor, hook: Any) -> None:
-        store[hook.name] = act.detach() if detach else act
-
-    with model.hooks(fwd_hooks=[(name, save) for name in hook_names], reset_hooks_end=True):
-        try:
-            yield store
-        finally:
-            pass
-    assert_no_hooks(model)
+    with model.hooks(fwd_hooks=_capture_hooks(hook_names, store, detach), reset_hooks_end=True):
+        yield store
 
 
 @contextmanager
 def splice(
-    model: Any, hook_name: str, replace: Callable[[Tensor], Tensor]
+    model: Any, hook_name: str, replace: Callable[[Tensor], Tensor], capture_into: dict[str, Tensor] | None = None,
+    capture_hooks: Sequence[str] = (),
 ) -> Iterator[None]:
-    """Replace the activation at ``hook_name`` by ``replace(act)`` for the passes run inside the block.
+    """Replace the activation at ``hook_name`` by ``replace(act)`` for the passes run inside the block
+    (and record ``capture_hooks`` into ``capture_into`` in the same pass).
 
     Used for hooks where the start_at_layer fast path does not apply (not ``hook_resid_pre``); the
-    hook is removed when the block exits, also on error.
+    hooks are removed when the block exits, also on error.
     """
 
     def hook(act: Tensor, hook: Any) -> Tensor:
-        out = replace(act)
-        return out.to(act.dtype)
+        return replace(act).to(act.dtype)
 
-    with model.hooks(fwd_hooks=[(hook_name, hook)], reset_hooks_end=True):
+    extra = _capture_hooks(capture_hooks, capture_into if capture_into is not None else {})
+    with model.hooks(fwd_hooks=[(hook_name, hook), *extra], reset_hooks_end=True):
         yield
-    assert_no_hooks(model)
 
 
 def keep_positions(x: Tensor, x_hat: Tensor, keep_mask: Tensor | None) -> Tensor:
@@ -108,14 +109,14 @@ def forward_from(
     Returns (logits (B, T, V), captured activations).
     """
     layer = resid_pre_layer(hook_name)
-    with capture(model, capture_hooks) as store:
-        if layer is not None:
+    if layer is not None:
+        with capture(model, capture_hooks) as captured:
             logits = model(
                 new_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
                 return_type="logits",
             )
-        else:
-            with splice(model, hook_name, lambda act: new_act):
-                logits = model(tokens, attention_mask=attention_mask, return_type="logits")
-        captured = dict(store)
-    return logits, captured
+    else:
+        captured = {}
+        with splice(model, hook_name, lambda act: new_act, captured, capture_hooks):
+            logits = model(tokens, attention_mask=attention_mask, return_type="logits")
+    return logits, dict(captured)

@@ -1,0 +1,112 @@
+"""Pure metric functions and the accumulator: definitions on hand-built values; chunked == whole."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sae_checks.aggregate import METRICS, LayerAccumulator, metrics_from_sums
+from sae_checks.metrics.loss import kl_div, next_token_ce
+from sae_checks.metrics.reconstruction import fvu_from_sums, reconstruction_terms
+
+
+def test_reconstruction_terms_by_hand():
+    x = torch.tensor([[[3.0, 4.0], [1.0, 0.0]]])  # (1, 2, 2)
+    x_hat = torch.tensor([[[3.0, 0.0], [2.0, 0.0]]])
+    f = torch.tensor([[[0.0, -1.5, 2.0], [0.0, 0.0, 0.0]]])  # a negative activation counts for l0
+    t = reconstruction_terms(x, x_hat, f)
+    assert t.sse.tolist() == [[16.0, 1.0]]
+    assert t.x2.tolist() == [[25.0, 1.0]]
+    assert t.l0.tolist() == [[2.0, 0.0]]
+    assert t.feat_l1.tolist() == [[3.5, 0.0]]
+    assert t.resid_norm.tolist() == [[5.0, 1.0]]
+    assert torch.allclose(t.cos, torch.tensor([[0.6, 1.0]]))
+
+
+def test_fvu_is_ratio_of_sums_around_the_pooled_mean():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=gen) + 3
+    x_hat = x + 0.3 * torch.randn(50, 4, generator=gen)
+    expected = ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    got = fvu_from_sums(((x - x_hat) ** 2).sum(), (x ** 2).sum(), x.sum(0), torch.tensor(50.0))
+    assert torch.allclose(got, expected, rtol=1e-5)
+
+
+def test_ce_and_kl_definitions():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]]))  # (1, 2, 3)
+    tokens = torch.tensor([[0, 1]])
+    ce = next_token_ce(logits, tokens)  # prediction at t=0 of tokens[1] = 1
+    assert ce.shape == (1, 1) and torch.allclose(ce, -torch.log(torch.tensor([[0.25]])))
+    logp = torch.log_softmax(logits, -1)
+    assert torch.allclose(kl_div(logp, logits), torch.zeros(1, 2), atol=1e-7)
+    other = torch.log(torch.tensor([[[1 / 3] * 3, [0.1, 0.8, 0.1]]]))
+    expected0 = sum(p * torch.log(torch.tensor(p / (1 / 3))) for p in (0.5, 0.25, 0.25))
+    assert torch.allclose(kl_div(logp, other)[0, 0], expected0, atol=1e-6)
+
+
+def _batch(seed: int, B: int, T: int, d: int):
+    gen = torch.Generator().manual_seed(seed)
+    terms = {n: torch.rand(B, T, generator=gen) for n in
+             ("sse", "x2", "l0", "feat_l1", "resid_norm", "cos", "ce_clean", "ce_spliced", "kl", "ce_zero")}
+    terms["x2"] = terms["x2"] + 5
+    x = torch.randn(B, T, d, generator=gen)
+    tok = torch.rand(B, T, generator=gen) > 0.2
+    pred = tok.clone()
+    pred[:, -1] = False
+    return terms, x, tok, pred
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(1, 4), min_size=1, max_size=4))
+def test_chunked_accumulation_equals_whole(seed, sizes):
+    """Merging per-batch accumulators is addition: any split of the batch gives the same means."""
+    T, d, buckets = 12, 3, [(1, 5), (5, 12)]
+    terms, x, tok, pred = _batch(seed, sum(sizes), T, d)
+    whole = LayerAccumulator(T, d, buckets)
+    whole.add(terms, x, tok, pred)
+    chunked = LayerAccumulator(T, d, buckets)
+    start = 0
+    for size in sizes:
+        part = LayerAccumulator(T, d, buckets)
+        part.add({k: v[start:start + size] for k, v in terms.items()}, x[start:start + size],
+                 tok[start:start + size], pred[start:start + size])
+        chunked.merge(part)
+        start += size
+    a = whole.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=(0, 1))
+    b = chunked.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=(0, 1))
+    for m in METRICS:
+        torch.testing.assert_close(a.per_bucket[m], b.per_bucket[m], rtol=1e-9, atol=1e-12, equal_nan=True)
+        torch.testing.assert_close(a.per_position[m], b.per_position[m], rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_bucket_means_are_token_weighted_and_masked():
+    T, d = 6, 2
+    terms, x, tok, pred = _batch(3, 4, T, d)
+    acc = LayerAccumulator(T, d, [(1, 6)])
+    acc.add(terms, x, tok, pred)
+    out = acc.finalize(n_bootstrap=50, ci_level=0.9, seed=0, ratio_pair=None)
+    m = tok[:, 1:6]
+    expected_mse = terms["sse"][:, 1:6][m].double().mean()
+    torch.testing.assert_close(out.per_bucket["mse"][0], expected_mse)
+    p = pred[:, 1:6]
+    expected_dce = (terms["ce_spliced"] - terms["ce_clean"])[:, 1:6][p].double().mean()
+    torch.testing.assert_close(out.per_bucket["delta_ce"][0], expected_dce)
+    lo, hi = out.per_bucket_json()["1-6"]["mse"]["ci"]
+    assert lo <= expected_mse.item() <= hi
+
+
+def test_masked_nan_does_not_leak_into_means():
+    T, d = 4, 2
+    terms, x, tok, pred = _batch(1, 2, T, d)
+    terms["sse"][:, 0] = float("nan")
+    tok[:, 0] = False  # BOS excluded
+    acc = LayerAccumulator(T, d, [(1, 4)])
+    acc.add(terms, x, tok, pred)
+    assert torch.isfinite(acc.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=None).per_bucket["mse"]).all()
+
+
+def test_metrics_from_sums_nan_where_no_tokens():
+    s = torch.zeros(3, 12, dtype=torch.float64)
+    out = metrics_from_sums(s, torch.zeros(3, 2, dtype=torch.float64))
+    assert torch.isnan(out["mse"]).all() and torch.isnan(out["delta_ce"]).all()
