@@ -1,0 +1,27 @@
+"""The report: versioned JSON (the record of a run), its schema, a Markdown summary and the diff of two runs.
+
+JSON only: these modules never import torch or load a model (DESIGN.md section 6, STYLE.md rule 10).
+"""
+
+from __future__ import annotations
+
+from sae_checks.report.diff import DiffEntry, ReportDiff, diff_exit_code, diff_reports, format_diff
+from sae_checks.report.io import build_report, canonical_json, load_report, write_report
+from sae_checks.report.markdown import append_github_summary, summary_markdown
+from sae_checks.report.schema import SCHEMA_VERSION, validate
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DiffEntry",
+    "ReportDiff",
+    "append_github_summary",
+    "build_report",
+    "canonical_json",
+    "diff_exit_code",
+    "diff_reports",
+    "format_diff",
+    "load_report",
+    "summary_markdown",
+    "validate",
+    "write_report",
+]

@@ -1,0 +1,193 @@
+"""Build, serialize, write and read the JSON report (DESIGN.md section 6). JSON only: no torch, no model.
+
+The bytes are canonical so that two reports of the same run diff to nothing: keys sorted, floats rounded
+to ``SIG_DIGITS`` significant digits, NaN and infinities written as ``null`` (JSON has none), checks
+sorted by id, no per-check timestamps. Dicts are indented; lists of scalars stay on one line so a
+per-position array is one line, not 1024.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sae_checks.errors import ReportError
+from sae_checks.report.schema import SCHEMA_VERSION, validate
+
+SIG_DIGITS = 6  # significant digits kept for every float: far below any CI, far above float32 noise
+STATUSES = ("pass", "fail", "warn", "improved", "new")  # check statuses counted in ``summary``
+INDENT = "  "
+
+
+def build_report(
+    *,
+    provenance: dict[str, Any],
+    config: dict[str, Any],
+    results: dict[str, Any],
+    checks: list[dict[str, Any]],
+    unused_baseline: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Assemble a report: adds ``schema_version``, sorts checks by id and counts them per status in ``summary``.
+
+    ``unused_baseline`` (baseline check ids that a full run did not exercise) is stored sorted when given.
+    Raises ``ReportError`` for a check without an id or with an unknown status (naming the check).
+    """
+    summary = dict.fromkeys(STATUSES, 0)
+    for i, check in enumerate(checks):
+        status = check.get("status")
+        if status not in summary:
+            raise ReportError(
+                f"checks[{i}] (id {check.get('id')!r}): status {status!r} is not one of {', '.join(STATUSES)}"
+            )
+        summary[status] += 1
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "provenance": provenance,
+        "config": config,
+        "results": results,
+        "checks": sorted(checks, key=lambda c: str(c.get("id"))),
+        "summary": summary,
+    }
+    if unused_baseline is not None:
+        report["unused_baseline"] = sorted(unused_baseline)
+    return report
+
+
+def to_json_ready(value: Any, path: str = "$") -> Any:
+    """``value`` as plain JSON types, floats rounded to ``SIG_DIGITS`` significant digits, NaN/inf -> None.
+
+    Tuples become lists, numpy scalars and arrays become Python numbers and lists, integer dict keys
+    become strings (layer keys). Anything else raises ``ReportError`` naming its JSON path.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum and friends -> plain int
+    if isinstance(value, float):
+        return round_float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                raise ReportError(f"{path}: key {key!r} is a {type(key).__name__}; report keys must be strings")
+            out[str(key)] = to_json_ready(item, f"{path}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [to_json_ready(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return to_json_ready(value.tolist(), path)  # numpy scalar or array
+    raise ReportError(
+        f"{path}: a {type(value).__module__}.{type(value).__name__} cannot be written to JSON "
+        f"({_preview(value)}); convert it to a number, string, list or dict first"
+    )
+
+
+def round_float(x: float) -> float | None:
+    """``x`` rounded to ``SIG_DIGITS`` significant digits; NaN and infinities become None, -0.0 becomes 0.0."""
+    if not math.isfinite(x):
+        return None
+    r = float(f"{x:.{SIG_DIGITS}g}")
+    return 0.0 if r == 0 else r
+
+
+def canonical_json(report: Any) -> str:
+    """The canonical text of ``report``: sorted keys, rounded floats, null for NaN/inf, trailing newline.
+
+    Equal content gives equal bytes, whatever the dict insertion order or float noise past
+    ``SIG_DIGITS`` digits.
+    """
+    return _emit(to_json_ready(report), 0) + "\n"
+
+
+def _emit(value: Any, depth: int) -> str:
+    pad, inner = INDENT * depth, INDENT * (depth + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_emit(value[k], depth + 1)}" for k in sorted(value)]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list):
+        if all(not isinstance(v, (dict, list)) for v in value):
+            return "[" + ", ".join(_scalar(v) for v in value) + "]"
+        return "[\n" + ",\n".join(inner + _emit(v, depth + 1) for v in value) + "\n" + pad + "]"
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
+    """Validate ``report`` against the schema, then write its canonical JSON to ``path`` atomically.
+
+    Atomic: the text goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    ``path`` (``os.replace``). On any failure (a value JSON cannot hold, a schema violation, a full disk)
+    the previous file is untouched and no temporary file is left behind. Returns the path written.
+    """
+    path = Path(path)
+    try:
+        text = canonical_json(report)
+    except ReportError as exc:
+        raise ReportError(f"{path}: cannot write report: {exc}") from None
+    validate(json.loads(text), source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL with mode 0o666: the umask applies as for any new file (mkstemp would make it 0600)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a report; ``ReportError`` names the file and says what is wrong and where.
+
+    Unreadable file; invalid JSON (line and column); NaN/Infinity literals (not JSON); a
+    ``schema_version`` other than ``SCHEMA_VERSION``; a schema violation (JSON path of each offending key).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read report: {exc}") from None
+    try:
+        report = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg} (is this a sae-checks report?)"
+        ) from None
+    except ValueError as exc:
+        raise ReportError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(report, dict):
+        raise ReportError(f"{path}: a report is a JSON object, found a {type(report).__name__}")
+    version = report.get("schema_version", "<missing>")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise ReportError(
+            f"{path}: unsupported schema_version {version!r}; this sae-checks reads schema_version "
+            f"{SCHEMA_VERSION} (regenerate the report with this version, or use the sae-checks that wrote it)"
+        )
+    validate(report, source=str(path))
+    return report
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value; sae-checks writes NaN and infinities as null")
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,108 @@
+"""A compact Markdown summary of one report, for people: the CI job summary and PR comments.
+
+Failing checks come first (value, CI, limit or band, message), then warnings, improved checks (update
+the baseline), unused baseline entries. Reads only the report dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+MAX_ROWS = 50  # rows per table; GitHub caps a step summary at 1 MiB and nobody reads row 51
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: a verdict line, what was checked, counts, then tables of the checks to act on."""
+    prov, summary = report.get("provenance", {}), report.get("summary", {})
+    checks: list[dict[str, Any]] = report.get("checks", [])
+    failing = [c for c in checks if c.get("status") in ("fail", "new")]
+    n_fail = summary.get("fail", 0) + summary.get("new", 0)
+    verdict = "❌ FAIL" if n_fail else "✅ PASS"
+    lines = [f"## sae-checks: {verdict}", ""]
+    lines += [f"- **Model** `{prov.get('model', '?')}`", f"- **SAEs** {_saes(prov.get('saes', []))}"]
+    data = prov.get("data", {})
+    if data:
+        lines.append(
+            f"- **Data** `{data.get('dataset', '?')}`"
+            + (f" ({data['split']})" if data.get("split") else "")
+            + f": {data.get('n_sequences', '?')} sequences x {data.get('ctx_len', '?')} tokens, seed {data.get('seed')}"
+        )
+    extras = [f"{k} `{prov[k]}`" for k in ("device", "dtype", "git_commit", "created") if prov.get(k)]
+    if extras:
+        lines.append("- " + ", ".join(extras))
+    counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("fail", "new", "warn", "improved", "pass"))
+    lines += [f"- **Checks** {len(checks)}: {counts}", ""]
+
+    lines += _table("Failing checks", failing, "A `new` check has no baseline entry and fails: add one.")
+    lines += _table("Warnings", [c for c in checks if c.get("status") == "warn"])
+    lines += _table("Improved", [c for c in checks if c.get("status") == "improved"],
+                    "Better than the baseline beyond its band: update the baseline to lock the gain in.")
+    unused = report.get("unused_baseline") or []
+    if unused:
+        shown = ", ".join(f"`{u}`" for u in unused[:MAX_ROWS])
+        more = f" and {len(unused) - MAX_ROWS} more" if len(unused) > MAX_ROWS else ""
+        lines += [f"### Unused baseline entries ({len(unused)})", "", shown + more, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def append_github_summary(report: dict[str, Any], path: str | os.PathLike[str] | None = None) -> bool:
+    """Append ``summary_markdown(report)`` to ``path``, default ``$GITHUB_STEP_SUMMARY``; False when neither is set."""
+    target = path if path is not None else os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    with Path(target).open("a", encoding="utf-8") as fh:
+        fh.write(summary_markdown(report) + "\n")
+    return True
+
+
+def _saes(saes: Iterable[dict[str, Any]]) -> str:
+    saes = list(saes)
+    if not saes:
+        return "none"
+    sources = sorted({str(s.get("release") or s.get("id") or s.get("hook")) for s in saes})
+    layers = ", ".join(str(s.get("layer")) for s in sorted(saes, key=lambda s: s.get("layer", 0)))
+    contexts = sorted({int(s["context_size"]) for s in saes if s.get("context_size")})
+    ctx = f" (context {', '.join(map(str, contexts))})" if contexts else ""
+    return f"{', '.join(f'`{s}`' for s in sources)}, layers {layers}{ctx}"
+
+
+def _table(title: str, checks: list[dict[str, Any]], note: str = "") -> list[str]:
+    if not checks:
+        return []
+    lines = [f"### {title} ({len(checks)})", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| check | status | value | CI | limit / band | message |", "|---|---|---:|---|---|---|"]
+    for c in checks[:MAX_ROWS]:
+        cells = [f"`{c.get('id')}`", str(c.get("status")), _num(c.get("value")), _interval(c.get("ci")),
+                 _bound(c), str(c.get("message") or "")]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
+    if len(checks) > MAX_ROWS:
+        lines.append(f"\n… and {len(checks) - MAX_ROWS} more in the report JSON.")
+    return [*lines, ""]
+
+
+def _num(x: Any) -> str:
+    return "null" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def _interval(ci: Any) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f"[{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _bound(check: dict[str, Any]) -> str:
+    """The limit (``≤`` when lower is better) and/or the band around the baseline."""
+    parts = []
+    if check.get("limit") is not None:
+        op = {"lower": "≤ ", "higher": "≥ "}.get(str(check.get("direction")), "limit ")
+        parts.append(op + _num(check["limit"]))
+    if check.get("band"):
+        parts.append("band " + _interval(check["band"]))
+    elif check.get("baseline") is not None:
+        parts.append("baseline " + _num(check["baseline"]))
+    return "; ".join(parts)
