@@ -109,7 +109,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from sae_checks.report.diff import diff_exit_code, diff_reports, format_diff
     from sae_checks.report.io import load_report
 
-    diff = diff_reports(load_report(args.old), load_report(args.new), force=args.force)
+    diff = diff_reports(load_report(args.old), load_report(args.new), force=args.force,
+                        labels=(str(args.old), str(args.new)))
     print(format_diff(diff, args.format))
     return diff_exit_code(diff)
 

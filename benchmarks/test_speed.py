@@ -1,0 +1,120 @@
+"""Engine speed against SAELens' ``run_evals`` loop and against the floor (issue 3).
+
+Same tokens, same medium random-init world (benchmarks/medium.py), batch size 8:
+
+- ``engine``: every layer, per-position mse, fvu, l0, delta_ce, kl (propagation and zero ablation off);
+- ``floor``: one clean forward plus one start_at_layer pass per layer with the SAE encode/decode;
+- ``run_evals_loop``: ``sae_lens.evals.run_evals`` looped over the layers (CE with/without SAE and
+  zero-ablated, sparsity and variance metrics), the metrics the two share;
+- ``engine_propagation``: the engine with the propagation matrix, for its overhead.
+
+Each is timed once (rounds=1: the run_evals loop alone takes minutes on 2 CPU cores); the ratios are
+printed at the end. ``test_peak_memory`` runs the engine in subprocesses on two data sizes and prints
+their peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from benchmarks.medium import N_LAYERS, medium_tokens, medium_world
+
+N_SEQS = int(os.environ.get("SAE_CHECKS_BENCH_SEQS", "64"))
+BATCH = 8
+TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(int(os.environ.get("SAE_CHECKS_BENCH_THREADS", "2")))
+    model, saes = medium_world()
+    return model, saes, medium_tokens(N_SEQS)
+
+
+def _engine(model, saes, tokens, propagation: bool):
+    from sae_checks.config import RunConfig
+    from sae_checks.engine.run import evaluate
+
+    return evaluate(model, saes, tokens, RunConfig(batch_size=BATCH, propagation=propagation, zero_ablation=False,
+                                                  n_bootstrap=100, progress=False, device="cpu"))
+
+
+@torch.inference_mode()
+def _floor(model, saes, tokens):
+    from sae_checks.engine.hooks import capture
+
+    hooks = [saes[L].hook_name for L in range(N_LAYERS)]
+    for s in range(0, tokens.shape[0], BATCH):
+        toks = tokens[s:s + BATCH]
+        with capture(model, hooks) as acts:
+            model(toks)
+        for L in range(N_LAYERS):
+            sae = saes[L].sae
+            x_hat = sae.decode(sae.encode(acts[hooks[L]]))
+            model(x_hat, start_at_layer=L, tokens=toks)
+
+
+def _run_evals_loop(model, saes, tokens):
+    import datasets
+    from sae_lens import ActivationsStore
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    rows = torch.cat([tokens, tokens]).tolist()
+    n_batches = tokens.shape[0] // BATCH
+    cfg = EvalConfig(batch_size_prompts=BATCH, n_eval_reconstruction_batches=n_batches,
+                     n_eval_sparsity_variance_batches=n_batches, compute_ce_loss=True, compute_kl=True,
+                     compute_sparsity_metrics=True, compute_variance_metrics=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for L in range(N_LAYERS):
+            store = ActivationsStore.from_sae(model, saes[L].sae, dataset=datasets.Dataset.from_dict({"tokens": rows}),
+                                              context_size=tokens.shape[1], streaming=False,
+                                              store_batch_size_prompts=BATCH, device="cpu")
+            run_evals(saes[L].sae, store, model, ActivationScaler(), eval_config=cfg)
+
+
+def _time(benchmark, name, fn, *args):
+    benchmark.pedantic(fn, args=args, rounds=1, iterations=1, warmup_rounds=0)
+    TIMES[name] = benchmark.stats.stats.mean
+    print(f"\n{name}: {TIMES[name]:.1f} s for {N_SEQS} sequences x {medium_tokens(1).shape[1]} tokens")
+
+
+def test_floor(benchmark, world):
+    _time(benchmark, "floor", _floor, *world)
+
+
+def test_engine(benchmark, world):
+    _time(benchmark, "engine", lambda m, s, t: _engine(m, s, t, False), *world)
+
+
+def test_engine_propagation(benchmark, world):
+    _time(benchmark, "engine_propagation", lambda m, s, t: _engine(m, s, t, True), *world)
+
+
+def test_run_evals_loop(benchmark, world):
+    _time(benchmark, "run_evals_loop", _run_evals_loop, *world)
+
+
+def test_ratios():
+    """Prints the issue's targets: run_evals loop / engine >= 4, engine / floor <= 1.3."""
+    if not {"engine", "floor", "run_evals_loop"} <= TIMES.keys():
+        pytest.skip("run the whole file to get the ratios")
+    print(f"\nrun_evals_loop / engine = {TIMES['run_evals_loop'] / TIMES['engine']:.2f}x (target >= 4)")
+    print(f"engine / floor          = {TIMES['engine'] / TIMES['floor']:.2f}x (target <= 1.3)")
+    if "engine_propagation" in TIMES:
+        print(f"propagation overhead    = {TIMES['engine_propagation'] / TIMES['engine'] - 1:+.1%}")
+
+
+@pytest.mark.parametrize("n_seqs", [16, 64])
+def test_peak_memory(n_seqs):
+    """Peak RSS of the engine in a fresh process; it must not grow with the number of sequences."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.medium", str(n_seqs)], capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    print(f"\npeak RSS with {n_seqs} sequences: {float(out.stdout.strip().splitlines()[-1]):.0f} MiB")

@@ -1,0 +1,46 @@
+"""Glue from a RunConfig to the cloze runner: which data each task reads, and where results go.
+
+Sources: ``config.task_data`` entries ``(task, source)`` win; otherwise on the zoo model ``lambada`` is
+the zoo's cloze set, and on any other model ``EleutherAI/lambada_openai`` (test split) and
+``cam-cst/cbt`` (config CN, test split). Feature helpfulness is reported for the first task run
+(results.features is per layer; each layer's entry names its task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sae_checks.config import RunConfig
+
+HUB_SOURCES = {"lambada": "EleutherAI/lambada_openai", "cbt": "cam-cst/cbt"}
+
+
+def task_source(task: str, config: RunConfig) -> str:
+    """Where ``task``'s prompts come from under ``config`` (see module docstring)."""
+    overrides = dict(config.task_data)
+    if task in overrides:
+        return overrides[task]
+    if config.model == "zoo" and task == "lambada":
+        return "zoo"
+    return HUB_SOURCES[task]
+
+
+def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run every task of ``config.tasks``: returns (results.cloze, results.features)."""
+    from sae_checks.experiments.cloze import run_cloze
+    from sae_checks.loading.data import load_cloze
+
+    cloze: dict[str, Any] = {}
+    features: dict[str, Any] = {}
+    for task in config.tasks:
+        items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
+        out = run_cloze(
+            model, dict(saes), items, task=task, batch_size=config.batch_size, splice_bos=config.splice_bos,
+            features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
+            ci_level=config.ci_level, seed=config.seed,
+        )
+        cloze[task] = out.cloze
+        if out.features and not features:
+            features = out.features
+    return cloze, features

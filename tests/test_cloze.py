@@ -1,0 +1,298 @@
+"""Cloze runner and its pure metrics (sae_checks.metrics.cloze, sae_checks.experiments.cloze) on a tiny
+random model: tokenization, truncation, batching, classes, acc_choice, the identity SAE, leaked hooks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from sae_checks.experiments import cloze as cloze_mod
+from sae_checks.experiments.cloze import encode_items, run_cloze
+from sae_checks.loading.data import ClozeItem
+from sae_checks.loading.saes import LoadedSAE
+from sae_checks.metrics.cloze import CLASSES, choice_correct, classify, cloze_scores
+from tests.tiny import tiny_model, tiny_sae, tiny_tokenizer
+
+OPTIONS = ("tree", "mat", "log", "dog", "cat", "door", "book", "end", "garden", "roses")
+ITEMS = [
+    ClozeItem("The cat sat on the", "mat"),
+    ClozeItem("The dog sat on the", "log"),
+    ClozeItem("A bird sang in the", "tree"),
+    ClozeItem("She opened the door and walked into the", "garden"),
+    ClozeItem("He said that the answer was in the book, but nobody had read the", "book"),
+    ClozeItem("Numbers: 0 1 2 3", "4"),
+]
+
+
+def loaded(sae: Any, layer: int, context_size: int | None = 16, neuronpedia_id: str | None = None) -> LoadedSAE:
+    return LoadedSAE(
+        sae=sae, layer=layer, hook_name=f"blocks.{layer}.hook_resid_pre", release=None, sae_id=None, path="",
+        sha256="", context_size=context_size, architecture="standard", d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae,
+        model_name="tiny", neuronpedia_id=neuronpedia_id,
+    )
+
+
+def identity_sae(model: Any, layer: int) -> Any:
+    """StandardSAE with W_enc = [I, −I], W_dec = [I; −I], zero biases: relu(x) − relu(−x) = x exactly."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    d = model.cfg.d_model
+    sae = StandardSAE(StandardSAEConfig(
+        d_in=d, d_sae=2 * d,
+        metadata=SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_pre", context_size=16, model_name="tiny"),
+    ))
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tok = tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+    model = tiny_model(tok)  # 2 layers, d_model 16, n_ctx 32
+    saes = {L: loaded(tiny_sae(model, L, context_size=8), L, context_size=8) for L in (0, 1)}
+    return {"tok": tok, "model": model, "saes": saes}
+
+
+def run(world: dict[str, Any], items: list[ClozeItem], **kw: Any) -> Any:
+    kw = {"task": "lambada", "n_bootstrap": 50, "features": False, **kw}
+    return run_cloze(world["model"], kw.pop("saes", world["saes"]), items, **kw)
+
+
+# --- pure metrics ----------------------------------------------------------------------------------
+
+
+def test_cloze_scores_hand_built() -> None:
+    # V = 4, one row: [BOS=0, 1, 2 | answer 3, 1], prompt_len 3, cont_len 2, one pad.
+    tokens = torch.tensor([[0, 1, 2, 3, 1, 0]])
+    logits = torch.zeros(1, 6, 4)
+    logits[0, 1, 2] = 2.0  # predicts prompt token 2 at t=1 (the only non-BOS prompt prediction)
+    logits[0, 2, 3] = 3.0  # argmax at the last prompt position = answer's first token
+    logits[0, 3, 0] = 5.0  # second answer token (1) not the greedy choice
+    s = cloze_scores(logits, tokens, torch.tensor([3]), torch.tensor([2]))
+    lp = torch.log_softmax(logits[0], -1)
+    assert torch.allclose(s.logp_first, lp[2, 3])
+    assert s.correct_first.tolist() == [True]
+    assert s.correct_word.tolist() == [False]
+    assert torch.allclose(s.cont_logp, lp[2, 3] + lp[3, 1])
+    assert s.ce_count.tolist() == [1]  # t = 1 only: BOS's prediction (t = 0) excluded
+    assert torch.allclose(s.ce_sum, -lp[1, 2])
+
+
+def test_acc_choice_picks_highest_summed_logprob() -> None:
+    # Two options for one prompt [BOS, 1]: option A = [2, 3] (first token likelier, sum lower),
+    # option B = [3] (single token). Summed log-probs decide, not the first token.
+    V = 4
+    rows = torch.tensor([[0, 1, 2, 3], [0, 1, 3, 0]])
+    logits = torch.zeros(2, 4, V)
+    logits[0, 1, 2] = 2.0
+    logits[0, 2, 3] = -5.0  # second token of A very unlikely
+    logits[1, 1, 3] = 1.0
+    s = cloze_scores(logits, rows, torch.tensor([2, 2]), torch.tensor([2, 1]))
+    lp0, lp1 = torch.log_softmax(logits[0], -1), torch.log_softmax(logits[1], -1)
+    assert lp0[1, 2] > lp1[1, 3]  # A wins on the first token …
+    assert torch.allclose(s.cont_logp, torch.stack([lp0[1, 2] + lp0[2, 3], lp1[1, 3]]))
+    option_logp = s.cont_logp[None, :]  # (N=1, O=2)
+    assert choice_correct(option_logp, torch.tensor([1])).tolist() == [True]  # … B wins on the sum
+    assert choice_correct(option_logp, torch.tensor([0])).tolist() == [False]
+    assert choice_correct(option_logp, torch.tensor([-1])).tolist() == [False]  # answer not an option
+
+
+def test_four_classes() -> None:
+    clean = torch.tensor([True, True, False, False])
+    spliced = torch.tensor([True, False, False, True])
+    got = [CLASSES[i] for i in classify(clean, spliced).tolist()]
+    assert got == ["both_right", "clean_only", "both_wrong", "spliced_only"]
+
+
+# --- tokenization and truncation ---------------------------------------------------------------------
+
+
+def test_answer_tokens_have_leading_space_and_keep_all_tokens(world: dict[str, Any]) -> None:
+    tok = world["tok"]
+    items = [ClozeItem("The cat sat on the ", "xylophonic"), ClozeItem("The dog sat on the", "mat")]
+    enc = encode_items(tok, items, n_ctx=32)
+    ans = tok(" xylophonic", add_special_tokens=False)["input_ids"]
+    assert len(ans) > 1, "test needs a multi-token answer"
+    assert enc.answers[0] == ans
+    assert enc.answers[1] == tok(" mat", add_special_tokens=False)["input_ids"]
+    # BOS first; the prompt's trailing space is dropped (it belongs to the answer's first token)
+    assert enc.prompts[0] == [tok.bos_token_id] + tok("The cat sat on the", add_special_tokens=False)["input_ids"]
+    assert enc.truncated == [False, False]
+
+
+def test_left_truncation_keeps_bos_and_is_counted(world: dict[str, Any]) -> None:
+    tok = world["tok"]
+    long_prompt = " ".join(["the cat sat on the mat"] * 12)
+    items = [ClozeItem(long_prompt, "xylophonic"), ClozeItem("The dog sat on the", "log")]
+    enc = encode_items(tok, items, n_ctx=32)
+    body = tok(long_prompt, add_special_tokens=False)["input_ids"]
+    p, a = enc.prompts[0], enc.answers[0]
+    assert p[0] == tok.bos_token_id
+    assert len(p) + len(a) == 32  # cut to fit exactly, continuation kept whole
+    assert p[1:] == body[-(len(p) - 1):]  # cut from the left
+    assert enc.truncated == [True, False]
+    out = run(world, items)
+    assert out.cloze["n_truncated"] == 1
+    assert out.cloze["prompt_lengths"] == [len(p), len(enc.prompts[1])]
+
+
+def test_cbt_options_count_toward_truncation(world: dict[str, Any]) -> None:
+    tok = world["tok"]
+    long_option = "xylophonicallyxylophonic"
+    n_opt = len(tok(" " + long_option, add_special_tokens=False)["input_ids"])
+    items = [ClozeItem(" ".join(["the cat"] * 20), "mat", ("mat", long_option))]
+    enc = encode_items(tok, items, n_ctx=32)
+    assert len(enc.prompts[0]) + n_opt == 32
+    assert enc.answer_index == [0]
+
+
+# --- the runner ------------------------------------------------------------------------------------
+
+
+def test_batched_equals_one_at_a_time(world: dict[str, Any]) -> None:
+    items = ITEMS + [ClozeItem(" ".join(["the dog sat"] * 10), "xylophonic")]  # mixed lengths, one truncated
+    a = run(world, items, batch_size=3).cloze
+    b = run(world, items, batch_size=1).cloze
+    for L in ("0", "1"):
+        for key in ("delta_logp", "delta_ce", "mse", "l0", "resid_norm"):
+            got, want = a["prompts"][L][key], b["prompts"][L][key]
+            assert len(got) == len(items)
+            for g, w in zip(got, want, strict=True):
+                assert (g is None and w is None) or math.isclose(g, w, rel_tol=1e-4, abs_tol=1e-4), (L, key, got, want)
+        assert a["prompts"][L]["class"] == b["prompts"][L]["class"]
+        assert a["per_layer"][L]["classes"] == b["per_layer"][L]["classes"]
+        for m in ("acc_first_token", "acc_word"):
+            assert a["per_layer"][L][m]["mean"] == b["per_layer"][L][m]["mean"]
+    for m in ("acc_first_token", "acc_word", "logp", "ce"):
+        assert math.isclose(a["baseline"][m]["mean"], b["baseline"][m]["mean"], rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_matches_unbatched_reference(world: dict[str, Any]) -> None:
+    """Clean logp / acc_word / ce recomputed by hand from one plain forward per prompt."""
+    model, tok = world["model"], world["tok"]
+    items = ITEMS[:4] + [ClozeItem("The cat sat on the", "xylophonic")]
+    out = run(world, items, batch_size=4, n_bootstrap=0).cloze
+    logps, words, ces = [], [], []
+    for it in items:
+        p = [tok.bos_token_id] + tok(it.prompt, add_special_tokens=False)["input_ids"]
+        a = tok(" " + it.answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([p + a]))[0].float(), -1)
+        logps.append(lp[len(p) - 1, a[0]].item())
+        words.append(all(lp[len(p) - 1 + i].argmax().item() == a[i] for i in range(len(a))))
+        ces.append(-sum(lp[t, p[t + 1]].item() for t in range(1, len(p) - 1)) / (len(p) - 2))
+    assert math.isclose(out["baseline"]["logp"]["mean"], sum(logps) / len(logps), rel_tol=1e-5)
+    assert out["baseline"]["acc_word"]["mean"] == sum(words) / len(words)
+    assert math.isclose(out["baseline"]["ce"]["mean"], sum(ces) / len(ces), rel_tol=1e-5)
+    assert out["baseline"]["logp"]["ci"] == [None, None]  # n_bootstrap = 0
+
+
+def test_section_shape_and_classes(world: dict[str, Any]) -> None:
+    out = run(world, ITEMS, n_bootstrap=20).cloze
+    assert set(out) >= {"n_prompts", "n_truncated", "baseline", "per_layer", "prompts", "prompt_lengths"}
+    assert out["n_prompts"] == len(ITEMS)
+    for L in ("0", "1"):
+        layer = out["per_layer"][L]
+        for m in ("acc_first_token", "acc_word", "logp", "delta_logp", "ce", "delta_ce", "mse", "l0", "resid_norm"):
+            assert set(layer[m]) == {"mean", "ci"}
+            lo, hi = layer[m]["ci"]
+            assert lo <= layer[m]["mean"] <= hi or math.isclose(lo, hi)
+        classes = out["prompts"][L]["class"]
+        assert layer["classes"] == {c: classes.count(c) for c in CLASSES}
+        assert sum(layer["classes"].values()) == len(ITEMS)
+        by = layer["by_length"]
+        assert by["context_size"] == 8
+        lengths = out["prompt_lengths"]
+        assert by["inside"]["n"] == sum(n <= 8 for n in lengths)
+        assert by["beyond"]["n"] == sum(n > 8 for n in lengths)
+        assert by["inside"]["n"] > 0 and by["beyond"]["n"] > 0
+        # the class is the (clean, spliced) pair of first-token hits
+        assert layer["acc_first_token"]["mean"] == pytest.approx(
+            sum(c in ("both_right", "spliced_only") for c in classes) / len(classes))
+    assert out["baseline"]["acc_first_token"]["mean"] == pytest.approx(
+        sum(c in ("both_right", "clean_only") for c in out["prompts"]["0"]["class"]) / len(ITEMS))
+
+
+def test_identity_sae_changes_nothing(world: dict[str, Any]) -> None:
+    model = world["model"]
+    saes = {L: loaded(identity_sae(model, L), L) for L in (0, 1)}
+    items = [ClozeItem(it.prompt, it.answer, OPTIONS[:4]) for it in ITEMS[:3]]
+    items.append(ClozeItem("She opened the door", "xylophonic", ("xylophonic", *OPTIONS[:3])))
+    out = run(world, items, saes=saes, task="cbt", batch_size=3).cloze
+    for L in ("0", "1"):
+        p = out["prompts"][L]
+        assert all(abs(v) < 1e-5 for v in p["delta_logp"])
+        assert all(v is None or abs(v) < 1e-5 for v in p["delta_ce"])
+        assert all(v < 1e-10 for v in p["mse"])
+        for m in ("acc_first_token", "acc_word", "acc_choice"):
+            assert out["per_layer"][L][m]["mean"] == out["baseline"][m]["mean"]
+        assert out["per_layer"][L]["classes"]["clean_only"] == 0
+        assert out["per_layer"][L]["classes"]["spliced_only"] == 0
+
+
+def test_acc_choice_end_to_end(world: dict[str, Any]) -> None:
+    """acc_choice agrees with picking, by hand, the option with the highest summed log-prob: items 0 and
+    1 get that option as their answer, item 2 another one, so acc_choice must be exactly 2/3."""
+    model, tok = world["model"], world["tok"]
+    options = ("tree", "mat", "xylophonic", "dog")  # one multi-token option
+    best = []
+    for it in ITEMS[:3]:
+        p = [tok.bos_token_id] + tok(it.prompt, add_special_tokens=False)["input_ids"]
+        scores = []
+        for o in options:
+            a = tok(" " + o, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([p + a]))[0].float(), -1)
+            scores.append(sum(lp[len(p) - 1 + i, a[i]].item() for i in range(len(a))))
+        best.append(options[max(range(len(options)), key=scores.__getitem__)])
+    answers = [best[0], best[1], next(o for o in options if o != best[2])]
+    items = [ClozeItem(it.prompt, ans, options) for it, ans in zip(ITEMS[:3], answers, strict=True)]
+    out = run(world, items, task="cbt", batch_size=5).cloze
+    assert out["baseline"]["acc_choice"]["mean"] == pytest.approx(2 / 3)
+    assert set(out["per_layer"]["0"]["acc_choice"]) == {"mean", "ci"}
+
+
+def test_leaked_hook_before_run_is_caught(world: dict[str, Any]) -> None:
+    model = world["model"]
+    sae = world["saes"][1].sae
+    model.add_hook("blocks.1.hook_resid_pre", lambda act, hook: sae.decode(sae.encode(act)))
+    try:
+        with pytest.raises(RuntimeError, match="hooks leaked"):
+            run(world, ITEMS[:2])
+    finally:
+        model.reset_hooks()
+    run(world, ITEMS[:2])  # clean again
+
+
+def test_splice_that_leaks_is_caught(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A splice pass that leaves its hook attached (the seed notebook's bug) fails the run."""
+    model = world["model"]
+    real = cloze_mod.forward_from
+
+    def leaky(model: Any, hook_name: str, *args: Any, **kw: Any) -> Any:
+        out = real(model, hook_name, *args, **kw)
+        model.add_hook(hook_name, lambda act, hook: act * 0.5)
+        return out
+
+    monkeypatch.setattr(cloze_mod, "forward_from", leaky)
+    try:
+        with pytest.raises(RuntimeError, match="hooks leaked"):
+            run(world, ITEMS[:2])
+    finally:
+        model.reset_hooks()
+
+
+def test_splice_bos_option_changes_bos_only_when_asked(world: dict[str, Any]) -> None:
+    a = run(world, ITEMS[:3]).cloze
+    b = run(world, ITEMS[:3], splice_bos=True).cloze
+    assert a["splice_bos"] is False and b["splice_bos"] is True
+    assert a["prompts"]["0"]["delta_logp"] != b["prompts"]["0"]["delta_logp"]
