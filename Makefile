@@ -1,7 +1,7 @@
 # sae-checks: one command from a fresh clone.
 #   make demo   install into .venv, then run the gate on the embedded tiny zoo (offline)
 #   make test   install into .venv, then run the whole test suite (offline)
-# The venv is rebuilt only when constraints.txt or pyproject.toml change (the stamp holds their hash).
+# The install step re-runs only when constraints.txt or pyproject.toml change (the stamp holds their hash).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,11 +19,11 @@ export MPLBACKEND := Agg
 install: $(STAMP)
 
 $(STAMP): constraints.txt pyproject.toml
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: a CPU build lies on this machine's disk; an unpinned torch pulls CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,286 @@
+"""Load evaluation data: packed token sequences (web text) and cloze prompts (Lambada, CBT-CN).
+
+Sequences (:func:`load_sequences`): text is tokenized without special tokens, documents are joined by the
+EOS token (BOS when the tokenizer has none; both are ``<|endoftext|>`` for GPT-2), and the stream is cut
+into rows of ``ctx_len - 1`` tokens, each prefixed with BOS, so every row is ``[BOS, t_1 … t_{ctx_len-1}]``
+and position 0 is always BOS (DESIGN.md section 3). Sampling is reproducible: local documents are
+shuffled with ``random.Random(seed)``; a streamed HF dataset with ``ds.shuffle(seed, buffer_size)``.
+
+Cloze prompts (:func:`load_cloze`): the first ``n_prompts`` records in file order, as
+``ClozeItem(prompt, answer, options)`` with ``answer`` the word without its leading space (the answer
+tokens are ``tokenize(" " + answer)``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from sae_checks.errors import ConfigError, DataError, OfflineError
+from sae_checks.loading import hub_offline
+
+__all__ = ["ClozeItem", "load_cloze", "load_sequences", "iter_jsonl"]
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet")
+SHUFFLE_BUFFER = 10_000  # streamed-dataset shuffle buffer (documents)
+# Default configs of the HF datasets the cloze tasks know; any other id uses config_name as given.
+CLOZE_DEFAULT_CONFIGS = {"EleutherAI/lambada_openai": "default", "lambada": "plain_text", "cam-cst/cbt": "CN"}
+MASK = "XXXXX"  # CBT's blank in `question`
+
+
+class ClozeItem(NamedTuple):
+    """One cloze prompt. ``answer`` has no leading space; ``options`` are CBT's 10 candidates (else None)."""
+
+    prompt: str
+    answer: str
+    options: tuple[str, ...] | None = None
+
+
+# --- sequences -------------------------------------------------------------------------------------
+
+
+def load_sequences(
+    source: str, tokenizer: Any, *, n_seqs: int, ctx_len: int, seed: int = 0, split: str = "train",
+    config_name: str | None = None, text_field: str = "text", n_ctx: int | None = None,
+) -> Any:
+    """``n_seqs`` packed token rows ``(n_seqs, ctx_len)`` (LongTensor), BOS first (see module docstring).
+
+    ``source``: ``"zoo"`` (the zoo's held-out tokens: the first ``n_seqs`` rows cut to ``ctx_len``), a
+    local ``.jsonl`` (one record per line, text in ``text_field``), ``.txt`` (the whole file is one
+    document) or ``.parquet`` (column ``text_field``) file, or a HF dataset id (streamed, e.g.
+    ``Skylion007/openwebtext``). ``n_ctx`` is the model's context; ``ctx_len`` may not exceed it.
+    """
+    import torch
+
+    if ctx_len < 2:
+        raise ConfigError("ctx_len", ctx_len, "must be >= 2 (BOS plus one token)")
+    if n_seqs < 1:
+        raise ConfigError("n_seqs", n_seqs, "must be >= 1")
+    if n_ctx is not None and ctx_len > n_ctx:
+        raise ConfigError("ctx_len", ctx_len, f"exceeds the model's context n_ctx={n_ctx}", f"use ctx_len <= {n_ctx}")
+    if source == "zoo":
+        return _zoo_sequences(n_seqs, ctx_len, seed)
+
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no bos_token_id; "
+                        "cannot prefix sequences with BOS")
+    eos = getattr(tokenizer, "eos_token_id", None)
+    sep = eos if eos is not None else bos
+    if _is_local(source):
+        docs: Iterable[str] = _local_documents(Path(source).expanduser(), text_field, seed)
+        what = str(source)
+    else:
+        docs = _hub_documents(source, config_name, split, text_field, seed)
+        what = f"dataset {source!r} (config {config_name!r}, split {split!r})"
+
+    rows: list[list[int]] = []
+    buf: list[int] = []
+    n_tokens, body = 0, ctx_len - 1
+    for doc in docs:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        buf.extend(ids)
+        buf.append(sep)
+        n_tokens += len(ids) + 1
+        while len(buf) >= body and len(rows) < n_seqs:
+            rows.append([bos] + buf[:body])
+            del buf[:body]
+        if len(rows) >= n_seqs:
+            break
+    if len(rows) < n_seqs:
+        raise DataError(
+            f"{what}: too little text for n_seqs={n_seqs} sequences of ctx_len={ctx_len}: {n_tokens} tokens make "
+            f"only {len(rows)}; lower n_seqs or ctx_len, or use more text"
+        )
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _zoo_sequences(n_seqs: int, ctx_len: int, seed: int) -> Any:
+    """``n_seqs`` of the zoo's held-out sequences, drawn without replacement with ``seed``."""
+    import torch
+
+    from sae_checks.zoo import zoo_eval_tokens
+
+    try:
+        tokens = zoo_eval_tokens()  # (N, n_ctx)
+    except FileNotFoundError as err:  # zoo files not built
+        raise DataError(f"data 'zoo': {err}") from err
+    n, t = tokens.shape
+    if ctx_len > t:
+        raise ConfigError("ctx_len", ctx_len, f"the zoo's eval sequences have {t} tokens", f"use ctx_len <= {t}")
+    if n_seqs > n:
+        raise DataError(f"zoo eval tokens: only {n} sequences available, n_seqs={n_seqs} requested")
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_seqs].sort().values
+    return tokens[rows, :ctx_len].clone().long()
+
+
+def _is_local(source: str) -> bool:
+    """A local file (existing, or named like one: a known suffix or an explicit path) vs a HF dataset id."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_dir():
+            raise DataError(f"{source}: is a folder; pass a .jsonl, .txt or .parquet file")
+        return True
+    if path.suffix in LOCAL_SUFFIXES or source.startswith((".", "/", "~")):
+        raise DataError(f"{source}: data file not found")
+    return False
+
+
+def _local_documents(path: Path, field: str, seed: int) -> list[str]:
+    """Every document of a local file, shuffled with ``random.Random(seed)``."""
+    if path.suffix == ".txt":
+        return [path.read_text(encoding="utf-8")]
+    if path.suffix in (".jsonl", ".json"):
+        docs = [_text_field(rec, field, f"{path}:{line}") for line, rec in iter_jsonl(path)]
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:
+            raise DataError(f"{path}: not a readable parquet file: {err}") from err
+        if field not in table.column_names:
+            raise DataError(f"{path}: no field {field!r}; fields present: {table.column_names}")
+        docs = [_text_field({field: v}, field, f"{path} row {i}") for i, v in enumerate(table.column(field).to_pylist())]
+    else:
+        raise DataError(f"{path}: unknown data file type {path.suffix!r}; use .jsonl, .txt or .parquet")
+    random.Random(seed).shuffle(docs)
+    return docs
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_number, record)`` for each non-blank line; ``DataError`` naming ``file:line`` when a line
+    is not a JSON object."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{line_no}: malformed JSON line ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            yield line_no, record
+
+
+def _text_field(record: dict[str, Any], field: str, where: str) -> str:
+    if field not in record:
+        raise DataError(f"{where}: no field {field!r}; fields present: {sorted(record)}")
+    value = record[field]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {field!r} is {type(value).__name__}, expected a string")
+    return value
+
+
+def _hub_documents(dataset_id: str, config_name: str | None, split: str, field: str, seed: int) -> Iterator[str]:
+    ds = _open_hub_dataset(dataset_id, config_name, split)
+    ds = ds.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER) if _is_streaming(ds) else ds.shuffle(seed=seed)
+    for i, record in enumerate(ds):
+        yield _text_field(record, field, f"dataset {dataset_id!r} ({split}) record {i}")
+
+
+def _open_hub_dataset(dataset_id: str, config_name: str | None, split: str) -> Any:
+    """Stream the dataset; offline, a missing dataset is an ``OfflineError`` at once (datasets fails fast
+    with HF_DATASETS_OFFLINE / HF_HUB_OFFLINE set)."""
+    import datasets
+
+    resource = f"dataset {dataset_id!r} (config {config_name!r}, split {split!r})"
+    fix = ("pass a local .jsonl/.txt/.parquet file instead, or fill the Hugging Face cache with "
+           f"datasets.load_dataset({dataset_id!r}, {config_name!r}, split={split!r}) on a machine with network "
+           "access and copy it here (HF_HOME)")
+    offline = hub_offline()
+    try:
+        return datasets.load_dataset(dataset_id, config_name, split=split, streaming=not offline)
+    except (ConnectionError, OSError) as err:
+        if offline:
+            raise OfflineError(resource, f"{fix}; {type(err).__name__}: {' '.join(str(err).split())[:200]}") from err
+        raise DataError(f"{resource}: cannot load: {err}") from err
+    except ValueError as err:  # unknown split / config
+        raise DataError(f"{resource}: {' '.join(str(err).split())[:300]}") from err
+
+
+def _is_streaming(ds: Any) -> bool:
+    import datasets
+
+    return isinstance(ds, datasets.IterableDataset)
+
+
+# --- cloze -----------------------------------------------------------------------------------------
+
+
+def load_cloze(
+    task: Literal["lambada", "cbt"], source: str, *, n_prompts: int, split: str = "test",
+    config_name: str | None = None,
+) -> list[ClozeItem]:
+    """The first ``n_prompts`` cloze items of ``source`` in file order (fewer when it has fewer).
+
+    - ``lambada``: records with ``text``; the answer is the last whitespace-separated word, kept as is
+      (lambada_openai texts end with the word, no punctuation follows), and the prompt is the text
+      before ``" " + answer`` (no trailing space).
+    - ``cbt`` (CBT-CN): records with ``sentences`` (20 strings), ``question`` (with the blank ``XXXXX``),
+      ``answer`` and ``options`` (10 strings); prompt = ``" ".join(sentences) + " " + question up to
+      XXXXX`` (stripped), answer = ``answer``, options = ``options``.
+
+    ``source``: ``"zoo"`` (lambada only: :func:`sae_checks.zoo.zoo_cloze_path`), a local JSONL with those
+    fields, or a HF dataset id (``EleutherAI/lambada_openai``, ``lambada``, ``cam-cst/cbt``; default
+    configs ``default`` / ``plain_text`` / ``CN``).
+    """
+    if task not in ("lambada", "cbt"):
+        raise ConfigError("tasks", task, "unknown cloze task; choose from lambada, cbt")
+    if n_prompts < 1:
+        raise ConfigError("n_prompts", n_prompts, "must be >= 1")
+    parse = _lambada_item if task == "lambada" else _cbt_item
+    if source == "zoo":
+        if task != "lambada":
+            raise DataError(f"cloze task {task!r}: the zoo only ships lambada-style prompts; pass a local "
+                            "JSONL or cam-cst/cbt")
+        from sae_checks.zoo import zoo_cloze_path
+
+        try:
+            source = str(zoo_cloze_path())
+        except FileNotFoundError as err:  # zoo files not built
+            raise DataError(f"cloze source 'zoo': {err}") from err
+    items: list[ClozeItem] = []
+    if _is_local(source):
+        for line, record in iter_jsonl(Path(source).expanduser()):
+            items.append(parse(record, f"{source}:{line}"))
+            if len(items) >= n_prompts:
+                break
+        return items
+    config = config_name if config_name is not None else CLOZE_DEFAULT_CONFIGS.get(source)
+    ds = _open_hub_dataset(source, config, split)
+    for i, record in enumerate(ds):
+        items.append(parse(record, f"dataset {source!r} ({split}) record {i}"))
+        if len(items) >= n_prompts:
+            break
+    return items
+
+
+def _lambada_item(record: dict[str, Any], where: str) -> ClozeItem:
+    text = _text_field(record, "text", where).rstrip()
+    words = text.split()
+    if len(words) < 2:
+        raise DataError(f"{where}: field 'text' needs at least two words (a prompt and the answer), got {text!r}")
+    answer = words[-1]
+    return ClozeItem(prompt=text[: len(text) - len(answer)].rstrip(), answer=answer)
+
+
+def _cbt_item(record: dict[str, Any], where: str) -> ClozeItem:
+    for field in ("sentences", "question", "answer", "options"):
+        if field not in record:
+            raise DataError(f"{where}: no field {field!r} (cbt needs sentences, question, answer, options); "
+                            f"fields present: {sorted(record)}")
+    sentences, options = record["sentences"], record["options"]
+    for field, value in (("sentences", sentences), ("options", options)):
+        if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+            raise DataError(f"{where}: field {field!r} must be a non-empty list of strings, got {value!r:.80}")
+    question, answer = _text_field(record, "question", where), _text_field(record, "answer", where)
+    if MASK not in question:
+        raise DataError(f"{where}: field 'question' has no blank {MASK!r}: {question!r:.80}")
+    head = question[: question.index(MASK)].strip()
+    prompt = " ".join(s.strip() for s in [*sentences, head] if s.strip())
+    return ClozeItem(prompt=prompt, answer=answer.strip(), options=tuple(options))

@@ -1,0 +1,112 @@
+"""Load the language model: the embedded zoo model or a TransformerLens pretrained model (``gpt2-small``).
+
+Offline (``HF_HUB_OFFLINE=1``), the Hugging Face cache is checked first, so a model that is not there
+fails at once with an ``OfflineError`` that says how to provide it, instead of hanging in retries.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Any
+
+from sae_checks.errors import ConfigError, LoadError, OfflineError
+from sae_checks.loading import cached_file, hub_offline
+
+__all__ = ["load_model", "official_model_name", "same_model"]
+
+DTYPES = ("float32", "bfloat16")
+# Files of a HF model repo, one of which must be cached for the weights to load offline.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def load_model(name: str, device: str = "cpu", dtype: str = "float32") -> Any:
+    """The model ``name`` on ``device``, in eval mode.
+
+    ``name`` is ``"zoo"`` (the embedded tiny model, :func:`sae_checks.zoo.load_zoo_model`) or a
+    TransformerLens pretrained name or alias (``gpt2-small``, ``gpt2``, ``pythia-70m`` ...), loaded with
+    ``HookedTransformer.from_pretrained(name, device=device)`` and its default weight processing
+    (fold_ln, center_writing_weights, center_unembed), which is what sae_lens' GPT-2 SAEs were trained on.
+
+    Weights stay float32 whatever ``dtype`` says: ``bfloat16`` means autocast in the engine (CUDA only),
+    so only the value is validated here.
+    """
+    if dtype not in DTYPES:
+        raise ConfigError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
+    if name == "zoo":
+        from sae_checks.zoo import load_zoo_model
+
+        try:
+            model = load_zoo_model(device)
+        except FileNotFoundError as err:  # zoo files not built
+            raise LoadError(f"model 'zoo': {err}") from err
+    else:
+        model = _load_pretrained(name, device)
+    model.eval()
+    return model
+
+
+def official_model_name(name: str) -> str:
+    """TransformerLens' official (HF repo) name for ``name`` (``gpt2-small`` -> ``gpt2``); ``LoadError``
+    naming the model, close matches and where to find the valid names when it is unknown."""
+    from transformer_lens import loading_from_pretrained as tl_loading
+
+    try:
+        return str(tl_loading.get_official_model_name(name))
+    except ValueError:
+        aliases = sorted(tl_loading.make_model_alias_map())
+        close = difflib.get_close_matches(name.lower(), aliases, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise LoadError(
+            f"model {name!r} is not a TransformerLens pretrained model name: {hint}valid names and aliases are "
+            "listed in transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES / MODEL_ALIASES "
+            "(or the TransformerLens model table); use 'zoo' for the embedded tiny model"
+        ) from None
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Whether two model names denote the same TransformerLens model (``gpt2-small`` == ``gpt2`` ==
+    ``openai-community/gpt2``); unknown names compare case-insensitively."""
+    if a is None or b is None:
+        return True
+
+    def canonical(name: str) -> str:
+        from transformer_lens import loading_from_pretrained as tl_loading
+
+        for candidate in (name, name.split("/")[-1]):
+            official = tl_loading.make_model_alias_map().get(candidate.lower())
+            if official is not None:
+                return str(official).split("/")[-1].lower()
+        return name.split("/")[-1].lower()
+
+    return a == b or canonical(a) == canonical(b)
+
+
+def _load_pretrained(name: str, device: str) -> Any:
+    official = official_model_name(name)
+    offline = hub_offline()
+    fix = (f"fill the Hugging Face cache with {official!r} on a machine with network access "
+           "(e.g. `HookedTransformer.from_pretrained(...)` there) and copy it here (HF_HOME / HF_HUB_CACHE), "
+           "or use --sae-model zoo")
+    if offline and not _is_cached(official):
+        raise OfflineError(f"model {name!r} (Hugging Face repo {official!r})", fix)
+
+    from transformer_lens import HookedTransformer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*HookedTransformer.*deprecated", category=DeprecationWarning)
+            return HookedTransformer.from_pretrained(name, device=device)
+    except OSError as err:  # transformers / huggingface_hub: missing files, offline mode, connection errors
+        detail = " ".join(str(err).split())[:300]
+        if offline:
+            raise OfflineError(f"model {name!r} (Hugging Face repo {official!r})", f"{fix}; {detail}") from err
+        raise LoadError(f"model {name!r} (Hugging Face repo {official!r}) could not be loaded: {detail}") from err
+
+
+def _is_cached(repo_id: str) -> bool:
+    """The config and a weights file of ``repo_id`` are in the local Hugging Face cache."""
+    return cached_file(repo_id, "config.json") is not None and any(
+        cached_file(repo_id, f) is not None for f in _WEIGHT_FILES
+    )

@@ -1,0 +1,236 @@
+"""load_sequences and load_cloze: packing, reproducible sampling, every source kind, and one test per
+error (each checks that the message names the culprit: file, line, field, numbers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+
+import pytest
+import torch
+
+from sae_checks.errors import ConfigError, DataError, OfflineError
+from sae_checks.loading.data import ClozeItem, load_cloze, load_sequences
+from tests.tiny import tiny_tokenizer
+
+DOCS = [f"Document number {i} says that the cat sat on the mat {i} times." for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(DOCS)))
+    return path
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+# --- sequences -------------------------------------------------------------------------------------
+
+
+def test_jsonl_rows_are_bos_plus_packed_documents(tok, jsonl):
+    rows = load_sequences(str(jsonl), tok, n_seqs=6, ctx_len=12, seed=3)
+    assert rows.dtype == torch.long and rows.shape == (6, 12)
+    assert (rows[:, 0] == tok.bos_token_id).all()
+    # the bodies, concatenated, are the shuffled documents joined by EOS
+    body = rows[:, 1:].reshape(-1).tolist()
+    stream = []
+    for doc in _shuffled(DOCS, 3):
+        stream += tok(doc, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert body == stream[: len(body)]
+
+
+def _shuffled(docs, seed):
+    import random
+
+    docs = list(docs)
+    random.Random(seed).shuffle(docs)
+    return docs
+
+
+def test_sampling_is_reproducible_with_the_seed(tok, jsonl):
+    a = load_sequences(str(jsonl), tok, n_seqs=4, ctx_len=10, seed=0)
+    b = load_sequences(str(jsonl), tok, n_seqs=4, ctx_len=10, seed=0)
+    c = load_sequences(str(jsonl), tok, n_seqs=4, ctx_len=10, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_custom_text_field(tok, tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [{"content": d} for d in DOCS])
+    assert load_sequences(str(path), tok, n_seqs=2, ctx_len=8, text_field="content").shape == (2, 8)
+
+
+def test_txt_is_one_document(tok, tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text(" ".join(DOCS))
+    rows = load_sequences(str(path), tok, n_seqs=3, ctx_len=9)
+    expected = tok(" ".join(DOCS), add_special_tokens=False)["input_ids"][:24]
+    assert rows[:, 1:].reshape(-1).tolist() == expected and (rows[:, 0] == tok.bos_token_id).all()
+
+
+def test_parquet(tok, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": DOCS, "n": list(range(len(DOCS)))}), path)
+    rows = load_sequences(str(path), tok, n_seqs=5, ctx_len=16, seed=2)
+    jl = write_jsonl(tmp_path / "same.jsonl", [{"text": d} for d in DOCS])
+    assert torch.equal(rows, load_sequences(str(jl), tok, n_seqs=5, ctx_len=16, seed=2))
+    with pytest.raises(DataError, match=r"docs\.parquet: no field 'body'; fields present: \['text', 'n'\]"):
+        load_sequences(str(path), tok, n_seqs=1, ctx_len=8, text_field="body")
+
+
+def test_ctx_len_beyond_model_context_names_both(tok, jsonl):
+    with pytest.raises(ConfigError, match=r"ctx_len=64: exceeds the model's context n_ctx=32"):
+        load_sequences(str(jsonl), tok, n_seqs=1, ctx_len=64, n_ctx=32)
+
+
+def test_too_little_text_says_how_many_were_possible(tok, tmp_path):
+    path = write_jsonl(tmp_path / "short.jsonl", [{"text": "The cat sat on the mat."}])  # 7 tokens + EOS
+    with pytest.raises(DataError, match=r"short\.jsonl: too little text for n_seqs=3 .*ctx_len=5: 8 tokens make only 2"):
+        load_sequences(str(path), tok, n_seqs=3, ctx_len=5)
+
+
+def test_missing_field_names_field_file_line_and_fields_present(tok, tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [{"text": "a b c"}, {"body": "x", "id": 2}])
+    with pytest.raises(DataError, match=r"mixed\.jsonl:2: no field 'text'; fields present: \['body', 'id'\]"):
+        load_sequences(str(path), tok, n_seqs=1, ctx_len=4)
+
+
+def test_malformed_jsonl_names_file_and_line(tok, tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "fine"}\n\n{"text": oops}\n')
+    with pytest.raises(DataError, match=r"broken\.jsonl:3: malformed JSON line"):
+        load_sequences(str(path), tok, n_seqs=1, ctx_len=4)
+
+
+def test_missing_file(tok, tmp_path):
+    with pytest.raises(DataError, match=r"nope\.jsonl: data file not found"):
+        load_sequences(str(tmp_path / "nope.jsonl"), tok, n_seqs=1, ctx_len=4)
+
+
+def test_hf_dataset_not_cached_offline_fails_fast(tok, tmp_path, monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time; make sure
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    start = time.perf_counter()
+    with pytest.raises(OfflineError, match=r"dataset 'Skylion007/openwebtext' \(config None, split 'train'\)"):
+        load_sequences("Skylion007/openwebtext", tok, n_seqs=1, ctx_len=8)
+    assert time.perf_counter() - start < 5
+
+
+def test_zoo_tokens_sampled_by_seed_and_cut(tok, monkeypatch):
+    tokens = torch.arange(5 * 20).reshape(5, 20)
+    fake = types.ModuleType("sae_checks.zoo")
+    fake.zoo_eval_tokens = lambda: tokens  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
+    a = load_sequences("zoo", tok, n_seqs=3, ctx_len=8, seed=0)
+    assert a.shape == (3, 8) and torch.equal(a, load_sequences("zoo", tok, n_seqs=3, ctx_len=8, seed=0))
+    rows = {int(r[0]) // 20 for r in a}
+    assert len(rows) == 3 and all(torch.equal(r, tokens[int(r[0]) // 20, :8]) for r in a)
+    others = {tuple(load_sequences("zoo", tok, n_seqs=3, ctx_len=8, seed=s)[:, 0].tolist()) for s in range(1, 6)}
+    assert len(others) > 1  # another seed, another sample
+    assert torch.equal(load_sequences("zoo", tok, n_seqs=5, ctx_len=20, seed=3), tokens)  # all rows, in order
+    with pytest.raises(DataError, match=r"only 5 sequences available, n_seqs=6"):
+        load_sequences("zoo", tok, n_seqs=6, ctx_len=8)
+    with pytest.raises(ConfigError, match=r"ctx_len=21: the zoo's eval sequences have 20 tokens"):
+        load_sequences("zoo", tok, n_seqs=1, ctx_len=21)
+
+
+# --- cloze -----------------------------------------------------------------------------------------
+
+
+def test_lambada_prompt_and_answer(tmp_path):
+    path = write_jsonl(tmp_path / "lambada.jsonl", [
+        {"text": "she handed him the cup and he drank the tea"},
+        {"text": "  trailing space is stripped\n"},
+        {"text": "a third record"},
+    ])
+    items = load_cloze("lambada", str(path), n_prompts=2)
+    assert items == [ClozeItem("she handed him the cup and he drank the", "tea"),
+                     ClozeItem("  trailing space is", "stripped")]
+    assert items[0].options is None
+
+
+def test_lambada_missing_text_and_one_word(tmp_path):
+    path = write_jsonl(tmp_path / "l.jsonl", [{"text": "a b"}, {"sentence": "x"}])
+    with pytest.raises(DataError, match=r"l\.jsonl:2: no field 'text'; fields present: \['sentence'\]"):
+        load_cloze("lambada", str(path), n_prompts=5)
+    path = write_jsonl(tmp_path / "one.jsonl", [{"text": "alone"}])
+    with pytest.raises(DataError, match=r"one\.jsonl:1: field 'text' needs at least two words"):
+        load_cloze("lambada", str(path), n_prompts=5)
+
+
+def cbt_record(**changes):
+    record = {"sentences": [f"Sentence {i} ." for i in range(20)], "question": "The XXXXX ran home .",
+              "answer": "dog", "options": [f"w{i}" for i in range(9)] + ["dog"]}
+    record.update(changes)
+    return record
+
+
+def test_cbt_prompt_answer_options(tmp_path):
+    path = write_jsonl(tmp_path / "cbt.jsonl", [cbt_record(), cbt_record(question="XXXXX was there .")])
+    first, second = load_cloze("cbt", str(path), n_prompts=10)
+    assert first.prompt == " ".join(f"Sentence {i} ." for i in range(20)) + " The"
+    assert first.answer == "dog" and first.options is not None and len(first.options) == 10
+    assert second.prompt.endswith("Sentence 19 .")
+
+
+@pytest.mark.parametrize("field", ["sentences", "question", "answer", "options"])
+def test_cbt_missing_field_names_field_and_line(tmp_path, field):
+    bad = cbt_record()
+    del bad[field]
+    path = write_jsonl(tmp_path / "cbt.jsonl", [cbt_record(), bad])
+    with pytest.raises(DataError, match=rf"cbt\.jsonl:2: no field '{field}'"):
+        load_cloze("cbt", str(path), n_prompts=10)
+
+
+def test_cbt_malformed_fields(tmp_path):
+    path = write_jsonl(tmp_path / "cbt.jsonl", [cbt_record(question="no blank here")])
+    with pytest.raises(DataError, match=r"cbt\.jsonl:1: field 'question' has no blank 'XXXXX'"):
+        load_cloze("cbt", str(path), n_prompts=1)
+    path = write_jsonl(tmp_path / "cbt2.jsonl", [cbt_record(options="dog")])
+    with pytest.raises(DataError, match=r"cbt2\.jsonl:1: field 'options' must be a non-empty list of strings"):
+        load_cloze("cbt", str(path), n_prompts=1)
+
+
+def test_cloze_zoo_source(tmp_path, monkeypatch):
+    path = write_jsonl(tmp_path / "zoo_cloze.jsonl", [{"text": "the end of the story"}])
+    fake = types.ModuleType("sae_checks.zoo")
+    fake.zoo_cloze_path = lambda: path  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
+    assert load_cloze("lambada", "zoo", n_prompts=3) == [ClozeItem("the end of the", "story")]
+    with pytest.raises(DataError, match=r"cloze task 'cbt': the zoo only ships lambada"):
+        load_cloze("cbt", "zoo", n_prompts=3)
+
+
+def test_cloze_hf_dataset_offline(tmp_path, monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(OfflineError, match=r"dataset 'cam-cst/cbt' \(config 'CN', split 'test'\)"):
+        load_cloze("cbt", "cam-cst/cbt", n_prompts=5)
+
+
+def test_unknown_task():
+    with pytest.raises(ConfigError, match=r"tasks='hellaswag'"):
+        load_cloze("hellaswag", "zoo", n_prompts=1)  # type: ignore[arg-type]

@@ -1,0 +1,199 @@
+"""load_saes: every architecture from a local folder, folders of folders, the zoo, releases offline,
+and one test per validation error (each checks that the message names the culprit)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import types
+import warnings
+
+import pytest
+import torch
+
+from sae_checks.errors import CompatibilityError, LoadError, OfflineError
+from sae_checks.loading.saes import LoadedSAE, load_saes
+from tests.tiny import ARCHS, tiny_model, tiny_sae, tiny_sae_folder, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_model(tiny_tokenizer(tmp_path_factory.mktemp("tok")))  # 2 layers, d_model 16
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_loads_from_a_local_folder(model, tmp_path, arch):
+    path = tmp_path / "blocks.1.hook_resid_pre"
+    original = tiny_sae(model, 1, arch=arch, path=path, context_size=12)
+    saes = load_saes(str(path), model)
+    assert list(saes) == [1]
+    got = saes[1]
+    assert isinstance(got, LoadedSAE)
+    assert (got.layer, got.hook_name, got.architecture) == (1, "blocks.1.hook_resid_pre", arch)
+    assert (got.d_in, got.d_sae, got.context_size, got.model_name) == (16, 32, 12, "tiny")
+    assert got.release is None and got.sae_id is None and got.path == str(path)
+    assert got.sha256 == hashlib.sha256((path / "sae_weights.safetensors").read_bytes()).hexdigest()
+    assert not got.sae.training
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(got.sae.decode(got.sae.encode(x)), original.decode(original.encode(x)))
+
+
+def test_folder_of_folders_keys_by_layer_from_hook_name(model, tmp_path):
+    root = tiny_sae_folder(model, tmp_path / "saes", layers=[1, 0])
+    (root / "blocks.1.hook_resid_pre").rename(root / "zz_not_the_layer_name")  # layer comes from metadata
+    saes = load_saes(str(root), model)
+    assert list(saes) == [0, 1]
+    assert saes[1].path.endswith("zz_not_the_layer_name")
+    assert list(load_saes(str(root), model, layers=[1])) == [1]
+
+
+def test_requested_layer_without_sae(model, tmp_path):
+    root = tiny_sae_folder(model, tmp_path / "saes", layers=[0])
+    with pytest.raises(CompatibilityError, match=r"no SAE for requested layer\(s\) \[1\].*layers with an SAE: \[0\]"):
+        load_saes(str(root), model, layers=[0, 1])
+
+
+def test_same_layer_twice_prefers_the_sae_id_template(model, tmp_path):
+    tiny_sae(model, 0, path=tmp_path / "a")
+    tiny_sae(model, 0, path=tmp_path / "b", hook_name="blocks.0.hook_resid_post")
+    saes = load_saes(str(tmp_path), model)
+    assert saes[0].hook_name == "blocks.0.hook_resid_pre"
+    post = load_saes(str(tmp_path), model, sae_id="blocks.{layer}.hook_resid_post")
+    assert post[0].hook_name == "blocks.0.hook_resid_post"
+    tiny_sae(model, 0, path=tmp_path / "c")
+    with pytest.raises(LoadError, match=r"two SAEs for layer 0 .*[/\\]a: .*[/\\]c: "):
+        load_saes(str(tmp_path), model)
+
+
+def test_d_in_mismatch_names_sae_and_both_widths(model, tmp_path):
+    path = tmp_path / "wide"
+    tiny_sae(model, 0, path=path, d_in=24)
+    with pytest.raises(CompatibilityError, match=rf"SAE {path}: d_in=24 but model 'tiny' has d_model=16"):
+        load_saes(str(path), model)
+
+
+def test_hook_not_in_model(model, tmp_path):
+    path = tmp_path / "deep"
+    tiny_sae(model, 0, path=path, hook_name="blocks.7.hook_resid_pre")
+    with pytest.raises(CompatibilityError, match=r"deep: hook_name 'blocks.7.hook_resid_pre' is not a hook of model"):
+        load_saes(str(path), model)
+
+
+def test_hook_without_layer(model, tmp_path):
+    path = tmp_path / "embed"
+    tiny_sae(model, 0, path=path, hook_name="hook_embed")
+    with pytest.raises(LoadError, match=r"embed: cannot tell its layer from hook_name 'hook_embed'"):
+        load_saes(str(path), model)
+
+
+def test_model_name_mismatch_warns_naming_both(model, tmp_path):
+    path = tmp_path / "other"
+    tiny_sae(model, 0, path=path, model_name="pythia-70m")
+    with pytest.warns(UserWarning, match=r"trained on model 'pythia-70m' but is being checked on 'tiny'"):
+        load_saes(str(path), model)
+    tiny_sae(model, 0, path=tmp_path / "same", model_name="tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        load_saes(str(tmp_path / "same"), model)
+
+
+def test_corrupt_weights_name_the_file(model, tmp_path):
+    path = tmp_path / "bad"
+    tiny_sae(model, 0, path=path)
+    (path / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(LoadError, match=r"cannot load .*bad[/\\]sae_weights\.safetensors"):
+        load_saes(str(path), model)
+
+
+def test_missing_weights_name_the_file(model, tmp_path):
+    path = tmp_path / "half"
+    tiny_sae(model, 0, path=path)
+    (path / "sae_weights.safetensors").unlink()
+    with pytest.raises(LoadError, match=r"missing file .*half[/\\]sae_weights\.safetensors"):
+        load_saes(str(path), model)
+
+
+def test_corrupt_cfg_names_the_file(model, tmp_path):
+    path = tmp_path / "cfgbad"
+    tiny_sae(model, 0, path=path)
+    (path / "cfg.json").write_text("{not json")
+    with pytest.raises(LoadError, match=r"cannot read .*cfgbad[/\\]cfg\.json"):
+        load_saes(str(path), model)
+
+
+def test_folder_without_saes(model, tmp_path):
+    with pytest.raises(LoadError, match=rf"SAE folder {tmp_path}: no cfg.json"):
+        load_saes(str(tmp_path), model)
+
+
+def test_unknown_spec_suggests_a_release(model):
+    with pytest.raises(LoadError, match=r"'gpt2-small-res-jbb'.*did you mean gpt2-small-res-jb"):
+        load_saes("gpt2-small-res-jbb", model)
+
+
+def test_zoo_spec_records_release_and_id(model, tmp_path, monkeypatch):
+    root = tiny_sae_folder(model, tmp_path / "v1")
+    fake = types.ModuleType("sae_checks.zoo")
+    fake.zoo_sae_dir = lambda version: {"v1": root}[version]  # type: ignore[attr-defined]  # KeyError: unknown
+    monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
+    saes = load_saes("zoo:v1", model, layers=[1])
+    assert list(saes) == [1] and saes[1].release == "zoo:v1" and saes[1].sae_id == "blocks.1.hook_resid_pre"
+    with pytest.raises(LoadError, match=r"'zoo:v9': unknown zoo version 'v9'"):
+        load_saes("zoo:v9", model)
+
+
+# --- releases, offline (the cached happy path is in test_loading_models.py::test_hub_path_offline...) ---
+
+
+@pytest.fixture
+def empty_offline_hub(tmp_path, monkeypatch):
+    hub = tmp_path / "hf" / "hub"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub
+
+
+def test_release_not_cached_offline_fails_at_once(model, empty_offline_hub):
+    import sae_lens  # noqa: F401  (time the check, not the import)
+
+    start = time.perf_counter()
+    with pytest.raises(OfflineError) as info:
+        load_saes("gpt2-small-res-jb", model)  # layers=None: ids blocks.0/1 exist in the release
+    assert time.perf_counter() - start < 5
+    msg = str(info.value)
+    assert "'gpt2-small-res-jb'" in msg and "'blocks.0.hook_resid_pre'" in msg
+    assert "local SAE folder" in msg and "HF_HOME" in msg
+
+
+def test_release_without_the_requested_id(model, empty_offline_hub):
+    with pytest.raises(CompatibilityError, match=r"'gpt2-small-res-jb' has no SAE 'blocks.20.hook_resid_pre' "
+                                                 r"for requested layer 20"):
+        load_saes("gpt2-small-res-jb", model, layers=[20])
+    with pytest.raises(CompatibilityError, match=r"no id matches 'blocks.\{layer\}.hook_mlp_out'"):
+        load_saes("gpt2-small-res-jb", model, sae_id="blocks.{layer}.hook_mlp_out")
+
+
+def test_loaded_sae_is_json_ready_without_the_module(model, tmp_path):
+    tiny_sae(model, 0, path=tmp_path / "s")
+    record = load_saes(str(tmp_path / "s"), model)[0]._replace(sae=None)._asdict()
+    json.dumps(record)
+
+
+def test_the_real_zoo_loads_without_warnings():
+    """Integration with sae_checks.zoo (skipped until its files are built)."""
+    from sae_checks.zoo import ZOO_DIR
+
+    if not (ZOO_DIR / "model").exists() or not (ZOO_DIR / "saes" / "v1").exists():
+        pytest.skip(f"zoo not built ({ZOO_DIR}); run python -m sae_checks.zoo.build")
+    from sae_checks.loading.models import load_model
+
+    zoo_model = load_model("zoo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        saes = load_saes("zoo:v1", zoo_model)
+    assert list(saes) == list(range(zoo_model.cfg.n_layers))
+    assert all(s.release == "zoo:v1" and s.sha256 and s.d_in == zoo_model.cfg.d_model for s in saes.values())
