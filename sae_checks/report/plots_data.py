@@ -1,0 +1,470 @@
+"""Read-only accessors over a report dict (DESIGN.md section 6, docs/architecture.md `results`).
+
+Every figure and the HTML page read the report through these functions only, so that when a producer
+(engine, cloze, features) renames an inner key, there is one place to align. Each accessor is
+defensive: a missing or malformed section yields ``None`` / an empty container, never an exception;
+the caller turns that into a "skipped" note. No torch, no model: plain dicts, lists and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# The post's log-spaced view of positions (DESIGN.md section 3): 1, 2, 4, ..., 512, plus T-2.
+POST_POSITIONS = tuple(2**k for k in range(10))
+
+# Per-position metrics drawn against position and against layer, with axis labels carrying units.
+# mse is a sum over d (DESIGN.md section 3), so its unit is the squared activation unit.
+METRIC_LABELS: dict[str, str] = {
+    "mse": "MSE  Σ_d (x − x̂)²  [activation units²]",
+    "fvu": "FVU  [fraction of variance]",
+    "explained_variance": "explained variance  [fraction]",
+    "l0": "L0  [active features / token]",
+    "feat_l1": "feature L1  Σ_k |f_k|  [activation units]",
+    "resid_norm": "residual norm ‖x‖₂  [activation units]",
+    "cos": "cos(x, x̂)  [unitless]",
+    "ce_clean": "CE clean  [nats / token]",
+    "ce_spliced": "CE spliced  [nats / token]",
+    "delta_ce": "ΔCE = CE spliced − CE clean  [nats / token]",
+    "kl": "KL(p_clean ‖ p_spliced)  [nats / token]",
+    "ce_loss_score": "CE loss score  [fraction recovered]",
+}
+
+
+def metric_label(metric: str) -> str:
+    """Axis label with units for ``metric`` (the bare name where no unit is known)."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+class Estimate(NamedTuple):
+    """A value with an optional confidence interval; ``nan`` where a bound is absent."""
+
+    mean: float
+    lo: float
+    hi: float
+
+
+def to_float(value: Any) -> float:
+    """``value`` as a float; ``nan`` for None, non-numbers and non-finite strings."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def as_array(values: Any) -> np.ndarray:
+    """A JSON list (with nulls) as a float array, nulls as nan; an empty array for anything else."""
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        return np.zeros(0)
+    return np.array([to_float(v) for v in values], dtype=float)
+
+
+def estimate(value: Any) -> Estimate:
+    """Read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare number."""
+    if isinstance(value, Mapping):
+        mean = to_float(value.get("mean", value.get("value")))
+        ci = value.get("ci")
+        if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
+            return Estimate(mean, to_float(ci[0]), to_float(ci[1]))
+        return Estimate(mean, to_float(value.get("ci_lo")), to_float(value.get("ci_hi")))
+    return Estimate(to_float(value), math.nan, math.nan)
+
+
+def layer_sort_key(layer: str) -> tuple[int, float, str]:
+    """Numeric layers first, in numeric order; anything else after, by name."""
+    number = to_float(layer)
+    return (0, number, "") if math.isfinite(number) else (1, 0.0, str(layer))
+
+
+def sorted_layers(section: Any) -> list[str]:
+    """The layer keys of a per-layer section, in layer order."""
+    if not isinstance(section, Mapping):
+        return []
+    return sorted((str(k) for k in section), key=layer_sort_key)
+
+
+def bucket_sort_key(bucket: str) -> tuple[float, str]:
+    """Buckets ``"a-b"`` in order of their start."""
+    match = re.match(r"\s*(-?\d+)", str(bucket))
+    return (float(match.group(1)) if match else math.inf, str(bucket))
+
+
+def results(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``report["results"]`` or an empty mapping."""
+    res = report.get("results") if isinstance(report, Mapping) else None
+    return res if isinstance(res, Mapping) else {}
+
+
+def section(report: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    """``results[name]`` when it is a non-empty mapping, else None."""
+    sec = results(report).get(name)
+    return sec if isinstance(sec, Mapping) and sec else None
+
+
+# --------------------------------------------------------------------------------------- per position
+
+
+def per_position(report: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {metric: array}}`` with ``position`` included; layers in order, nulls as nan."""
+    sec = section(report, "per_position") or {}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for layer in sorted_layers(sec):
+        entry = sec[layer]
+        if not isinstance(entry, Mapping):
+            continue
+        arrays = {str(k): as_array(v) for k, v in entry.items()}
+        if "position" not in arrays or arrays["position"].size == 0:
+            n = max((a.size for a in arrays.values()), default=0)
+            arrays["position"] = np.arange(n, dtype=float)
+        out[layer] = arrays
+    return out
+
+
+def post_positions(positions: np.ndarray) -> list[int]:
+    """Positions of the post's view present in ``positions``: 1, 2, 4, ..., 512 and T−2."""
+    present = {int(p) for p in positions[np.isfinite(positions)]}
+    if not present:
+        return []
+    last = max(present)  # T-1
+    chosen = [p for p in POST_POSITIONS if p in present and p <= last - 1]
+    if last - 1 in present and last - 1 > 0 and last - 1 not in chosen:
+        chosen.append(last - 1)
+    return chosen
+
+
+def context_sizes(report: Mapping[str, Any]) -> dict[str, int]:
+    """Training context size per layer, from ``provenance.saes`` then ``results.context_size``."""
+    out: dict[str, int] = {}
+    fallback = results(report).get("context_size")
+    if isinstance(fallback, Mapping):
+        for layer, size in fallback.items():
+            if math.isfinite(to_float(size)):
+                out[str(layer)] = int(to_float(size))
+    for sae in provenance(report).get("saes") or []:
+        if isinstance(sae, Mapping) and math.isfinite(to_float(sae.get("context_size"))):
+            out[str(sae.get("layer"))] = int(to_float(sae["context_size"]))
+    return out
+
+
+def provenance(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``report["provenance"]`` or an empty mapping."""
+    prov = report.get("provenance") if isinstance(report, Mapping) else None
+    return prov if isinstance(prov, Mapping) else {}
+
+
+# ----------------------------------------------------------------------------------------- buckets
+
+
+def per_bucket(report: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Estimate]]]:
+    """``{layer: {bucket: {metric: Estimate}}}``, layers and buckets in order."""
+    sec = section(report, "per_bucket") or {}
+    out: dict[str, dict[str, dict[str, Estimate]]] = {}
+    for layer in sorted_layers(sec):
+        buckets = sec[layer]
+        if not isinstance(buckets, Mapping):
+            continue
+        out[layer] = {
+            str(b): {str(m): estimate(v) for m, v in metrics.items()}
+            for b, metrics in sorted(buckets.items(), key=lambda kv: bucket_sort_key(kv[0]))
+            if isinstance(metrics, Mapping)
+        }
+    return out
+
+
+class ContextRatio(NamedTuple):
+    """beyond-context mean / inside-context mean of one metric at one layer."""
+
+    inside: str
+    beyond: str
+    ratio: Estimate
+    from_buckets: bool  # True when computed here from per_bucket means (no CI)
+
+
+def context_generalization(report: Mapping[str, Any]) -> dict[str, dict[str, ContextRatio]]:
+    """``results.context_generalization`` per layer and metric; falls back to per_bucket means
+    (first bucket = inside, last = beyond) when the section is absent."""
+    sec = section(report, "context_generalization")
+    out: dict[str, dict[str, ContextRatio]] = {}
+    if sec is not None:
+        for layer in sorted_layers(sec):
+            metrics = sec[layer]
+            if not isinstance(metrics, Mapping):
+                continue
+            out[layer] = {}
+            for metric, entry in metrics.items():
+                if not isinstance(entry, Mapping):
+                    continue
+                ratio = estimate({"mean": entry.get("ratio"), "ci": entry.get("ci")})
+                out[layer][str(metric)] = ContextRatio(
+                    str(entry.get("inside", "")), str(entry.get("beyond", "")), ratio, False
+                )
+        return out
+    for layer, buckets in per_bucket(report).items():
+        names = list(buckets)
+        if len(names) < 2:
+            continue
+        inside, beyond = names[0], names[-1]
+        out[layer] = {}
+        for metric in ("fvu", "l0", "delta_ce", "kl", "mse"):
+            a, b = buckets[inside].get(metric), buckets[beyond].get(metric)
+            if a is None or b is None or not a.mean:
+                continue
+            out[layer][metric] = ContextRatio(
+                inside, beyond, Estimate(b.mean / a.mean, math.nan, math.nan), True
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------------- propagation
+
+
+class Propagation(NamedTuple):
+    """``matrices[metric][i, j]`` for upstream ``layers[i]`` < downstream ``layers[j]``; nan elsewhere."""
+
+    layers: list[str]
+    window: tuple[float, float] | None
+    matrices: dict[str, np.ndarray]
+
+
+PROPAGATION_METRICS = ("mse", "l0", "resid_norm")
+
+
+def propagation(report: Mapping[str, Any]) -> Propagation | None:
+    """The propagation section with square float matrices; None when absent or malformed.
+
+    Accepts the documented flat form ``{"layers", "window", "mse": [[..]], ...}`` and a nested
+    ``{"matrices": {metric: [[..]]}}`` variant."""
+    sec = section(report, "propagation")
+    if sec is None:
+        return None
+    nested = sec.get("matrices")
+    source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else sec
+    layers = [str(x) for x in sec.get("layers") or []]
+    matrices: dict[str, np.ndarray] = {}
+    for metric in PROPAGATION_METRICS:
+        rows = source.get(metric)
+        if not isinstance(rows, Sequence) or not rows:
+            continue
+        lengths = {len(r) if isinstance(r, Sequence) else -1 for r in rows}
+        if len(lengths) != 1:
+            continue
+        matrix = np.array([as_array(r) for r in rows], dtype=float)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            continue
+        matrices[metric] = matrix
+    if not matrices:
+        return None
+    n = next(iter(matrices.values())).shape[0]
+    if len(layers) != n:
+        layers = [str(i) for i in range(n)]
+    window = sec.get("window")
+    win = (
+        (to_float(window[0]), to_float(window[1]))
+        if isinstance(window, Sequence) and not isinstance(window, str) and len(window) == 2
+        else None
+    )
+    return Propagation(layers, win, matrices)
+
+
+# ------------------------------------------------------------------------------------------- cloze
+
+# Prompt classes (DESIGN.md section 3) with the post's colours, and spellings seen in the wild.
+CLASS_COLORS = {
+    "both_right": "tab:green",
+    "both_wrong": "tab:red",
+    "clean_only": "tab:orange",
+    "spliced_only": "tab:blue",
+}
+CLASS_LABELS = {
+    "both_right": "both right",
+    "both_wrong": "both wrong",
+    "clean_only": "only clean right",
+    "spliced_only": "only spliced right",
+}
+_CLASS_SYNONYMS = {
+    "both_correct": "both_right",
+    "both_incorrect": "both_wrong",
+    "only_clean": "clean_only",
+    "only_clean_right": "clean_only",
+    "clean_right": "clean_only",
+    "only_spliced": "spliced_only",
+    "only_spliced_right": "spliced_only",
+    "spliced_right": "spliced_only",
+    "sae_only": "spliced_only",
+}
+# Answer-CE keys the cloze runner may use; the first present wins, else −logp is used.
+_CE_KEYS = ("ce", "ce_answer", "answer_ce", "nll", "ce_first_token", "loss")
+_PROMPT_KEYS = ("prompts", "per_prompt")
+_CLASS_KEYS = ("class", "classes", "outcome", "category")
+
+
+def normalize_class(value: Any) -> str:
+    """A prompt class in canonical spelling (``both_right``, ``both_wrong``, ``clean_only``,
+    ``spliced_only``); unknown values are returned lower-cased with underscores."""
+    key = re.sub(r"[\s\-]+", "_", str(value).strip().lower())
+    return _CLASS_SYNONYMS.get(key, key)
+
+
+@dataclass
+class ClozeTask:
+    """One cloze task, normalized: scalars as :class:`Estimate`, per-prompt columns as arrays."""
+
+    baseline: dict[str, Estimate] = field(default_factory=dict)
+    per_layer: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    prompts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    classes: dict[str, list[str]] = field(default_factory=dict)
+
+    def accuracy_metrics(self) -> list[str]:
+        """Metric names starting with ``acc`` present per layer (e.g. acc_first_token, acc_word)."""
+        names = {m for metrics in self.per_layer.values() for m in metrics}
+        return sorted(m for m in names if m.startswith("acc"))
+
+    def ce_metric(self) -> tuple[str, float] | None:
+        """(metric name, sign): the answer CE per layer, or ``("logp", -1)`` to plot −log p."""
+        names = {m for metrics in self.per_layer.values() for m in metrics}
+        for key in _CE_KEYS:
+            if key in names:
+                return key, 1.0
+        if "logp" in names:
+            return "logp", -1.0
+        return None
+
+
+def _columns(prompts: Any) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per-prompt data as numeric columns and a class list; accepts dict-of-lists or list-of-dicts."""
+    if isinstance(prompts, Sequence) and not isinstance(prompts, str):
+        rows = [r for r in prompts if isinstance(r, Mapping)]
+        keys = {k for r in rows for k in r}
+        prompts = {k: [r.get(k) for r in rows] for k in keys}
+    if not isinstance(prompts, Mapping):
+        return {}, []
+    classes: list[str] = []
+    for key in _CLASS_KEYS:
+        if isinstance(prompts.get(key), Sequence) and not isinstance(prompts.get(key), str):
+            classes = [normalize_class(c) for c in prompts[key]]
+            break
+    cols = {
+        str(k): as_array(v)
+        for k, v in prompts.items()
+        if k not in _CLASS_KEYS and isinstance(v, Sequence) and not isinstance(v, str)
+    }
+    return {k: v for k, v in cols.items() if np.isfinite(v).any()}, classes
+
+
+def cloze(report: Mapping[str, Any]) -> dict[str, ClozeTask]:
+    """``{task: ClozeTask}`` for every task with at least a baseline, per-layer values or prompts."""
+    sec = section(report, "cloze") or {}
+    out: dict[str, ClozeTask] = {}
+    for task, entry in sorted(sec.items()):
+        if not isinstance(entry, Mapping):
+            continue
+        t = ClozeTask()
+        base = entry.get("baseline", entry.get("clean"))
+        if isinstance(base, Mapping):
+            t.baseline = {str(k): estimate(v) for k, v in base.items() if not isinstance(v, Sequence)}
+        per_layer = entry.get("per_layer")
+        if isinstance(per_layer, Mapping):
+            for layer in sorted_layers(per_layer):
+                metrics = per_layer[layer]
+                if isinstance(metrics, Mapping):
+                    t.per_layer[layer] = {str(m): estimate(v) for m, v in metrics.items()}
+        prompts = next((entry[k] for k in _PROMPT_KEYS if isinstance(entry.get(k), Mapping)), None)
+        if isinstance(prompts, Mapping):
+            for layer in sorted_layers(prompts):
+                cols, classes = _columns(prompts[layer])
+                if cols:
+                    t.prompts[layer] = cols
+                    t.classes[layer] = classes
+        if t.baseline or t.per_layer or t.prompts:
+            out[str(task)] = t
+    return out
+
+
+# ---------------------------------------------------------------------------------------- features
+
+FEATURE_HISTS = ("mean_delta_logp", "score")
+_HIST_KEYS = ("hist", "hists", "histogram", "histograms")
+_HIST_SYNONYMS = {"mean_delta_logp": ("mean_delta_logp", "mean_dlogp"), "score": ("score", "scores")}
+
+
+def _hist(entry: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``{"bins", "counts"}`` (bins as edges, len n+1, or centres, len n) as (edges, counts);
+    a plain list of per-feature values is histogrammed here."""
+    if isinstance(entry, Mapping):
+        bins = as_array(entry.get("bins", entry.get("edges")))
+        counts = as_array(entry.get("counts"))
+        if counts.size == 0 or not np.isfinite(bins).all():
+            return None
+        if bins.size == counts.size + 1:
+            return bins, counts
+        if bins.size == counts.size and bins.size >= 2:
+            step = np.diff(bins).mean()
+            return np.append(bins - step / 2, bins[-1] + step / 2), counts
+        return None
+    values = as_array(entry)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    counts, edges = np.histogram(values, bins=min(50, max(5, int(np.sqrt(values.size)))))
+    return edges, counts.astype(float)
+
+
+def feature_hists(report: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``{kind: {layer: (edges, counts)}}`` for kind in ``mean_delta_logp``, ``score``."""
+    sec = section(report, "features") or {}
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {k: {} for k in FEATURE_HISTS}
+    for layer in sorted_layers(sec):
+        entry = sec[layer]
+        if not isinstance(entry, Mapping):
+            continue
+        hists = next((entry[k] for k in _HIST_KEYS if isinstance(entry.get(k), Mapping)), entry)
+        for kind in FEATURE_HISTS:
+            for key in _HIST_SYNONYMS[kind]:
+                h = _hist(hists.get(key)) if isinstance(hists, Mapping) else None
+                if h is not None:
+                    out[kind][layer] = h
+                    break
+    return {k: v for k, v in out.items() if v}
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+# Display order: what blocks publishing first.
+STATUS_ORDER = ("fail", "error", "new", "warn", "improved", "pass", "skip", "unused")
+
+
+def status_rank(status: str) -> int:
+    """Sort key: failures first, unknown statuses after the known ones."""
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def checks(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The checks list (entries that are mappings), failures first, then by id."""
+    raw = report.get("checks") if isinstance(report, Mapping) else None
+    rows = [c for c in raw or [] if isinstance(c, Mapping)] if isinstance(raw, list) else []
+    return sorted(rows, key=lambda c: (status_rank(str(c.get("status", ""))), str(c.get("id", ""))))
+
+
+def status_counts(report: Mapping[str, Any]) -> dict[str, int]:
+    """Counts by status: from the checks list when present, else from ``summary``."""
+    counts: dict[str, int] = {}
+    rows = checks(report)
+    if rows:
+        for c in rows:
+            s = str(c.get("status", "unknown"))
+            counts[s] = counts.get(s, 0) + 1
+    else:
+        summary = report.get("summary") if isinstance(report, Mapping) else None
+        if isinstance(summary, Mapping):
+            for s, n in summary.items():
+                if math.isfinite(to_float(n)):
+                    counts[str(s)] = int(to_float(n))
+    return dict(sorted(counts.items(), key=lambda kv: status_rank(kv[0])))

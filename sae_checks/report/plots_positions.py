@@ -1,0 +1,219 @@
+"""Figures from ``results.per_position``: metrics against position (one line per layer, training
+context marked), against layer (one line per position of the post's view), and the residual norm.
+
+Reproduces Anders & Bloom (2024), figures 1-3: SAEs trained at context C are fine before C and blow
+up after it; early layers degrade most past C. Position 0 (BOS) is excluded from every figure: it is
+excluded from every mean (DESIGN.md section 3), and a log-x axis cannot show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
+
+from sae_checks.report import plots_data as data
+from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, save
+
+# Metrics drawn against position and against layer (the issue's list).
+CURVE_METRICS = ("mse", "l0", "feat_l1", "delta_ce", "kl")
+SECTION = "Per position and per layer"
+
+
+def _auto_log_y(ax: Any, values: list[np.ndarray]) -> None:
+    """Log y when every value is positive and they span more than a factor of 50 (the blow-up
+    past the training context spans orders of magnitude; a linear axis flattens the inside part)."""
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 50:
+        ax.set_yscale("log")
+
+
+def _position_colors(positions: list[int]) -> tuple[dict[int, Any], LogNorm]:
+    """Colour per position on a log scale (plasma), shared by the per-layer figures."""
+    norm = LogNorm(vmin=max(min(positions), 1), vmax=max(max(positions), 2))
+    cmap = matplotlib.colormaps["plasma"]
+    return {p: cmap(0.85 * norm(max(p, 1))) for p in positions}, norm
+
+
+def _mark_context(ax: Any, report: Mapping[str, Any], layers: list[str], max_pos: float) -> None:
+    """A dashed vertical line at each distinct training context size, labelled with its layers."""
+    sizes = data.context_sizes(report)
+    by_size: dict[int, list[str]] = {}
+    for layer in layers:
+        if layer in sizes:
+            by_size.setdefault(sizes[layer], []).append(layer)
+    for k, (size, members) in enumerate(sorted(by_size.items())):
+        if not 0 < size <= max_pos:
+            continue
+        who = "all layers" if len(members) == len(layers) else "layers " + ", ".join(members)
+        ax.axvline(size, color="0.3", ls=("--", ":", "-.")[k % 3], lw=1.2,
+                   label=f"training context = {size} ({who})")
+
+
+def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
+    """All per-position figures; a note for each one that has no data."""
+    result = PlotResult()
+    pp = data.per_position(report)
+    if not pp:
+        result.notes.append("per_position: section missing; skipped per-position, per-layer and "
+                            "residual-norm figures")
+        return result
+    for metric in CURVE_METRICS:
+        _metric_vs_position(report, pp, metric, out_dir, result)
+    for metric in CURVE_METRICS:
+        _metric_vs_layer(pp, metric, out_dir, result)
+    _resid_norm_vs_layer(pp, out_dir, result)
+    _mse_vs_resid_norm(pp, out_dir, result)
+    return result
+
+
+def _metric_vs_position(report: Mapping[str, Any], pp: dict[str, dict[str, np.ndarray]], metric: str,
+                        out_dir: Path, result: PlotResult) -> None:
+    """``metric`` (mean over sequences) against token position, log-x, one line per layer."""
+    layers = [layer for layer in pp if metric in pp[layer] and np.isfinite(pp[layer][metric]).any()]
+    if not layers:
+        result.notes.append(f"per_position: no '{metric}' values; skipped position_{metric}.png")
+        return
+    colors = layer_colors(list(pp))
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    shown, max_pos = [], 1.0
+    for layer in layers:
+        pos, y = pp[layer]["position"], pp[layer][metric]
+        n = min(pos.size, y.size)
+        keep = (pos[:n] > 0) & np.isfinite(y[:n])
+        ax.plot(pos[:n][keep], y[:n][keep], color=colors[layer], lw=1.4, label=f"layer {layer}")
+        shown.append(y[:n][keep])
+        max_pos = max(max_pos, float(np.nanmax(pos[:n])))
+    ax.set_xscale("log", base=2)
+    _auto_log_y(ax, shown)
+    _mark_context(ax, report, layers, max_pos)
+    ax.set_xlabel("token position t (log scale; BOS at t = 0 excluded)")
+    ax.set_ylabel(data.metric_label(metric))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2 if len(layers) > 6 else 1)
+    save(fig, out_dir, f"position_{metric}.png", f"{metric} by token position, one line per layer",
+         SECTION, result)
+
+
+def _metric_vs_layer(pp: dict[str, dict[str, np.ndarray]], metric: str, out_dir: Path,
+                     result: PlotResult) -> None:
+    """``metric`` against layer, one line per position of the post's view (1, 2, 4, ..., T−2)."""
+    layers = [layer for layer in pp if metric in pp[layer] and np.isfinite(pp[layer][metric]).any()]
+    if not layers:
+        result.notes.append(f"per_position: no '{metric}' values; skipped layer_{metric}.png")
+        return
+    positions = sorted({p for layer in layers for p in data.post_positions(pp[layer]["position"])})
+    if not positions:
+        result.notes.append(f"per_position: no positions for '{metric}'; skipped layer_{metric}.png")
+        return
+    colors, _ = _position_colors(positions)
+    last = max(positions)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    shown = []
+    xs = np.array([data.to_float(layer) for layer in layers])
+    xs = xs if np.isfinite(xs).all() else np.arange(len(layers), dtype=float)
+    for p in positions:
+        ys = np.array([_value_at(pp[layer], metric, p) for layer in layers])
+        if not np.isfinite(ys).any():
+            continue
+        label = f"t = {p}" + (" (T−2)" if p == last and p not in data.POST_POSITIONS else "")
+        ax.plot(xs, ys, marker="o", ms=4, lw=1.3, color=colors[p], label=label)
+        shown.append(ys)
+    _auto_log_y(ax, shown)
+    ax.set_xticks(xs, layers)
+    ax.set_xlabel("layer L (SAE at blocks.L.hook_resid_pre)")
+    ax.set_ylabel(data.metric_label(metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="token position", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save(fig, out_dir, f"layer_{metric}.png", f"{metric} by layer, one line per token position",
+         SECTION, result)
+
+
+def _value_at(arrays: dict[str, np.ndarray], metric: str, position: int) -> float:
+    """``arrays[metric]`` at ``position`` (looked up in the position array), nan when absent."""
+    pos, y = arrays["position"], arrays.get(metric, np.zeros(0))
+    idx = np.flatnonzero(pos == position)
+    return float(y[idx[0]]) if idx.size and idx[0] < y.size else float("nan")
+
+
+def _mean_over_positions(arrays: dict[str, np.ndarray], metric: str) -> float:
+    """Token-weighted mean of a per-position metric over positions ≥ 1 (weights: ``n_tokens``)."""
+    pos, y = arrays["position"], arrays.get(metric, np.zeros(0))
+    n = min(pos.size, y.size)
+    w = arrays.get("n_tokens", np.ones(n))[:n] if arrays.get("n_tokens", np.zeros(0)).size >= n else np.ones(n)
+    keep = (pos[:n] > 0) & np.isfinite(y[:n]) & np.isfinite(w) & (w > 0)
+    return float(np.average(y[:n][keep], weights=w[keep])) if keep.any() else float("nan")
+
+
+def _resid_norm_vs_layer(pp: dict[str, dict[str, np.ndarray]], out_dir: Path, result: PlotResult) -> None:
+    """Mean residual norm against layer: all positions (token-weighted) and the post's positions."""
+    layers = [layer for layer in pp if np.isfinite(pp[layer].get("resid_norm", np.zeros(0))).any()]
+    if not layers:
+        result.notes.append("per_position: no 'resid_norm' values; skipped resid_norm_by_layer.png "
+                            "and mse_vs_resid_norm.png")
+        return
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    xs = np.array([data.to_float(layer) for layer in layers])
+    xs = xs if np.isfinite(xs).all() else np.arange(len(layers), dtype=float)
+    positions = sorted({p for layer in layers for p in data.post_positions(pp[layer]["position"])})
+    colors, _ = _position_colors(positions or [1])
+    for p in positions:
+        ys = np.array([_value_at(pp[layer], "resid_norm", p) for layer in layers])
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.0, color=colors[p], alpha=0.8, label=f"t = {p}")
+    mean = np.array([_mean_over_positions(pp[layer], "resid_norm") for layer in layers])
+    ax.plot(xs, mean, color="black", lw=2.2, ls="--", marker="s", label="mean over t ≥ 1")
+    ax.set_xticks(xs, layers)
+    ax.set_xlabel("layer L (SAE at blocks.L.hook_resid_pre)")
+    ax.set_ylabel(data.metric_label("resid_norm"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="token position", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    save(fig, out_dir, "resid_norm_by_layer.png", "Mean residual-stream norm by layer", SECTION, result)
+
+
+def _mse_vs_resid_norm(pp: dict[str, dict[str, np.ndarray]], out_dir: Path, result: PlotResult) -> None:
+    """MSE against residual norm, one point per (layer, position ≥ 1): coloured by position (left)
+    and by layer (right), as in the post."""
+    pts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    for layer, arrays in pp.items():
+        pos = arrays["position"]
+        x, y = arrays.get("resid_norm", np.zeros(0)), arrays.get("mse", np.zeros(0))
+        n = min(pos.size, x.size, y.size)
+        keep = (pos[:n] > 0) & np.isfinite(x[:n]) & np.isfinite(y[:n])
+        if keep.any():
+            pts.append((layer, pos[:n][keep], x[:n][keep], y[:n][keep]))
+    if not pts:
+        result.notes.append("per_position: no (resid_norm, mse) pairs; skipped mse_vs_resid_norm.png")
+        return
+    fig, axes = new_figure(WIDE, ncols=2, sharey=True)
+    left, right = axes[0]
+    all_pos = np.concatenate([p for _, p, _, _ in pts])
+    norm = LogNorm(vmin=max(all_pos.min(), 1), vmax=max(all_pos.max(), 2))
+    colors = layer_colors([layer for layer, *_ in pts])
+    for layer, pos, x, y in pts:
+        sc = left.scatter(x, y, c=pos, cmap="plasma", norm=norm, s=8, alpha=0.7, linewidths=0)
+        right.scatter(x, y, color=colors[layer], s=8, alpha=0.7, linewidths=0, label=f"layer {layer}")
+    fig.colorbar(sc, ax=left, label="token position t (log scale)")
+    left.legend(handles=[Line2D([], [], ls="", marker="o", color="0.4", label="one point per (layer, t)")],
+                fontsize=8, loc="upper left")
+    right.legend(fontsize=8, ncol=2 if len(pts) > 6 else 1, markerscale=2)
+    for ax in (left, right):
+        xs = np.concatenate([x for _, _, x, _ in pts])
+        ys = np.concatenate([y for _, _, _, y in pts])
+        if xs.min() > 0:
+            ax.set_xscale("log")
+        if ys.min() > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel(data.metric_label("resid_norm"))
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel(data.metric_label("mse"))
+    left.set_title("coloured by token position")
+    right.set_title("coloured by layer")
+    save(fig, out_dir, "mse_vs_resid_norm.png", "Reconstruction MSE against residual norm", SECTION, result)

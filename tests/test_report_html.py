@@ -1,0 +1,207 @@
+"""Tests for sae_checks.report.html: the page parses with balanced tags, embeds every figure, loads
+nothing from the network, escapes report text, orders failures first, shows the verdict and the
+diff; and, where Debian's chromium is installed, renders headless without console errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import types
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sae_checks.report.html import render_html, status_changes, write_html
+from sae_checks.report.plots import make_plots
+from tests.test_report_plots import build_report, minimal_report
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+class _Balance(HTMLParser):
+    """Tracks open tags; records every mismatch instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'} at {self.getpos()}")
+            if tag in self.stack:
+                while self.stack.pop() != tag:
+                    pass
+        else:
+            self.stack.pop()
+
+
+def parse(page: str) -> _Balance:
+    parser = _Balance()
+    parser.feed(page)
+    parser.close()
+    assert parser.errors == [], parser.errors[:10]
+    assert parser.stack == [], f"unclosed: {parser.stack}"
+    return parser
+
+
+def baseline_report() -> dict[str, Any]:
+    """An earlier report: a smaller blow-up, one check that used to pass, one that did not exist."""
+    old = build_report(seed=1, blowup=0.2)
+    old["checks"][3]["status"] = "pass"  # fvu/layer=0/bucket=32-256: fails now, a regression
+    old["checks"].pop()  # the "new" check is absent from the baseline
+    old["checks"].append({"id": "l0/layer=9/bucket=1-32", "metric": "l0", "layer": 9, "bucket": "1-32",
+                          "value": 1.0, "status": "pass"})
+    return old
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory):
+    """The full report drawn once, then rendered with a baseline (adds the diff figure)."""
+    report = build_report()
+    plots = make_plots(report, tmp_path_factory.mktemp("figs"))
+    page = render_html(report, baseline=baseline_report(), plot_result=plots)
+    return report, plots, page
+
+
+def test_full_page_parses_and_embeds_every_figure(full) -> None:
+    report, plots, page = full
+    parser = parse(page)
+    assert page.startswith("<!DOCTYPE html>")
+    imgs = [a for t, a in parser.tags if t == "img"]
+    assert len(imgs) == len(plots.paths) + 1  # + diff_buckets.png
+    assert page.count("data:image/png;base64,") == len(plots.paths) + 1
+    assert all((a.get("src") or "").startswith("data:image/png;base64,") for a in imgs)
+    for p in plots.paths:
+        assert f"({p.name})" in page
+    assert "diff_buckets.png" in page
+
+
+def test_no_remote_resources(full) -> None:
+    _, _, page = full
+    assert not REMOTE.search(page), REMOTE.search(page)
+    assert "http://" not in page and "https://" not in page
+    assert "Content-Security-Policy" in page
+
+
+def test_report_text_is_escaped(full) -> None:
+    _, _, page = full
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "zoo-text &lt;&amp;&gt;" in page
+    assert page.count("<script") == 1  # only our filter script
+
+
+def test_verdict_counts_and_context_generalization(full) -> None:
+    report, _, page = full
+    verdict = page[page.index('id="verdict"'):page.index('id="checks-section"')]
+    assert "FAIL" in verdict
+    for status, n in report["summary"].items():
+        assert f"{status}: {n}</span>" in verdict
+    for layer in ("0", "1", "2", "3"):
+        assert f"layer {layer} (training context 32, bucket 32-256 vs 1-32)" in verdict
+    assert verdict.count('class="r-bad"') >= 4  # the v1 SAE blows up past its context at every layer
+    assert page.index('id="verdict"') < page.index('id="checks"') < page.index('id="figures"')
+
+
+def test_checks_failures_first_and_filter_controls(full) -> None:
+    report, _, page = full
+    parser = parse(page)
+    statuses = [a["data-status"] for t, a in parser.tags if t == "tr" and "data-status" in a]
+    assert len(statuses) == len(report["checks"])
+    assert statuses[0] == "fail" and statuses.index("pass") > statuses.index("new")
+    rank = {s: i for i, s in enumerate(("fail", "new", "warn", "improved", "pass"))}
+    assert [rank[s] for s in statuses] == sorted(rank[s] for s in statuses)
+    boxes = {a.get("value") for t, a in parser.tags if t == "input" and a.get("class") == "status-filter"}
+    assert boxes == set(statuses)
+    assert any(t == "input" and a.get("id") == "check-filter" for t, a in parser.tags)
+
+
+def test_diff_section_lists_status_changes(full) -> None:
+    report, _, page = full
+    changes = status_changes(baseline_report(), report)
+    ids = {r["id"] for r in changes}
+    assert report["checks"][3]["id"] == "fvu/layer=0/bucket=32-256" and report["checks"][3]["id"] in ids
+    assert "acc_first_token/layer=3/task=lambada" in ids  # absent -> new
+    assert "l0/layer=9/bucket=1-32" in ids  # pass -> absent
+    assert changes[0]["new_status"] == "fail"
+    diff = page[page.index('id="diff"'):page.index('id="figures"')]
+    assert 'id="status-changes"' in diff and "(absent)" in diff
+
+
+def test_diff_text_and_diff_module(full, monkeypatch: pytest.MonkeyPatch) -> None:
+    report, plots, _ = full
+    page = render_html(report, baseline=report, diff_text="## diff <b>", plot_result=plots)
+    assert "## diff &lt;b&gt;" in page and "0 changed" in page
+    fake = types.ModuleType("sae_checks.report.diff")
+    fake.diff_reports = lambda old, new, force=False: {"force": force}  # type: ignore[attr-defined]
+    fake.format_diff = lambda d, fmt: f"FAKE {fmt} {d['force']}"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sae_checks.report.diff", fake)
+    page = render_html(report, baseline=report, plot_result=plots)
+    assert "FAKE markdown True" in page
+    parse(page)
+
+
+def test_write_html_minimal_report(tmp_path: Path) -> None:
+    """Draws its own figures; the missing sections are listed as skipped; written atomically."""
+    out = write_html(minimal_report(), tmp_path / "sub" / "report.html")
+    assert out == tmp_path / "sub" / "report.html"
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temporary file left
+    page = out.read_text(encoding="utf-8")
+    parse(page)
+    assert page.count("data:image/png;base64,") == 12
+    for section in ("propagation", "cloze", "features"):
+        assert f"{section}: section missing" in page
+    assert "Context generalization: not in this report." in page
+    assert not REMOTE.search(page)
+
+
+def test_empty_and_invalid_reports() -> None:
+    page = render_html({})
+    parse(page)
+    assert "NO CHECKS" in page and "No checks in this report." in page and "No provenance" in page
+    with pytest.raises(TypeError, match="report must be a dict"):
+        render_html([])  # type: ignore[arg-type]
+
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--enable-logging=stderr", "--v=0"]
+CONSOLE_PROBLEMS = re.compile(r"Uncaught|:CONSOLE\(|Refused to|Content Security Policy", re.IGNORECASE)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_renders_in_headless_chromium(full, tmp_path: Path) -> None:
+    """The page renders, the filter script runs to the end, and the console stays silent."""
+    _, _, page = full
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    assert CHROMIUM is not None
+    base = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    run = subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", path.as_uri()],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.exists() and shot.stat().st_size > 10_000
+    assert not CONSOLE_PROBLEMS.search(run.stderr), run.stderr[-2000:]
+    dom = subprocess.run([*base, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=240)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-js="ready"' in dom.stdout, "the inline script did not run to the end"
+    assert "checks shown" in dom.stdout
+    assert not CONSOLE_PROBLEMS.search(dom.stderr), dom.stderr[-2000:]
