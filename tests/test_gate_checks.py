@@ -1,0 +1,149 @@
+"""The judge's semantics on hand-made results (DESIGN.md section 5), check planning, merging."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sae_checks.gate.checks import (
+    CheckSpec,
+    check_id,
+    judge,
+    lookup,
+    merge_provenance,
+    merge_results,
+    plan_checks,
+    summarize,
+    unused_baselines,
+)
+from sae_checks.gate.thresholds import BaselineEntry, Baselines, Rule, parse_policy
+
+REPORT_KEYS = {"id", "metric", "layer", "bucket", "value", "ci", "baseline", "limit", "band", "direction",
+               "severity", "status", "message"}
+
+
+def results(value: float = 0.1, ci: tuple[float, float] | None = (0.09, 0.11)) -> dict:
+    return {
+        "per_bucket": {"3": {"1-128": {"fvu": {"mean": value, "ci": list(ci) if ci else None},
+                                       "explained_variance": {"mean": 1 - value, "ci": None}}}},
+        "context_generalization": {"3": {"fvu": {"inside": "1-128", "beyond": "128-1024", "ratio": 4.0,
+                                                 "ci": [3.5, 4.5]}}},
+        "cloze": {"lambada": {"baseline": {}, "per_layer": {"3": {"acc_first_token": {"mean": 0.2,
+                                                                                      "ci": [0.18, 0.22]}}}}},
+        "propagation": {"layers": [1, 3], "window": [1, 101], "mse": [[None, 0.4], [None, None]]},
+    }
+
+
+FVU = CheckSpec(id="fvu/layer=3/bucket=1-128", family="bucket", metric="fvu", layer=3, bucket="1-128")
+EV = CheckSpec(id="explained_variance/layer=3/bucket=1-128", family="bucket", metric="explained_variance",
+               layer=3, bucket="1-128")
+LOWER = Rule(direction="lower", limit=0.3, abs_tol=0.01, rel_tol=0.1)
+
+
+def base(**entries: float) -> Baselines:
+    return Baselines(entries={FVU.id if k == "fvu" else EV.id: BaselineEntry(value=v) for k, v in entries.items()})
+
+
+def test_pass_within_band_and_report_dict() -> None:
+    c = judge(FVU, results(0.105), LOWER, base(fvu=0.1))
+    assert c.status == "pass" and not c.failed
+    assert c.band == pytest.approx((0.09, 0.11))  # max(0.01, 0.1 * 0.1) = 0.01
+    d = c.to_dict()
+    assert set(d) >= REPORT_KEYS
+    assert d["id"] == "fvu/layer=3/bucket=1-128" and d["layer"] == 3 and d["bucket"] == "1-128"
+    assert d["ci"] == [0.09, 0.11] and d["baseline"] == 0.1 and d["limit"] == 0.3 and d["direction"] == "lower"
+
+
+def test_fail_on_limit_lower_and_higher() -> None:
+    c = judge(FVU, results(0.35), LOWER, base(fvu=0.34))
+    assert c.status == "fail" and c.reason == "limit"
+    assert "fvu at layer 3, positions [1, 128) = 0.35 (CI 0.09..0.11): above the limit 0.3" in c.message
+    ev = judge(EV, results(0.35), Rule(direction="higher", limit=0.7), base(ev=0.65))
+    assert ev.status == "fail" and "below the limit 0.7" in ev.message
+
+
+def test_fail_past_band_in_the_bad_direction() -> None:
+    c = judge(FVU, results(0.13), LOWER, base(fvu=0.1))
+    assert c.status == "fail" and c.reason == "band"
+    assert "worse than baseline 0.1, band 0.09..0.11" in c.message
+    assert "rerun with --sae-update-baseline" in c.message
+    ev = judge(EV, results(0.2), Rule(direction="higher", abs_tol=0.01), base(ev=0.9))  # value 0.8 < 0.89
+    assert ev.status == "fail"
+
+
+def test_improved_past_band_in_the_good_direction() -> None:
+    c = judge(FVU, results(0.05), LOWER, base(fvu=0.1))
+    assert c.status == "improved" and not c.failed and "--sae-update-baseline" in c.message
+
+
+def test_new_without_baseline_fails() -> None:
+    c = judge(FVU, results(0.1), LOWER, Baselines())
+    assert c.status == "new" and c.failed and c.baseline is None and c.band is None
+    assert "no baseline entry" in c.message and "--sae-update-baseline new" in c.message
+
+
+def test_warn_severity_turns_failures_into_warnings() -> None:
+    warn = Rule(direction="lower", limit=0.3, abs_tol=0.01, severity="warn")
+    assert judge(FVU, results(0.35), warn, base(fvu=0.1)).status == "warn"
+    assert judge(FVU, results(0.13), warn, base(fvu=0.1)).status == "warn"
+    assert not judge(FVU, results(0.13), warn, base(fvu=0.1)).failed
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nonfinite_always_fails(bad: float) -> None:
+    warn = Rule(direction="higher", severity="warn")  # even with severity warn and no limit
+    c = judge(FVU, results(bad), warn, base(fvu=0.1))
+    assert c.status == "fail" and c.reason == "nonfinite" and "non-finite" in c.message
+    assert c.to_dict()["value"] is None  # JSON has no NaN
+
+
+def test_missing_value_fails() -> None:
+    spec = CheckSpec(id="kl/layer=3/bucket=1-128", family="bucket", metric="kl", layer=3, bucket="1-128")
+    c = judge(spec, results(), LOWER, Baselines())
+    assert c.status == "fail" and c.reason == "missing" and "not in the results" in c.message
+
+
+def test_lookup_every_family() -> None:
+    r = results()
+    ctx = CheckSpec(id="context_ratio/fvu/layer=3", family="context_ratio", metric="context_ratio.fvu", layer=3)
+    cloze = CheckSpec(id="cloze/lambada/acc_first_token/layer=3", family="cloze",
+                      metric="cloze.lambada.acc_first_token", layer=3)
+    prop = CheckSpec(id="propagation/mse/up=1/down=3", family="propagation", metric="propagation.mse",
+                     layer=3, upstream=1)
+    assert lookup(r, ctx) == (4.0, (3.5, 4.5))
+    assert lookup(r, cloze) == (0.2, (0.18, 0.22))
+    assert lookup(r, prop) == (0.4, None)
+    assert lookup(r, CheckSpec(id="x", family="propagation", metric="propagation.l0", layer=3, upstream=1)) == (None, None)
+
+
+def test_plan_checks_ids_and_order() -> None:
+    policy = parse_policy('[metrics.fvu]\n[context_ratio.l0]\n[cloze.lambada.acc_word]\n[propagation.mse]\n')
+    specs = plan_checks(policy, layers=[2, 0], buckets={0: ["1-16", "16-32"], 2: ["1-16"]}, tasks=["lambada"])
+    assert [s.id for s in specs] == [
+        "fvu/layer=0/bucket=1-16", "fvu/layer=0/bucket=16-32", "fvu/layer=2/bucket=1-16",
+        "context_ratio/l0/layer=0", "context_ratio/l0/layer=2",
+        "cloze/lambada/acc_word/layer=0", "cloze/lambada/acc_word/layer=2",
+        "propagation/mse/up=0/down=2"]
+    assert specs[0].group == "sae-layer-0" and specs[-1].group == "sae-propagation"
+    assert not [s for s in plan_checks(policy, layers=[0], buckets={0: []}, tasks=[]) if s.family == "cloze"]
+    assert check_id("propagation", "propagation.l0", 5, upstream=2) == "propagation/l0/up=2/down=5"
+
+
+def test_summary_and_unused() -> None:
+    checks = [{"status": "pass"}, {"status": "fail"}, {"status": "new"}, {"status": "pass"}]
+    assert summarize(checks) == {"pass": 2, "fail": 1, "warn": 0, "improved": 0, "new": 1}
+    b = Baselines(entries={"a": BaselineEntry(value=1), "b": BaselineEntry(value=2)})
+    assert unused_baselines(b, ["a", "c"]) == ["b"]
+
+
+def test_merge_results_and_provenance() -> None:
+    a = {"per_bucket": {"0": {"x": 1}}, "nonfinite": [{"layer": 0}], "propagation": {"layers": [0]}}
+    b = {"per_bucket": {"1": {"x": 2}}, "nonfinite": [{"layer": 1}], "propagation": {"layers": [0, 1]},
+         "cloze": {"lambada": {"baseline": {"acc": 1}, "per_layer": {"1": {}}}}}
+    m = merge_results(a, b)
+    assert m["per_bucket"] == {"0": {"x": 1}, "1": {"x": 2}}
+    assert m["nonfinite"] == [{"layer": 0}, {"layer": 1}] and m["propagation"] == {"layers": [0, 1]}
+    assert m["cloze"]["lambada"]["per_layer"] == {"1": {}}
+    p = merge_provenance({"model": "m", "saes": [{"layer": 2}]}, {"model": "m", "saes": [{"layer": 0}]})
+    assert [s["layer"] for s in p["saes"]] == [0, 2]

@@ -1,0 +1,83 @@
+"""Plugin: parametrization and readable ids, -k selection, options from pyproject and the command line,
+failure messages, clean errors for a bad policy. Real pytest sessions (pytester) over a stubbed api."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate
+
+
+def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
+    setup_gate(pytester, baseline=full_baseline())
+    result = pytester.runpytest(*GATE, "--collect-only", "-q")
+    out = result.stdout.str()
+    for nodeid in ("test_metric[fvu/layer=0/bucket=1-16]", "test_metric[l0/layer=2/bucket=16-32]",
+                   "test_context_ratio[context_ratio/fvu/layer=1]",
+                   "test_propagation[propagation/mse/up=0/down=2]", "test_cloze[none]"):
+        assert nodeid in out
+    assert "19 tests collected" in out
+    assert engine_calls(pytester.path) == []  # planning never runs the engine
+
+
+def test_k_selection_runs_engine_once_for_selected_layers(pytester: pytest.Pytester) -> None:
+    setup_gate(pytester, baseline=full_baseline())
+    result = pytester.runpytest(*GATE, "-k", "fvu and 1-16 and not context", "-v")
+    result.assert_outcomes(passed=3, deselected=16)
+    calls = engine_calls(pytester.path)
+    assert [c["layers"] for c in calls] == [[0, 1, 2]]
+    result = pytester.runpytest(*GATE, "-k", "context_ratio")
+    result.assert_outcomes(passed=3, deselected=16)
+
+
+def test_layers_option_and_pyproject_precedence(pytester: pytest.Pytester) -> None:
+    root = setup_gate(pytester, baseline=full_baseline())
+    (root / "pyproject.toml").write_text('[tool.sae-checks]\nthresholds = "policy.toml"\nn-seqs = 7\nseed = 3\n'
+                                         'report = "out/r.json"\n')
+    result = pytester.runpytest(*GATE, "--sae-layers", "1", "--sae-seed", "5")
+    result.assert_outcomes(passed=5, skipped=2)  # 2 fvu + 2 l0 + 1 context ratio; no cloze, no propagation
+    assert "unused baseline" not in result.stdout.str()  # a layer subset is not a full run
+    config = json.loads((root / "out" / "r.json").read_text())["config"]
+    assert config["n_seqs"] == 7 and config["seed"] == 5 and config["layers"] == [1]  # CLI wins
+    assert config["buckets"] == [[1, 16], [16, 32]]  # from the policy
+
+
+def test_failing_check_message(pytester: pytest.Pytester) -> None:
+    baseline = full_baseline()
+    baseline["fvu/layer=1/bucket=1-16"]["value"] = 0.05  # the run measures 0.11: worse than the band
+    setup_gate(pytester, baseline=baseline)
+    result = pytester.runpytest(*GATE, "-k", "fvu and layer and 1-16")
+    result.assert_outcomes(passed=2, failed=1, deselected=16)
+    result.stdout.fnmatch_lines([
+        "*fvu at layer 1, positions [[]1, 16) = 0.11 (CI 0.105..0.115): worse than baseline 0.05, band*"
+        "rerun with --sae-update-baseline*",
+        "FAILED *test_metric[[]fvu/layer=1/bucket=1-16]*",
+    ])
+
+
+def test_bad_policy_is_a_clean_collection_error(pytester: pytest.Pytester) -> None:
+    setup_gate(pytester, policy="[metrics.fvu]\nlimt = 0.3\n")
+    result = pytester.runpytest(*GATE)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*sae-checks: *policy.toml:2: key 'metrics.fvu.limt': unknown key*"])
+
+
+def test_policy_layer_the_run_lacks(pytester: pytest.Pytester) -> None:
+    setup_gate(pytester, policy="[metrics.fvu]\nlayers.7 = { limit = 0.3 }\n")
+    result = pytester.runpytest(*GATE, "--collect-only")
+    result.stdout.fnmatch_lines(["*policy.toml:2: key 'metrics.fvu.layers.7': layer 7 is not in the run*"])
+
+
+def test_gpu_checks_skip_without_cuda(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: nothing to skip")
+    setup_gate(pytester, baseline=full_baseline())
+    result = pytester.runpytest(*GATE, "--sae-device", "cuda", "-k", "fvu and layer and 1-16", "-rs")
+    result.assert_outcomes(skipped=3, deselected=16)
+    result.stdout.fnmatch_lines(["*needs CUDA*"])
+    assert not (pytester.path / "sae-report.json").exists()

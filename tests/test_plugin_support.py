@@ -1,0 +1,165 @@
+"""Shared set-up for the pytester-driven plugin tests (no tests here).
+
+``setup_gate(pytester)`` writes into the pytester folder: a ``conftest.py`` that replaces
+``sae_checks.api`` by a stub (``plan`` / ``run`` over hand-made results for layers 0..2, buckets 1-16 and
+16-32; every ``run`` call appends ``{"pid", "layers"}`` to ``engine_calls.jsonl``), a policy TOML and
+optionally a baseline. The stub conftest is loaded by xdist workers too (they share the folder).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LAYERS = (0, 1, 2)
+BUCKETS = ("1-16", "16-32")
+
+STUB_CONFTEST = textwrap.dedent('''
+    """Stub sae_checks.api: plan/run over hand-made results (see tests/test_plugin_support.py)."""
+    import json, os, sys, types
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    import sae_checks
+
+    HERE = Path(__file__).parent
+    FAKE = json.loads((HERE / "fake_results.json").read_text())
+
+    @dataclass
+    class Plan:
+        layers: list
+        buckets: dict
+        tasks: list
+
+    @dataclass
+    class Evaluation:
+        provenance: dict
+        results: dict
+
+    def plan(config):
+        layers = [l for l in FAKE["layers"] if config.layers is None or l in config.layers]
+        return Plan(layers=layers, buckets={l: list(FAKE["buckets"]) for l in layers}, tasks=list(config.tasks))
+
+    def run(config, *, layers=None):
+        layers = sorted(layers if layers is not None else plan(config).layers)
+        with open(HERE / "engine_calls.jsonl", "a") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), "layers": layers, "device": config.device}) + "\\n")
+        keep = {str(l) for l in layers}
+        r = FAKE["results"]
+        results = {k: {l: v for l, v in r[k].items() if l in keep} for k in ("per_bucket", "context_generalization")}
+        results["cloze"] = {t: {"baseline": d["baseline"], "per_layer": {l: v for l, v in d["per_layer"].items() if l in keep}}
+                            for t, d in r["cloze"].items()}
+        idx = [FAKE["layers"].index(l) for l in layers]
+        results["propagation"] = {"layers": layers, "window": [1, 101],
+                                  **{m: [[r["propagation"][m][i][j] for j in idx] for i in idx] for m in ("mse", "l0")}}
+        results["nonfinite"] = []
+        prov = dict(FAKE["provenance"])
+        prov["saes"] = [s for s in prov["saes"] if s["layer"] in layers]
+        return Evaluation(provenance=prov, results=results)
+
+    _api = types.ModuleType("sae_checks.api")
+    _api.plan, _api.run, _api.Plan, _api.Evaluation = plan, run, Plan, Evaluation
+    _saved = (sys.modules.get("sae_checks.api"), getattr(sae_checks, "api", None))
+    sys.modules["sae_checks.api"] = _api
+    sae_checks.api = _api
+
+    def pytest_unconfigure(config):
+        if _saved[0] is None:
+            sys.modules.pop("sae_checks.api", None)
+        else:
+            sys.modules["sae_checks.api"] = _saved[0]
+        if _saved[1] is None:
+            sae_checks.__dict__.pop("api", None)
+        else:
+            sae_checks.api = _saved[1]
+''')
+
+POLICY = textwrap.dedent('''
+    buckets = [[1, 16], [16, 32]]
+    baseline = "baseline.json"
+
+    [defaults]
+    rel_tol = 0.1
+
+    [metrics.fvu]
+    limit = 0.5
+
+    [metrics.l0]
+    abs_tol = 2.0
+
+    [context_ratio.fvu]
+
+    [propagation.mse]
+    abs_tol = 0.05
+''')
+
+
+def fake_results(fvu: float = 0.1, l0: float = 10.0) -> dict[str, Any]:
+    """Hand-made results: fvu grows by 0.01 per layer and 0.05 beyond position 16."""
+    per_bucket, ctx, cloze = {}, {}, {}
+    for L in LAYERS:
+        per_bucket[str(L)] = {}
+        for k, b in enumerate(BUCKETS):
+            v, n = fvu + 0.01 * L + 0.05 * k, l0 + L + 5 * k
+            per_bucket[str(L)][b] = {"fvu": {"mean": v, "ci": [v - 0.005, v + 0.005]},
+                                     "l0": {"mean": n, "ci": [n - 0.5, n + 0.5]}}
+        ctx[str(L)] = {"fvu": {"inside": "1-16", "beyond": "16-32", "ratio": 1.5, "ci": [1.4, 1.6]}}
+        cloze[str(L)] = {"acc_first_token": {"mean": 0.3, "ci": [0.25, 0.35]}}
+    prop = [[0.1 * (j - i) if i < j else None for j in LAYERS] for i in LAYERS]
+    return {
+        "layers": list(LAYERS), "buckets": list(BUCKETS),
+        "results": {"per_bucket": per_bucket, "context_generalization": ctx,
+                    "cloze": {"lambada": {"baseline": {"acc_first_token": 0.35}, "per_layer": cloze}},
+                    "propagation": {"mse": prop, "l0": prop}},
+        "provenance": {
+            "sae_checks": "0.1.0", "torch": None, "transformer_lens": None, "sae_lens": None, "device": "cpu",
+            "dtype": "float32", "git_commit": None, "created": "2025-01-01T00:00:00Z", "model": "stub",
+            "saes": [{"layer": L, "hook": f"blocks.{L}.hook_resid_pre", "release": None, "id": None,
+                      "sha256": None, "context_size": 16} for L in LAYERS],
+            "data": {"dataset": "stub", "split": None, "revision": None, "n_sequences": 4, "ctx_len": 32,
+                     "seed": 0},
+        },
+    }
+
+
+def setup_gate(pytester: pytest.Pytester, *, policy: str = POLICY, baseline: dict[str, Any] | None = None,
+               results: dict[str, Any] | None = None) -> Path:
+    """Write the stub conftest, results, policy (``policy.toml``) and baseline; returns the folder."""
+    root = pytester.path
+    (root / "conftest.py").write_text(STUB_CONFTEST)
+    (root / "fake_results.json").write_text(json.dumps(results or fake_results()))
+    (root / "policy.toml").write_text(policy)
+    (root / "pyproject.toml").write_text('[tool.sae-checks]\nthresholds = "policy.toml"\n')
+    if baseline is not None:
+        (root / "baseline.json").write_text(json.dumps(
+            {"format": "sae-checks-baseline", "version": 1, "entries": baseline}))
+    return root
+
+
+def engine_calls(root: Path) -> list[dict[str, Any]]:
+    path = root / "engine_calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def full_baseline(fvu: float = 0.1, l0: float = 10.0) -> dict[str, Any]:
+    """Baseline entries equal to ``fake_results(fvu, l0)`` for every check of POLICY."""
+    data = fake_results(fvu, l0)["results"]
+    out: dict[str, Any] = {}
+    for L in LAYERS:
+        for b in BUCKETS:
+            for m in ("fvu", "l0"):
+                e = data["per_bucket"][str(L)][b][m]
+                out[f"{m}/layer={L}/bucket={b}"] = {"value": e["mean"], "ci": e["ci"]}
+        out[f"context_ratio/fvu/layer={L}"] = {"value": 1.5, "ci": [1.4, 1.6]}
+    for i in LAYERS:
+        for j in LAYERS:
+            if i < j:
+                out[f"propagation/mse/up={i}/down={j}"] = {"value": data["propagation"]["mse"][i][j], "ci": None}
+    return out
+
+
+GATE = ("--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider")
