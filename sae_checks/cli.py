@@ -81,10 +81,9 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
     from sae_checks.config import RunConfig
 
     fields = set(RunConfig.__dataclass_fields__)
-    values = {k.replace("-", "_"): v for k, v in (defaults or {}).items()}
     # keys of the pyproject table that belong to the gate, not the run
-    for gate_key in ("thresholds", "baseline", "report", "update_baseline"):
-        values.pop(gate_key, None)
+    gate_keys = {"thresholds", "baseline", "report", "update_baseline"}
+    values = {k: v for k, v in (defaults or {}).items() if k.replace("-", "_") not in gate_keys}
     values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
     return RunConfig.from_dict(values, source="[tool.sae-checks]")
 
