@@ -82,8 +82,14 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
     fields = set(RunConfig.__dataclass_fields__)
     # keys of the pyproject table that belong to the gate, not the run
+    from sae_checks.gate import ALIASES
+
     gate_keys = {"thresholds", "baseline", "report", "update_baseline"}
-    values = {k: v for k, v in (defaults or {}).items() if k.replace("-", "_") not in gate_keys}
+    values = {}
+    for key, value in (defaults or {}).items():
+        name = key.replace("-", "_")
+        if name not in gate_keys:
+            values[ALIASES.get(name, key)] = value  # the pytest option names (ctx, id) work here too
     values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
     return RunConfig.from_dict(values, source="[tool.sae-checks]")
 

@@ -42,7 +42,9 @@ class RunConfig:
     ci_level: float = 0.95  # confidence level of the bucket CIs
     tasks: tuple[str, ...] = ()  # cloze tasks to run: "lambada", "cbt"
     n_prompts: int = 1000  # prompts per cloze task (the post used the first 1000)
-    task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
+    task_data: tuple[tuple[str, str], ...] = ()
+    n_causal: int = 5  # causal check: ablate the top-n features of each helpfulness ranking (0 = off)
+    causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active  # (task, source) overrides: a local JSONL or a HF dataset id
     progress: bool = True  # tqdm progress bars on long runs
 
     def validate(self) -> RunConfig:
@@ -73,6 +75,9 @@ class RunConfig:
             raise ConfigError("n_bootstrap", self.n_bootstrap, "must be >= 0")
         if not 0 < self.ci_level < 1:
             raise ConfigError("ci_level", self.ci_level, "must be in (0, 1)")
+        if self.n_causal < 0 or self.causal_max_prompts < 1:
+            raise ConfigError("n_causal", (self.n_causal, self.causal_max_prompts),
+                              "n_causal must be >= 0 and causal_max_prompts >= 1")
         if self.n_prompts < 1:
             raise ConfigError("n_prompts", self.n_prompts, "must be >= 1")
         return self

@@ -175,6 +175,7 @@ def run_cloze(
     model: Any, saes: dict[int, LoadedSAE], items: Sequence[ClozeItem], *, task: str, batch_size: int = 16,
     splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: bool = False,
     n_bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0, min_count: int = 5, n_top: int = 10,
+    causal_max_prompts: int = 64,
 ) -> ClozeOutput:
     """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
 
@@ -191,7 +192,9 @@ def run_cloze(
     <= context_size; beyond: longer) and gives ``n``, the spliced and ``*_clean`` accuracies and
     ``delta_logp`` for each part. CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
     ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
-    check ablates the first ``n_causal`` features of each ranking (0 turns it off).
+    check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
+    ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
+    SAEs the top features are active nearly everywhere, and one pass per (prompt, feature) adds up.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be >= 1")
@@ -267,6 +270,7 @@ def run_cloze(
                 ranks[L] = feat.rank_features(fsums[L], min_count=min_count, n_top=n_top)
             if n_causal > 0:
                 causal = _causal_sweep(model, saes, layers, hooks, enc, lengths, ranks, per, n_causal,
+                                       causal_max_prompts,
                                        batch_size, splice_bos, pad_id, progress, task)
 
     cls = {L: classify(clean["acc_first_token"] > 0, per[L]["acc_first_token"] > 0) for L in layers}
@@ -370,7 +374,7 @@ def _choice_passes(
 def _causal_sweep(
     model: Any, saes: dict[int, LoadedSAE], layers: list[int], hooks: list[str], enc: EncodedItems,
     lengths: list[int], ranks: dict[int, dict[str, list[int]]], per: dict[int, dict[str, Tensor]],
-    n_causal: int, batch_size: int, splice_bos: bool, pad_id: int, progress: bool, task: str,
+    n_causal: int, max_prompts: int, batch_size: int, splice_bos: bool, pad_id: int, progress: bool, task: str,
 ) -> dict[int, dict[int, tuple[float, int]]]:
     """Second sweep over the same batches: ablate each candidate feature where it is active and
     compare with the full splice's logp (``experiments.features.causal_ablation_batch``).
@@ -392,7 +396,10 @@ def _causal_sweep(
             ls = saes[L]
             x = acts[ls.hook_name]
             f, _, _ = _splice_inputs(ls, x, keep)
-            active = active_features(f, wmask.to(f.device))
+            active = active_features(f, wmask.to(f.device)).clone()  # (B, k)
+            sub = active[:, cands[L]]  # (B, C): cap each candidate at max_prompts prompts overall
+            room = (max_prompts - counts[L]).clamp(min=0).to(sub.device)
+            active[:, cands[L]] = sub & (sub.cumsum(0) <= room[None])
             logp_spliced = per[L]["logp"][torch.tensor(idx)]
             s, n = feat.causal_ablation_batch(
                 model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.attention_mask, batch.prompt_len,

@@ -38,7 +38,8 @@ def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[d
         out = run_cloze(
             model, dict(saes), items, task=task, batch_size=config.batch_size, splice_bos=config.splice_bos,
             features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
-            ci_level=config.ci_level, seed=config.seed,
+            ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
+            causal_max_prompts=config.causal_max_prompts,
         )
         cloze[task] = out.cloze
         if out.features and not features:
