@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from sae_checks.loading.saes import LoadedSAE
-from tests.tiny import tiny_model, tiny_sae, tiny_tokenizer
+from tests.tiny import identity_sae, tiny_model, tiny_sae, tiny_tokenizer  # noqa: F401 (re-export)
 
 
 def loaded(sae: Any, layer: int, context_size: int | None = 16) -> LoadedSAE:
@@ -28,19 +28,6 @@ def world(tmp: Path, *, n_layers: int = 3, d_model: int = 16, n_ctx: int = 24, s
     saes = {L: loaded(tiny_sae(model, L, arch=arch, d_sae=d_sae, seed=seed, context_size=8), L)
             for L in range(n_layers)}
     return model, saes
-
-
-def identity_sae(model: Any, layer: int) -> Any:
-    """A StandardSAE whose decoder reproduces its input exactly: W_enc = [I, -I], W_dec = [I; -I]."""
-    d = model.cfg.d_model
-    sae = tiny_sae(model, layer, d_sae=2 * d)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 def random_tokens(model: Any, n: int, seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,7 @@ from sae_checks.experiments.cloze import encode_items, run_cloze
 from sae_checks.loading.data import ClozeItem
 from sae_checks.loading.saes import LoadedSAE
 from sae_checks.metrics.cloze import CLASSES, choice_correct, classify, cloze_scores
-from tests.tiny import tiny_model, tiny_sae, tiny_tokenizer
+from tests.tiny import identity_sae, tiny_model, tiny_sae, tiny_tokenizer
 
 OPTIONS = ("tree", "mat", "log", "dog", "cat", "door", "book", "end", "garden", "roses")
 ITEMS = [
@@ -33,25 +33,6 @@ def loaded(sae: Any, layer: int, context_size: int | None = 16, neuronpedia_id: 
         sha256="", context_size=context_size, architecture="standard", d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae,
         model_name="tiny", neuronpedia_id=neuronpedia_id,
     )
-
-
-def identity_sae(model: Any, layer: int) -> Any:
-    """StandardSAE with W_enc = [I, −I], W_dec = [I; −I], zero biases: relu(x) − relu(−x) = x exactly."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    d = model.cfg.d_model
-    sae = StandardSAE(StandardSAEConfig(
-        d_in=d, d_sae=2 * d,
-        metadata=SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_pre", context_size=16, model_name="tiny"),
-    ))
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,18 @@ def tiny_sae_folder(model: Any, root: str | Path, *, layers: list[int] | None = 
     for layer in layers if layers is not None else range(model.cfg.n_layers):
         tiny_sae(model, layer, arch=arch, path=root / f"blocks.{layer}.hook_resid_pre", **kwargs)
     return root
+
+
+def identity_sae(model: Any, layer: int) -> Any:
+    """A StandardSAE at ``blocks.{layer}.hook_resid_pre`` whose decoder reproduces its input exactly: W_enc = [I, -I], W_dec = [I; -I]."""
+    import torch
+
+    d = model.cfg.d_model
+    sae = tiny_sae(model, layer, d_sae=2 * d)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
