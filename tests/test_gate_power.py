@@ -33,7 +33,8 @@ def zoo():
     from sae_checks.loading.saes import load_saes
 
     policy = load_policy(POLICY)
-    config = RunConfig(buckets=tuple(tuple(b) for b in policy.buckets), progress=False, n_bootstrap=200)
+    config = RunConfig(buckets=tuple(tuple(b) for b in policy.buckets), progress=False, n_bootstrap=200,
+                       zero_ablation=False, propagation=False)  # the policy checks neither
     model = load_model("zoo")
     return policy, config, model, load_saes("zoo:v2", model), load_saes("zoo:v1", model)
 
@@ -79,8 +80,9 @@ def test_decoder_noise_raising_fvu_by_about_10_percent_fails_fvu(zoo):
     clean = _gate(zoo, zoo[3])
     gen = torch.Generator().manual_seed(0)
 
-    def noise(sae, L):  # scaled per layer so fvu rises by roughly 10% (checked below)
-        sae.W_dec.add_(torch.randn(sae.W_dec.shape, generator=gen) * NOISE_SCALE * sae.W_dec.norm(dim=1, keepdim=True))
+    def noise(sae, L):  # fvu rises by roughly 10% (checked below)
+        sae.W_dec.add_(torch.randn(sae.W_dec.shape, generator=gen) * NOISE_SCALE
+                       * sae.W_dec.norm(dim=1, keepdim=True))
 
     checks = _gate(zoo, _perturbed(zoo[3], noise))
     rises = [checks[i].value / clean[i].value - 1 for i in clean if i.startswith("fvu/")]
@@ -88,7 +90,7 @@ def test_decoder_noise_raising_fvu_by_about_10_percent_fails_fvu(zoo):
     assert any(i.startswith("fvu/") for i in _failed(checks)), _failed(checks)
 
 
-NOISE_SCALE = 0.06
+NOISE_SCALE = 0.022  # per-element noise, as a fraction of each decoder row's norm: fvu +~10%
 
 
 def test_killing_5_percent_of_features_fails(zoo):

@@ -1,0 +1,284 @@
+"""The zoo's tokenizer and language model: a byte-level BPE tokenizer and a small GPT-style
+TransformerLens ``HookedTransformer``, trained from scratch on the stdlib docstrings (see ``corpus``).
+
+Used by ``build`` (training, saving) and by ``sae_checks.zoo`` (loading). torch is imported at module
+level: only import this module where torch is needed anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BOS = "<|endoftext|>"  # BOS = EOS = PAD, as gpt2
+MODEL_NAME = "sae-checks-zoo"
+
+
+DEPRECATION_MESSAGE = ".*HookedTransformer is deprecated.*"  # the one warning the zoo hides
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: Path) -> Any:
+    """Train a byte-level BPE tokenizer, save it in the Hugging Face format, and return it reloaded.
+
+    Reloading from the folder matters: TransformerLens' ``set_tokenizer`` re-opens the tokenizer by its
+    ``name_or_path`` (DESIGN.md section 7).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=BOS,
+        pad_token=BOS,
+        unk_token=BOS,
+        model_max_length=10**6,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out_dir))
+    return load_tokenizer(out_dir)
+
+
+def load_tokenizer(tok_dir: Path) -> Any:
+    """``PreTrainedTokenizerFast`` from a folder written by :func:`train_tokenizer`."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+
+
+def encode_documents(tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
+    """One token stream: each document's tokens followed by EOS (= BOS). int64 (n_tokens,)."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    for enc in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def pack(stream: torch.Tensor, n_ctx: int, bos: int, max_seqs: int | None = None) -> torch.Tensor:
+    """Consecutive, non-overlapping rows of ``n_ctx - 1`` stream tokens, each with BOS prepended. (N, n_ctx)."""
+    n = (stream.numel() // (n_ctx - 1)) if max_seqs is None else min(max_seqs, stream.numel() // (n_ctx - 1))
+    body = stream[: n * (n_ctx - 1)].view(n, n_ctx - 1)
+    return torch.cat([torch.full((n, 1), bos, dtype=torch.long), body], dim=1)
+
+
+def random_windows(stream: torch.Tensor, n: int, length: int, bos: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` windows of ``length - 1`` consecutive stream tokens at random offsets, BOS prepended. (n, length)."""
+    starts = torch.randint(0, stream.numel() - length, (n,), generator=gen)
+    idx = starts[:, None] + torch.arange(length - 1)[None, :]
+    return torch.cat([torch.full((n, 1), bos, dtype=torch.long), stream[idx]], dim=1)
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """The HookedTransformerConfig fields the zoo model needs; saved as ``model/config.json``."""
+
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    n_ctx: int = 256
+    d_vocab: int = 4096
+    act_fn: str = "gelu"
+    normalization_type: str = "LN"
+    positional_embedding_type: str = "standard"  # learned absolute positions, as gpt2
+    seed: int = 0
+
+
+def make_model(spec: ModelSpec | dict[str, Any], tokenizer: Any, device: str = "cpu") -> Any:
+    """A freshly initialized ``HookedTransformer`` with the zoo tokenizer attached (``to_tokens`` prepends BOS)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    fields = spec if isinstance(spec, dict) else spec.__dict__
+    cfg = HookedTransformerConfig(
+        **fields, model_name=MODEL_NAME, default_prepend_bos=True, device=device, tokenizer_name=None
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=DEPRECATION_MESSAGE)
+        model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model.eval()
+    return model
+
+
+def save_model(model: Any, spec: ModelSpec, out_dir: Path) -> None:
+    """``config.json`` (the ModelSpec) and ``model.safetensors`` (parameters only, float32)."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(spec.__dict__, indent=2, sort_keys=True) + "\n")
+    params = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.named_parameters()}
+    save_file(params, str(out_dir / "model.safetensors"))
+
+
+def load_model(model_dir: Path, tokenizer: Any, device: str = "cpu") -> Any:
+    """Rebuild the model saved by :func:`save_model`."""
+    from safetensors.torch import load_file
+
+    spec = json.loads((model_dir / "config.json").read_text())
+    model = make_model(spec, tokenizer, device=device)
+    params = load_file(str(model_dir / "model.safetensors"), device=device)
+    missing, unexpected = model.load_state_dict(params, strict=False)
+    param_names = {k for k, _ in model.named_parameters()}
+    bad_missing = [k for k in missing if k in param_names]
+    assert not bad_missing and not unexpected, (
+        f"{model_dir / 'model.safetensors'}: missing {bad_missing}, unexpected {unexpected}"
+    )
+    return model
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMTraining:
+    steps: int = 720  # optimizer steps
+    batch_size: int = 8  # sequences of n_ctx tokens per step (small: more updates for the same compute)
+    lr: float = 3e-3  # peak AdamW learning rate (cosine decay to 10% after warmup)
+    warmup: int = 60  # linear warmup steps
+    weight_decay: float = 0.05  # on matrices only; embeddings and biases are not decayed
+    grad_clip: float = 1.0
+    embed_init_std: float = 0.25  # W_E init std; W_pos starts sinusoidal with the same vector norm (~2.8,
+    # not TransformerLens' ~0.8), so token and position signals keep a real share of the residual stream
+    repeat_share: float = 0.3  # share of rows that repeat a random stretch of text (period 8..127):
+    # teaches copying (induction) within the small training budget
+    seed: int = 0
+
+
+def init_embeddings(model: Any, std: float, seed: int) -> None:
+    """Re-draw W_E from N(0, std^2) and set W_pos to sinusoids of the same expected norm (both still learned).
+
+    W_pos[p] = (sin(p w_i), cos(p w_i))_i with periods 2 pi / w_i spread geometrically from 4 to 4 n_ctx.
+    A smooth start makes "previous token" attention (and so induction) easy to learn; random position
+    vectors make it nearly impossible in a short run. The long periods also make positions past any
+    short training context look new to an SAE, as gpt2's learned positions do.
+    """
+    gen = torch.Generator().manual_seed(seed + 7)
+    n_ctx, d = model.W_pos.shape
+    periods = 4.0 * n_ctx ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2 - 1))  # 4 .. 4 n_ctx
+    angles = (
+        torch.arange(n_ctx, dtype=torch.float64)[:, None] * (2 * math.pi / periods)[None, :]
+    )  # (n_ctx, d/2)
+    pos = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(n_ctx, d)  # row norm sqrt(d/2)
+    with torch.no_grad():
+        model.embed.W_E.copy_(torch.randn(model.embed.W_E.shape, generator=gen) * std)
+        model.pos_embed.W_pos.copy_((pos * (std * math.sqrt(d) / math.sqrt(d / 2))).to(model.W_pos.dtype))
+
+
+def training_batch(
+    stream: torch.Tensor, cfg: LMTraining, n_ctx: int, bos: int, gen: torch.Generator
+) -> torch.Tensor:
+    """``batch_size`` rows of ``n_ctx`` tokens, BOS first: random windows of the stream, and in a
+    ``repeat_share`` of rows a random stretch of ``period`` tokens repeated to fill the row. (B, n_ctx)."""
+    batch = random_windows(stream, cfg.batch_size, n_ctx, bos, gen)
+    n_rep = round(cfg.repeat_share * cfg.batch_size)
+    for row in range(n_rep):
+        period = int(torch.randint(8, min(128, n_ctx - 1), (1,), generator=gen))
+        batch[row, 1:] = batch[row, 1 : 1 + period].repeat((n_ctx - 1) // period + 1)[: n_ctx - 1]
+    return batch
+
+
+def train_model(model: Any, stream: torch.Tensor, cfg: LMTraining, *, log_every: int = 80) -> list[float]:
+    """AdamW on random ``n_ctx`` windows of the training stream (BOS first). Returns the loss per step.
+
+    Embeddings are re-initialized at ``embed_init_std`` and not weight-decayed, so every position keeps
+    a real norm (see :class:`LMTraining`).
+    """
+    n_ctx = model.cfg.n_ctx
+    bos = model.tokenizer.bos_token_id
+    gen = torch.Generator().manual_seed(cfg.seed)
+    init_embeddings(model, cfg.embed_init_std, cfg.seed)
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and name not in ("embed.W_E", "pos_embed.W_pos") else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    model.train()
+    losses = []
+    t0 = time.time()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        batch = training_batch(stream, cfg, n_ctx, bos, gen)
+        loss = model(batch, return_type="loss")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == cfg.steps - 1):
+            print(
+                f"  lm step {step:4d}/{cfg.steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def heldout_ce(model: Any, tokens: torch.Tensor, batch_size: int = 16) -> float:
+    """Mean next-token CE over every prediction made at positions 0..T-2 of ``tokens`` (N, T)."""
+    total, count = 0.0, 0
+    for i in range(0, tokens.shape[0], batch_size):
+        ce = model(tokens[i : i + batch_size], return_type="loss", loss_per_token=True)  # (B, T-1)
+        total += ce.double().sum().item()
+        count += ce.numel()
+    return total / count
+
+
+def unigram_ce(train_stream: torch.Tensor, tokens: torch.Tensor, vocab: int) -> float:
+    """CE of an add-one-smoothed unigram model fit on the training stream, on the same targets as
+    :func:`heldout_ce` (tokens[:, 1:])."""
+    counts = torch.bincount(train_stream, minlength=vocab).double() + 1.0
+    logp = (counts / counts.sum()).log()
+    return -logp[tokens[:, 1:].reshape(-1)].mean().item()
+
+
+@torch.no_grad()
+def induction_ce(model: Any, n: int = 16, length: int = 60, seed: int = 0) -> tuple[float, float]:
+    """Mean CE on ``length`` random tokens and on the same tokens repeated right after them (BOS first).
+
+    A model that copies (induction heads) predicts the repeat far better than the first pass.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    length = min(length, (model.cfg.n_ctx - 1) // 2)
+    rand = torch.randint(1, model.cfg.d_vocab, (n, length), generator=gen)
+    toks = torch.cat([torch.full((n, 1), model.tokenizer.bos_token_id), rand, rand], dim=1)
+    ce = model(
+        toks, return_type="loss", loss_per_token=True
+    )  # (n, 2 * length); ce[:, t] predicts toks[:, t + 1]
+    return ce[:, 1:length].mean().item(), ce[:, length:].mean().item()
