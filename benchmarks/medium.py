@@ -1,5 +1,5 @@
 """The medium random-init world of the speed benchmark (issue 3): 8 layers, d_model 256, context 256,
-d_sae 4096, GPT-2's vocabulary size, one StandardSAE per layer on ``blocks.L.hook_resid_pre``.
+d_sae 4096, a 4096-token vocabulary, one StandardSAE per layer on ``blocks.L.hook_resid_pre``.
 
 Also runnable as a script for the memory benchmark: ``python -m benchmarks.medium N_SEQS`` runs the
 engine on N_SEQS sequences and prints the peak resident memory (max RSS, MiB) of that process.
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-N_LAYERS, D_MODEL, N_CTX, D_SAE, D_VOCAB = 8, 256, 256, 4096, 50257
+N_LAYERS, D_MODEL, N_CTX, D_SAE, D_VOCAB = 8, 256, 256, 4096, 4096
 
 
 def medium_world(seed: int = 0) -> tuple[Any, dict[int, Any]]:
@@ -36,7 +36,8 @@ def medium_world(seed: int = 0) -> tuple[Any, dict[int, Any]]:
     for L in range(N_LAYERS):
         hook = f"blocks.{L}.hook_resid_pre"
         sae = StandardSAE(StandardSAEConfig(
-            d_in=D_MODEL, d_sae=D_SAE, metadata=SAEMetadata(hook_name=hook, context_size=128)))
+            d_in=D_MODEL, d_sae=D_SAE,
+            metadata=SAEMetadata(hook_name=hook, context_size=128, prepend_bos=True)))
         with torch.no_grad():
             sae.W_enc.normal_(0, D_MODEL ** -0.5)
             sae.W_dec.copy_(sae.W_enc.T * 0.5)

@@ -1,0 +1,62 @@
+"""End to end on the real zoo: engine + cloze -> report (schema-valid) -> every figure.
+
+Also the engine's zoo acceptance (issue 3): v1's metrics past its 32-token training context are clearly
+worse than inside it; v2's are not.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sae_checks.api import run
+from sae_checks.config import RunConfig
+from sae_checks.report.io import build_report, load_report, write_report
+
+FAST = dict(n_seqs=12, buckets=((1, 32), (32, 256)), n_bootstrap=100, progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    out = {}
+    for version in ("v1", "v2"):
+        config = RunConfig(saes=f"zoo:{version}", tasks=("lambada",), n_prompts=40, n_causal=2,
+                           causal_max_prompts=8, **FAST)
+        ev = run(config)
+        path = tmp_path_factory.mktemp(version) / "report.json"
+        write_report(path, build_report(provenance=ev.provenance, config=config.to_dict(),
+                                        results=ev.results, checks=[]))
+        out[version] = load_report(path)  # validated against the shipped schema on the way
+    return out
+
+
+def test_v1_degrades_past_its_context_and_v2_does_not(reports):
+    v1 = reports["v1"]["results"]["context_generalization"]
+    v2 = reports["v2"]["results"]["context_generalization"]
+    assert v1["0"]["fvu"]["ratio"] > 2.0 and v1["0"]["fvu"]["ci"][0] > 1.5, v1["0"]["fvu"]
+    assert v1["0"]["l0"]["ratio"] > 1.5, v1["0"]["l0"]
+    for layer, ratios in v2.items():
+        assert ratios["fvu"]["ratio"] < 1.3, (layer, ratios["fvu"])
+        assert ratios["l0"]["ratio"] < 1.3, (layer, ratios["l0"])
+
+
+def test_report_carries_every_section(reports):
+    results = reports["v1"]["results"]
+    for key in ("per_position", "per_bucket", "context_generalization", "propagation", "cloze", "features"):
+        assert results.get(key), key
+    sae = reports["v1"]["provenance"]["saes"][0]
+    assert len(sae["sha256"]) == 64 and sae["context_size"] == 32
+
+
+def test_every_figure_is_drawn_from_a_zoo_report(reports, tmp_path):
+    from sae_checks.report.plots import make_diff_plots, make_plots
+
+    result = make_plots(reports["v1"], tmp_path)
+    names = {p.name for p in result.paths}
+    expected = {f"position_{m}.png" for m in ("mse", "l0", "feat_l1", "delta_ce", "kl")}
+    expected |= {f"layer_{m}.png" for m in ("mse", "l0", "feat_l1", "delta_ce", "kl")}
+    expected |= {"resid_norm_by_layer.png", "mse_vs_resid_norm.png", "features_helpfulness.png"}
+    expected |= {f"propagation_{m}.png" for m in ("mse", "l0", "resid_norm")}
+    expected |= {f"cloze_lambada_{k}.png" for k in ("accuracy", "ce", "delta_logp_strip", "prompt_scatter")}
+    assert expected <= names, (expected - names, result.notes)
+    diff = make_diff_plots(reports["v1"], reports["v2"], tmp_path / "diff")
+    assert [p.name for p in diff.paths] == ["diff_buckets.png"]
