@@ -18,17 +18,6 @@ from sae_checks.loading.models import load_model, official_model_name, same_mode
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture
-def empty_offline_hub(tmp_path, monkeypatch):
-    """An empty Hugging Face cache, offline."""
-    hub = tmp_path / "hf" / "hub"
-    hub.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hub
-
-
 def test_unknown_name_says_where_valid_names_are():
     with pytest.raises(LoadError, match=r"'gpt2-smal'.*did you mean gpt2-small.*OFFICIAL_MODEL_NAMES"):
         load_model("gpt2-smal")

@@ -147,16 +147,6 @@ def test_zoo_spec_records_release_and_id(model, tmp_path, monkeypatch):
 # --- releases, offline (the cached happy path is in test_loading_models.py::test_hub_path_offline...) ---
 
 
-@pytest.fixture
-def empty_offline_hub(tmp_path, monkeypatch):
-    hub = tmp_path / "hf" / "hub"
-    hub.mkdir(parents=True)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hub
-
-
 def test_release_not_cached_offline_fails_at_once(model, empty_offline_hub):
     import sae_lens  # noqa: F401  (time the check, not the import)
 

@@ -134,7 +134,7 @@ def _load_local(folder: Path, model: Any, *, sae_id: str, device: str, release: 
             if (other.hook_name == wanted) == (loaded.hook_name == wanted):
                 raise LoadError(
                     f"SAE folder {folder}: two SAEs for layer {loaded.layer} ({other.path}: {other.hook_name}, "
-                    f"{sub}: {loaded.hook_name}); keep one, or pick one with --sae-sae-id"
+                    f"{sub}: {loaded.hook_name}); keep one, or pick one with --sae-id"
                 )
             if other.hook_name == wanted:
                 continue
@@ -183,7 +183,7 @@ def _load_release(
         if not layers:
             raise CompatibilityError(
                 f"release {release!r}: no id matches {sae_id!r} for any layer 0..{model.cfg.n_layers - 1} of the "
-                f"model (ids: {shown}); pass --sae-sae-id with a {{layer}} template"
+                f"model (ids: {shown}); pass --sae-id with a {{layer}} template"
             )
     out: dict[int, LoadedSAE] = {}
     for layer in layers:
