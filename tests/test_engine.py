@@ -170,6 +170,19 @@ def test_nonfinite_values_are_reported_with_layer_sequence_position(tok):
     assert ev.results["per_bucket"]["1"]["1-16"]["mse"]["mean"] is None  # never averaged away
 
 
+
+def test_nonfinite_logits_are_reported_for_the_clean_and_the_spliced_pass(tok):
+    model = _model(tok, 4, n_layers=2)
+    saes = {1: loaded(tiny_sae(model, 1, d_sae=24), 1)}
+    toks = random_tokens(model, 3)
+    with torch.no_grad():
+        model.unembed.b_U[3] = float("inf")
+    ev = evaluate(model, saes, toks, RunConfig(**FAST))
+    found = {e["where"]: e for e in ev.results["nonfinite"]}
+    assert found["logits_clean"]["layer"] is None and found["logits_clean"]["sequence"] == 0
+    assert found["logits_clean"]["position"] == 0 and found["logits_spliced"]["layer"] == 1
+    assert "activations" not in found and "reconstruction" not in found  # the SAE side is clean
+
 def test_default_buckets_split_at_training_context():
     assert default_buckets(128, 1024) == [(1, 128), (128, 1024)]
     assert default_buckets(1024, 1024) == [(1, 1024)]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_checks.aggregate import METRICS, LayerAccumulator, metrics_from_sums
-from sae_checks.metrics.loss import kl_div, next_token_ce
+from sae_checks.metrics.loss import CleanLogits, kl_div, next_token_ce
 from sae_checks.metrics.reconstruction import fvu_from_sums, reconstruction_terms
 
 
@@ -43,6 +43,38 @@ def test_ce_and_kl_definitions():
     other = torch.log(torch.tensor([[[1 / 3] * 3, [0.1, 0.8, 0.1]]]))
     expected0 = sum(p * torch.log(torch.tensor(p / (1 / 3))) for p in (0.5, 0.25, 0.25))
     assert torch.allclose(kl_div(logp, other)[0, 0], expected0, atol=1e-6)
+
+
+@given(offset=st.sampled_from([0.0, -100.0, 50.0]), scale=st.sampled_from([0.01, 0.3, 3.0]),
+       seed=st.integers(0, 1000))
+@settings(max_examples=20, deadline=None)
+def test_engine_losses_equal_the_reference_definitions(offset: float, scale: float, seed: int):
+    """CleanLogits.compare (no per-pass log_softmax) == log_softmax-based CE and KL, in float64 truth;
+    gpt2's logits sit near -100, where a plain float32 logsumexp difference would be off by ~1e-5."""
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.randn(2, 5, 40, generator=gen) * 3 + offset
+    other = clean + scale * torch.randn(2, 5, 40, generator=gen)
+    tokens = torch.randint(0, 40, (2, 5), generator=gen)
+    ref = CleanLogits.of(clean, tokens)
+    ce, kl = ref.compare(other.clone(), tokens, consume=True)
+    true_kl = kl_div(torch.log_softmax(clean.double(), -1), other.double())
+    assert torch.allclose(kl.double(), true_kl, atol=2e-6, rtol=1e-4)
+    assert torch.allclose(ce.double(), -torch.log_softmax(other.double(), -1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0], atol=1e-5, rtol=1e-5)
+    assert torch.allclose(ref.ce, next_token_ce(clean, tokens), atol=1e-5, rtol=1e-5)
+    assert torch.allclose(ref.ce_of(other, tokens), ce)
+    ce_same, kl_same = ref.compare(clean.clone(), tokens)
+    assert torch.equal(kl_same, torch.zeros_like(kl_same)) and torch.equal(ce_same, ref.ce)
+
+
+def test_engine_losses_keep_non_finite_values():
+    clean = torch.zeros(1, 3, 4)
+    other = clean.clone()
+    other[0, 1, 2] = float("nan")
+    other[0, 2, :] = float("-inf")
+    tokens = torch.zeros(1, 3, dtype=torch.long)
+    ce, kl = CleanLogits.of(clean, tokens).compare(other, tokens)
+    assert torch.isfinite(kl[0, 0]) and kl[0, 0] == 0
+    assert not torch.isfinite(kl[0, 1]) and not torch.isfinite(kl[0, 2]) and not torch.isfinite(ce[0, 1])
 
 
 def _batch(seed: int, B: int, T: int, d: int):

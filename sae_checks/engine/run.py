@@ -31,7 +31,7 @@ from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions
 from sae_checks.errors import ConfigError
-from sae_checks.metrics.loss import kl_div, next_token_ce
+from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import reconstruction_terms
 
 PROP_METRICS = ("mse", "l0", "resid_norm")
@@ -225,17 +225,20 @@ def _run_batch(
     a, b = config.propagation_window
     win = slice(a, min(b, n_ctx))
 
-    def flag(layer: int | None, where: str, t: Tensor) -> None:
-        hit = _first_nonfinite(t, offset)
+    def flag(layer: int | None, where: str, per_token: Tensor, full: Tensor) -> None:
+        """Report the first non-finite value of ``full`` (B, T, ...) when its per-token summary
+        ``per_token`` (B, T') is not all finite: a cheap test first, the full scan only on a hit."""
+        if bool(torch.isfinite(per_token).all()):
+            return
+        hit = _first_nonfinite(full, offset)
         if hit is not None:
             state.nonfinite.append({"layer": layer, "where": where, "sequence": hit[0], "position": hit[1]})
 
     with capture(model, list(hooks.values())) as acts:
         logits = model(toks, return_type="logits")  # (B, T, V)
-    flag(None, "logits_clean", logits)
-    logp_clean = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    clean = CleanLogits.of(logits, toks)
+    flag(None, "logits_clean", clean.max + clean.log_sum, logits)
     del logits
-    ce_clean = -logp_clean[:, :-1].gather(-1, toks[:, 1:, None]).squeeze(-1)  # (B, T-1)
 
     for i, L in enumerate(layers):
         loaded = saes[L]
@@ -243,22 +246,26 @@ def _run_batch(
         x = acts[hook]  # (B, T, d)
         f = sae.encode(x.to(sae.dtype))  # (B, T, d_sae)
         x_hat = sae.decode(f).to(x.dtype)  # (B, T, d)
-        flag(L, "activations", x)
-        flag(L, "features", f)
-        flag(L, "reconstruction", x_hat)
         rec = reconstruction_terms(x, x_hat, f)
+        flag(L, "activations", rec.x2, x)
+        flag(L, "features", rec.feat_l1, f)
+        flag(L, "reconstruction", rec.sse, x_hat)
         downstream = [hooks[M] for M in layers[i + 1:]] if state.prop is not None else []
         logits_s, captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
                                           capture_hooks=downstream)
-        flag(L, "logits_spliced", logits_s)
-        terms = rec._asdict()
-        terms["ce_clean"] = _pad_last(ce_clean)
-        terms["ce_spliced"] = _pad_last(next_token_ce(logits_s, toks))
-        terms["kl"] = kl_div(logp_clean, logits_s)
+        del f, x_hat
+        ce_s, kl = clean.compare(logits_s, toks, consume=True)
+        # logits_s now holds spliced − clean logits: non-finite exactly where a spliced logit is
+        # (clean ones are flagged above)
+        flag(L, "logits_spliced", kl, logits_s)
         del logits_s
+        terms = rec._asdict()
+        terms["ce_clean"] = _pad_last(clean.ce)
+        terms["ce_spliced"] = _pad_last(ce_s)
+        terms["kl"] = kl
         if config.zero_ablation:
             logits_z, _ = forward_from(model, hook, x, torch.zeros_like(x), toks)
-            terms["ce_zero"] = _pad_last(next_token_ce(logits_z, toks))
+            terms["ce_zero"] = _pad_last(clean.ce_of(logits_z, toks))
             del logits_z
         state.accs[L].add(terms, x, tok_mask, pred_mask)
         if state.prop is not None:

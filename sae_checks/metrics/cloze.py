@@ -121,7 +121,7 @@ def prompt_sae_sums(x: Tensor, x_hat: Tensor, f: Tensor, mask: Tensor) -> Prompt
     (B, T, d), its reconstruction ``x_hat`` and features ``f`` (B, T, k)."""
     m = mask.float()
     sse = (x.float() - x_hat.float()).pow(2).sum(-1)
-    l0 = (f != 0).sum(-1).float()
+    l0 = torch.linalg.vector_norm(f.float(), ord=0, dim=-1)  # #{f ≠ 0}
     norm = x.float().norm(dim=-1)
     return PromptSaeSums((sse * m).sum(1), (l0 * m).sum(1), (norm * m).sum(1), mask.sum(1))
 
