@@ -2,8 +2,13 @@
 
 Same tokens, same medium random-init world (benchmarks/medium.py), batch size 8:
 
-- ``engine``: every layer, per-position mse, fvu, l0, delta_ce, kl (propagation and zero ablation off);
-- ``floor``: one clean forward plus one start_at_layer pass per layer with the SAE encode/decode;
+- ``engine``: every layer, per-position mse, fvu, l0, delta_ce, kl (propagation and zero ablation off),
+  with its default fused attention (``sae_checks/engine/attention.py``);
+- ``engine_tl_attention``: the same with TransformerLens' own attention (``fast_attention=False``);
+- ``floor``: one clean forward plus one start_at_layer pass per layer with the SAE encode/decode, plain
+  TransformerLens passes (the issue's floor);
+- ``floor_fused``: the same passes with the engine's fused attention: what the engine adds on top of its
+  own forward passes is ``engine / floor_fused``;
 - ``run_evals_loop``: ``sae_lens.evals.run_evals`` looped over the layers (CE with/without SAE and
   zero-ablated, sparsity and variance metrics), the metrics the two share;
 - ``engine_propagation``: the engine with the propagation matrix, for its overhead.
@@ -37,16 +42,24 @@ def world():
     return model, saes, medium_tokens(N_SEQS)
 
 
-def _engine(model, saes, tokens, propagation: bool):
+def _engine(model, saes, tokens, propagation: bool, fast_attention: bool = True):
     from sae_checks.config import RunConfig
     from sae_checks.engine.run import evaluate
 
     return evaluate(model, saes, tokens, RunConfig(batch_size=BATCH, propagation=propagation, zero_ablation=False,
-                                                  n_bootstrap=100, progress=False, device="cpu"))
+                                                  n_bootstrap=100, progress=False, device="cpu",
+                                                  fast_attention=fast_attention))
 
 
 @torch.inference_mode()
-def _floor(model, saes, tokens):
+def _floor(model, saes, tokens, fused: bool = False):
+    from sae_checks.engine.attention import fast_attention
+
+    with fast_attention(model, enabled=fused):
+        _floor_passes(model, saes, tokens)
+
+
+def _floor_passes(model, saes, tokens):
     from sae_checks.engine.hooks import capture
 
     hooks = [saes[L].hook_name for L in range(N_LAYERS)]
@@ -90,8 +103,16 @@ def test_floor(benchmark, world):
     _time(benchmark, "floor", _floor, *world)
 
 
+def test_floor_fused(benchmark, world):
+    _time(benchmark, "floor_fused", lambda m, s, t: _floor(m, s, t, fused=True), *world)
+
+
 def test_engine(benchmark, world):
     _time(benchmark, "engine", lambda m, s, t: _engine(m, s, t, False), *world)
+
+
+def test_engine_tl_attention(benchmark, world):
+    _time(benchmark, "engine_tl_attention", lambda m, s, t: _engine(m, s, t, False, fast_attention=False), *world)
 
 
 def test_engine_propagation(benchmark, world):
@@ -108,6 +129,11 @@ def test_ratios():
         pytest.skip("run the whole file to get the ratios")
     print(f"\nrun_evals_loop / engine = {TIMES['run_evals_loop'] / TIMES['engine']:.2f}x (target >= 4)")
     print(f"engine / floor          = {TIMES['engine'] / TIMES['floor']:.2f}x (target <= 1.3)")
+    if "floor_fused" in TIMES:
+        print(f"engine / floor_fused    = {TIMES['engine'] / TIMES['floor_fused']:.2f}x (same attention kernel)")
+    if "engine_tl_attention" in TIMES:
+        print(f"engine_tl_attention / floor = {TIMES['engine_tl_attention'] / TIMES['floor']:.2f}x "
+              "(both with TransformerLens' attention)")
     if "engine_propagation" in TIMES:
         print(f"propagation overhead    = {TIMES['engine_propagation'] / TIMES['engine'] - 1:+.1%}")
 

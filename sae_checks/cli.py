@@ -54,6 +54,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=["float32", "bfloat16"], help="bfloat16 = autocast, CUDA only")
     g.add_argument("--batch-size", type=int, help="sequences per forward pass (default 8; halved on OOM)")
     g.add_argument("--buckets", type=_buckets, help="position buckets, e.g. 1-128,128-1024")
+    g.add_argument("--no-fast-attention", dest="fast_attention", action="store_const", const=False,
+                   help="TransformerLens' own attention instead of the fused kernel (same function, slower)")
     g.add_argument("--splice-bos", action="store_const", const=True, help="also splice the BOS position")
     g.add_argument("--no-zero-ablation", dest="zero_ablation", action="store_const", const=False,
                    help="skip the zero-ablation pass (no ce_loss_score)")

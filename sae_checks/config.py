@@ -31,6 +31,8 @@ class RunConfig:
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
     dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
     batch_size: int = 8  # sequences per forward pass; halved on CUDA out-of-memory
+    fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
+    # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
     # --- what to measure ----------------------------------------------------------------------
     splice_bos: bool = False  # also replace the BOS residual by its reconstruction (it is huge; off by default)
     exclude_special: bool = True  # leave BOS/special tokens out of every mean
@@ -42,9 +44,9 @@ class RunConfig:
     ci_level: float = 0.95  # confidence level of the bucket CIs
     tasks: tuple[str, ...] = ()  # cloze tasks to run: "lambada", "cbt"
     n_prompts: int = 1000  # prompts per cloze task (the post used the first 1000)
-    task_data: tuple[tuple[str, str], ...] = ()
+    task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
     n_causal: int = 5  # causal check: ablate the top-n features of each helpfulness ranking (0 = off)
-    causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active  # (task, source) overrides: a local JSONL or a HF dataset id
+    causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
     progress: bool = True  # tqdm progress bars on long runs
 
     def validate(self) -> RunConfig:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
+from sae_checks.engine.attention import fast_attention
 from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions
 from sae_checks.errors import ConfigError
 from sae_checks.metrics.loss import CleanLogits
@@ -156,7 +157,7 @@ def evaluate(
     assert_no_hooks(model)
     bar = _progress(n_seqs, config.progress and n_seqs > config.batch_size, "sae-checks")
     batch_size = config.batch_size
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as n_fused:
         pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
         while pending:
             start, stop = pending.pop(0)
@@ -178,6 +179,8 @@ def evaluate(
     assert_no_hooks(model)
     results = _results(state, layers, buckets, saes, config)
     prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx, batch_size=batch_size)
+    prov["attention"] = (f"fused scaled_dot_product_attention in {n_fused} of {model.cfg.n_layers} layers"
+                         if n_fused else "transformer_lens")
     return Evaluation(provenance=prov, results=results, config=config)
 
 
