@@ -107,6 +107,60 @@ def test_cloze_file() -> None:
     assert n_long >= 0.3 * len(lines)
 
 
+def test_init_induction_sets_a_working_circuit() -> None:
+    from sae_checks.zoo import lm
+
+    tok = zoo.load_zoo_tokenizer()
+    spec = lm.ModelSpec(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=128, d_vocab=len(tok))
+    torch.manual_seed(0)
+    fresh = lm.make_model(spec, tok)
+    untouched = lm.induction_attention(fresh)
+    acc = lm.init_induction(fresh, std=0.25, seed=0)
+    assert acc == lm.induction_attention(fresh)
+    assert acc["prev_token"] > 0.9 and acc["induction"] > 0.9, acc
+    assert untouched["prev_token"] < 0.5 and untouched["induction"] < 0.5, untouched
+    first, second = lm.induction_ce(fresh)
+    assert abs(second - first) < 0.5  # the circuit is there, but the unembedding must learn to read it
+
+
+def test_init_induction_rejects_a_layout_it_cannot_hold() -> None:
+    from sae_checks.zoo import lm
+
+    tok = zoo.load_zoo_tokenizer()
+    spec = lm.ModelSpec(n_layers=2, d_model=96, n_heads=4, d_head=16, d_mlp=128, n_ctx=64, d_vocab=len(tok))
+    with pytest.raises(ValueError, match="d_model = 4 \\* d_head.*d_model=96, d_head=16"):
+        lm.init_induction(lm.make_model(spec, tok), std=0.25, seed=0)
+
+
+def test_zoo_model_copies(model: Any) -> None:
+    """The shipped model predicts a repeated random sequence far better than its first pass (induction)."""
+    from sae_checks.zoo import lm
+
+    first, second = lm.induction_ce(model)
+    assert second < first - 1.0, (first, second)
+
+
+def test_cloze_is_solved_by_copying(model: Any) -> None:
+    """Clean first-token cloze accuracy is well above chance, and most of it goes when the induction
+    head (block 1 head 0, set at init and kept by training) is zero-ablated."""
+    from sae_checks.zoo.build import _cloze_eval
+
+    tok = zoo.load_zoo_tokenizer()
+    passages = [json.loads(line)["text"] for line in zoo.zoo_cloze_path().read_text().splitlines()]
+    clean = _cloze_eval(model, tok, passages, None, SHORT_CTX)["clean"]["all"]
+
+    def ablate(z: Any, hook: Any) -> Any:
+        z[:, :, 0] = 0.0
+        return z
+
+    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", ablate)]):
+        ablated = _cloze_eval(model, tok, passages, None, SHORT_CTX)["clean"]["all"]
+    stats = json.loads((zoo.ZOO_DIR / "zoo_stats.json").read_text())
+    assert clean == pytest.approx(stats["cloze"]["clean"]["all"], abs=1e-3)
+    assert clean > 0.08, clean
+    assert ablated < 0.6 * clean, (clean, ablated)
+
+
 def test_size_budget() -> None:
     total = sum(p.stat().st_size for p in zoo.ZOO_DIR.rglob("*") if p.is_file())
     assert total < SIZE_BUDGET_BYTES, f"zoo files are {total / 1e6:.1f} MB, over the 25 MiB budget"

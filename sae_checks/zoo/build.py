@@ -1,14 +1,15 @@
 """Build the embedded tiny model zoo: ``python -m sae_checks.zoo.build [--out DIR] [--quick]``.
 
 Deterministic (seeded, sorted inputs, 2 torch threads) for a given CPython and torch build; the full
-build takes about 10 minutes on 2 idle CPU cores (17 measured on a shared, busy 2-core machine; most of
-it is the language model), ``--quick`` (tiny step counts, a subset of the text) about 20 seconds. Stages and outputs (under ``--out``, default ``sae_checks/zoo/files``):
+build takes about 5 minutes on 2 idle CPU cores (300 s measured; most of it is the language model),
+``--quick`` (tiny step counts, a subset of the text) about 20 seconds. Stages and outputs (under ``--out``, default ``sae_checks/zoo/files``):
 
 1. text: stdlib docstrings and ``pydoc_data.topics`` (``corpus``), ~10% of documents held out;
    ``data/heldout.txt`` (held-out documents separated by blank lines).
 2. tokenizer: byte-level BPE, BOS = EOS = PAD = ``<|endoftext|>``; ``tokenizer/`` (Hugging Face format).
-3. model: 4-layer GPT-style ``HookedTransformer`` trained with AdamW; ``model/config.json`` and
-   ``model/model.safetensors``. Held-out CE is printed next to a unigram model's.
+3. model: 4-layer GPT-style ``HookedTransformer``, started from a hand-set induction circuit
+   (``lm.init_induction``) and trained with AdamW; ``model/config.json`` and ``model/model.safetensors``.
+   Held-out CE is printed next to a unigram model's, and CE on repeated random tokens (copying).
 4. eval tokens: held-out text packed into rows of ``n_ctx`` tokens, BOS first; ``data/eval_tokens.safetensors``.
 5. SAEs: one ReLU SAE per layer on ``blocks.L.hook_resid_pre``, in two versions: ``v1`` trained only on
    positions 1..31 (metadata ``context_size`` 32), ``v2`` on positions 1..255 (``context_size`` 256);

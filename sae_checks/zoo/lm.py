@@ -163,8 +163,10 @@ class LMTraining:
     grad_clip: float = 1.0
     embed_init_std: float = 0.25  # W_E init std; W_pos starts sinusoidal with the same vector norm (~2.8,
     # not TransformerLens' ~0.8), so token and position signals keep a real share of the residual stream
-    repeat_share: float = 0.3  # share of rows that repeat a random stretch of text (period 8..127):
-    # teaches copying (induction) within the small training budget
+    repeat_share: float = 0.5  # share of rows that repeat a random stretch of text (period 8..127):
+    # gives copying (induction) a strong training signal
+    induction_init: bool = True  # start blocks 0-1 with a hand-set induction circuit (init_induction):
+    # plain training does not find induction heads within the CPU build budget
     seed: int = 0
 
 
@@ -186,6 +188,115 @@ def init_embeddings(model: Any, std: float, seed: int) -> None:
     with torch.no_grad():
         model.embed.W_E.copy_(torch.randn(model.embed.W_E.shape, generator=gen) * std)
         model.pos_embed.W_pos.copy_((pos * (std * math.sqrt(d) / math.sqrt(d / 2))).to(model.W_pos.dtype))
+
+
+def init_induction(
+    model: Any,
+    std: float,
+    seed: int,
+    *,
+    alpha: float = 8.0,
+    beta: float = 3.0,
+    gamma: float = 1.0,
+    delta: float = 1.0,
+    quiet: float = 0.1,
+) -> dict[str, float]:
+    """Re-draw the embeddings in separate subspaces and hand-set an induction circuit in blocks 0 and 1.
+
+    Without it, the zoo model does not learn to copy within the CPU build budget (measured: after 1200
+    steps, first-token cloze accuracy 0.055, no drop in CE on repeated random tokens), and a Lambada-style
+    task is then meaningless. This is the textbook two-head circuit (Olsson et al. 2022), written in
+    directly; training then starts from it and is free to change it. Residual-stream layout
+    (d_model = 4 d_head, d_head even):
+
+    - TOK ``[0, 2 d_head)``: token embeddings with the expected norm of N(0, std^2) entries over all
+      of d_model (so the same ``embed_init_std`` means the same norm with or without this init);
+    - POS ``[2 d_head, 3 d_head)``: sinusoidal positions, d_head / 2 frequencies with periods spread
+      geometrically from 4 to 4 n_ctx, each pair scaled to the token embedding's expected norm;
+    - PREV ``[3 d_head, 4 d_head)``: empty; block 0 head 0 writes the previous token there.
+
+    Block 0 head 0 (previous-token head): its query is its position rotated back by one step, its key
+    its position, so it attends to p - 1; it copies a fixed random projection ``R`` of that token's
+    embedding into PREV. Block 1 head 0 (induction head): query ``R``-projected current token, key PREV,
+    so it attends to the positions whose previous token is the current one; it copies their token
+    (through ``R``) back into TOK, where the unembedding can read it. Every other head's output and the
+    MLP outputs of blocks 0 and 1 start ``quiet`` times as large so their noise does not swamp PREV.
+    ``alpha`` and ``beta`` scale the two query matrices (attention sharpness), ``gamma`` and ``delta``
+    the two output matrices; the defaults give both heads about 0.97 attention accuracy on the zoo.
+
+    Returns the circuit's attention accuracy at init on repeated random tokens (previous-token head:
+    share of queries whose top key is p - 1; induction head: share whose top key is the position after
+    the previous occurrence), so a build can print that the circuit is in place.
+    """
+    cfg = model.cfg
+    d, dh, n_ctx = cfg.d_model, cfg.d_head, cfg.n_ctx
+    if d != 4 * dh or dh % 2 or cfg.n_layers < 2 or cfg.positional_embedding_type != "standard":
+        raise ValueError(
+            f"init_induction needs d_model = 4 * d_head with d_head even, >= 2 layers and learned "
+            f"positions; got d_model={d}, d_head={dh}, n_layers={cfg.n_layers}, "
+            f"positional_embedding_type={cfg.positional_embedding_type!r}"
+        )
+    tok, pos, prev = slice(0, 2 * dh), slice(2 * dh, 3 * dh), slice(3 * dh, 4 * dh)
+    gen = torch.Generator().manual_seed(seed + 7)
+    n_freq = dh // 2
+    periods = 4.0 * n_ctx ** (torch.arange(n_freq, dtype=torch.float64) / max(1, n_freq - 1))
+    omega = 2 * math.pi / periods  # (n_freq,)
+    angles = torch.arange(n_ctx, dtype=torch.float64)[:, None] * omega[None, :]
+    sinusoids = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(n_ctx, dh)  # row norm sqrt(n_freq)
+    tok_norm = std * math.sqrt(d)
+    rot = torch.zeros(dh, dh, dtype=torch.float64)  # pos(p) @ rot = pos(p - 1)
+    for i, w in enumerate(omega.tolist()):
+        c, s = math.cos(w), math.sin(w)
+        rot[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[c, s], [-s, c]], dtype=torch.float64)
+    proj, _ = torch.linalg.qr(torch.randn(2 * dh, dh, generator=gen, dtype=torch.float64))  # (2 dh, dh)
+
+    def f32(t: torch.Tensor) -> torch.Tensor:
+        return t.to(torch.float32)
+
+    with torch.no_grad():
+        W_E = torch.zeros_like(model.embed.W_E)
+        W_E[:, tok] = torch.randn(W_E.shape[0], 2 * dh, generator=gen) * (tok_norm / math.sqrt(2 * dh))
+        model.embed.W_E.copy_(W_E)
+        W_pos = torch.zeros_like(model.pos_embed.W_pos)
+        W_pos[:, pos] = f32(sinusoids * (tok_norm / math.sqrt(n_freq)))
+        model.pos_embed.W_pos.copy_(W_pos)
+        prev_head, ind_head = model.blocks[0].attn, model.blocks[1].attn
+        for attn in (prev_head, ind_head):
+            for W in (attn.W_Q, attn.W_K, attn.W_V, attn.W_O):
+                W[0].zero_()
+            for b in (attn.b_Q, attn.b_K, attn.b_V):
+                b[0].zero_()
+        prev_head.W_Q[0, pos] = f32(alpha * rot)
+        prev_head.W_K[0, pos] = torch.eye(dh)
+        prev_head.W_V[0, tok] = f32(proj)
+        prev_head.W_O[0, :, prev] = gamma * torch.eye(dh)
+        ind_head.W_Q[0, tok] = f32(beta * proj)
+        ind_head.W_K[0, prev] = torch.eye(dh)
+        ind_head.W_V[0, tok] = f32(proj)
+        ind_head.W_O[0, :, tok] = f32(delta * proj.T)
+        for block in model.blocks[:2]:
+            block.attn.W_O[1:] *= quiet
+            block.mlp.W_out *= quiet
+    return induction_attention(model, seed=seed)
+
+
+@torch.no_grad()
+def induction_attention(model: Any, n: int = 16, length: int = 60, seed: int = 0) -> dict[str, float]:
+    """Attention accuracy of block 0 head 0 (top key = p - 1) and block 1 head 0 (top key = the position
+    after the previous occurrence of the current token) on ``length`` random tokens repeated once."""
+    gen = torch.Generator().manual_seed(seed)
+    length = min(length, (model.cfg.n_ctx - 1) // 2)
+    rand = torch.randint(1, model.cfg.d_vocab, (n, length), generator=gen)
+    toks = torch.cat([torch.full((n, 1), model.tokenizer.bos_token_id), rand, rand], dim=1)
+    names = ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern")
+    _, cache = model.run_with_cache(toks, names_filter=lambda name: name in names, stop_at_layer=2)
+    q = torch.arange(length + 1, 2 * length + 1)  # queries in the repeat
+    prev_top = cache[names[0]][:, 0, q].argmax(-1)  # (n, length)
+    ind_top = cache[names[1]][:, 0, q].argmax(-1)
+    return {
+        "prev_token": (prev_top == (q - 1)[None]).float().mean().item(),
+        "induction": (ind_top == (q - length + 1)[None]).float().mean().item(),
+    }
 
 
 def training_batch(
@@ -210,7 +321,15 @@ def train_model(model: Any, stream: torch.Tensor, cfg: LMTraining, *, log_every:
     n_ctx = model.cfg.n_ctx
     bos = model.tokenizer.bos_token_id
     gen = torch.Generator().manual_seed(cfg.seed)
-    init_embeddings(model, cfg.embed_init_std, cfg.seed)
+    if cfg.induction_init:
+        acc = init_induction(model, cfg.embed_init_std, cfg.seed)
+        print(
+            f"  hand-set induction circuit: previous-token head {acc['prev_token']:.2f}, "
+            f"induction head {acc['induction']:.2f} attention accuracy at init",
+            flush=True,
+        )
+    else:
+        init_embeddings(model, cfg.embed_init_std, cfg.seed)
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
