@@ -203,6 +203,17 @@ def test_section_shape_and_classes(world: dict[str, Any]) -> None:
         sum(c in ("both_right", "clean_only") for c in out["prompts"]["0"]["class"]) / len(ITEMS))
 
 
+def test_by_length_part_without_prompts_holds_only_its_count(world: dict[str, Any]) -> None:
+    """An SAE trained at a context longer than every prompt: nothing is beyond it, and the report says
+    so with n = 0 instead of null metrics (which ``sae-checks diff`` would call a regression)."""
+    long_ctx = {L: s._replace(context_size=10**6) for L, s in world["saes"].items()}
+    out = run(world, ITEMS, n_bootstrap=20, saes=long_ctx).cloze
+    for L in ("0", "1"):
+        by = out["per_layer"][L]["by_length"]
+        assert by["beyond"] == {"n": 0}
+        assert by["inside"]["n"] == len(ITEMS) and by["inside"]["delta_logp"]["mean"] is not None
+
+
 def test_identity_sae_changes_nothing(world: dict[str, Any]) -> None:
     model = world["model"]
     saes = {L: loaded(identity_sae(model, L), L) for L in (0, 1)}

@@ -190,7 +190,7 @@ def run_cloze(
 
     ``by_length`` splits the prompts at the SAE's ``context_size`` (inside: prompt tokens incl. BOS
     <= context_size; beyond: longer) and gives ``n``, the spliced and ``*_clean`` accuracies and
-    ``delta_logp`` for each part. CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
+    ``delta_logp`` for each part (a part with no prompt holds only ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
     ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
     ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
@@ -299,6 +299,9 @@ def run_cloze(
             entry["by_length"] = {"context_size": ctx}
             for part, sel in (("inside", lengths_t <= ctx), ("beyond", lengths_t > ctx)):
                 sub: dict[str, Any] = {"n": int(sel.sum())}
+                if not sub["n"]:  # no prompt on this side: nothing to summarize (absent, not null)
+                    entry["by_length"][part] = sub
+                    continue
                 for k in ("acc_first_token", "acc_word"):
                     sub[k] = summary(d[k][sel])
                     sub[f"{k}_clean"] = summary(clean[k][sel])
