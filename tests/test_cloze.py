@@ -157,6 +157,31 @@ def test_batched_equals_one_at_a_time(world: dict[str, Any]) -> None:
         assert math.isclose(a["baseline"][m]["mean"], b["baseline"][m]["mean"], rel_tol=1e-5, abs_tol=1e-6)
 
 
+def test_fused_attention_equals_transformer_lens_attention(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The passes use the fused kernel by default and give TransformerLens' numbers. (That the passes
+    need no attention mask is test_batched_equals_one_at_a_time: padded batches against unpadded rows.)"""
+    from sae_checks.engine import attention
+
+    calls = []
+    sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    items = ITEMS + [ClozeItem(" ".join(["the dog sat"] * 10), "xylophonic")]  # mixed lengths: padding
+    fused = run(world, items, batch_size=3, features=True, n_causal=2).cloze
+    assert calls, "the cloze passes did not use the fused attention"
+    n_fused = len(calls)
+    tl = run(world, items, batch_size=3, features=True, n_causal=2, fast_attention=False).cloze
+    assert len(calls) == n_fused
+    for L in ("0", "1"):
+        for key in ("delta_logp", "delta_ce", "mse", "l0", "resid_norm"):
+            for g, w in zip(fused["prompts"][L][key], tl["prompts"][L][key], strict=True):
+                assert (g is None and w is None) or math.isclose(g, w, rel_tol=1e-4, abs_tol=1e-5), (L, key)
+        assert fused["prompts"][L]["class"] == tl["prompts"][L]["class"]
+    for m in ("acc_first_token", "acc_word", "logp", "ce"):
+        assert math.isclose(fused["baseline"][m]["mean"], tl["baseline"][m]["mean"], rel_tol=1e-5, abs_tol=1e-6)
+
+
 def test_matches_unbatched_reference(world: dict[str, Any]) -> None:
     """Clean logp / acc_word / ce recomputed by hand from one plain forward per prompt."""
     model, tok = world["model"], world["tok"]

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from sae_checks.aggregate import clean_float
+from sae_checks.engine.attention import fast_attention as fused_attention
 from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, hook_layer, keep_positions
 from sae_checks.errors import DataError
 from sae_checks.experiments import features as feat
@@ -105,10 +106,20 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
 
 
 class _Batch(NamedTuple):
+    """One batch of prompt + continuation rows, right-padded.
+
+    The model is run without ``attention_mask`` (``model_mask`` is None): with right padding and causal
+    attention no real position can attend to a pad, and positions count from 0 either way, so real
+    positions get exactly the logits of an unpadded pass (tests/test_cloze.py checks batched against
+    one prompt at a time). Without a mask the passes can use the fused attention kernel
+    (``engine.attention``). ``attention_mask`` still marks the real tokens for the metrics and the splice.
+    """
+
     tokens: Tensor  # (B, T) right-padded
     attention_mask: Tensor  # (B, T) 1 on real tokens
     prompt_len: Tensor  # (B,) BOS included
     cont_len: Tensor  # (B,)
+    model_mask: None = None  # what the model gets as attention_mask (see above)
 
 
 def _make_batch(prompts: list[list[int]], conts: list[list[int]], pad_id: int, device: Any) -> _Batch:
@@ -140,7 +151,7 @@ def _clean_pass(model: Any, hooks: list[str], batch: _Batch, *, logits: bool = T
     if stop is not None and stop >= model.cfg.n_layers:
         stop = None
     with capture(model, hooks) as store:
-        out = model(batch.tokens, attention_mask=batch.attention_mask, return_type="logits",
+        out = model(batch.tokens, attention_mask=batch.model_mask, return_type="logits",
                     stop_at_layer=stop)
         acts = dict(store)
     return (out if logits else None), acts
@@ -175,7 +186,7 @@ def run_cloze(
     model: Any, saes: dict[int, LoadedSAE], items: Sequence[ClozeItem], *, task: str, batch_size: int = 16,
     splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: bool = False,
     n_bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0, min_count: int = 5, n_top: int = 10,
-    causal_max_prompts: int = 64,
+    causal_max_prompts: int = 64, fast_attention: bool = True,
 ) -> ClozeOutput:
     """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
 
@@ -195,6 +206,8 @@ def run_cloze(
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
     ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
     SAEs the top features are active nearly everywhere, and one pass per (prompt, feature) adds up.
+    ``fast_attention``: run the passes with the engine's fused attention (``engine.attention``; the
+    passes carry no attention mask, see ``_Batch``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be >= 1")
@@ -220,7 +233,7 @@ def run_cloze(
     def put(dst: Tensor, idx: list[int], values: Tensor) -> None:
         dst[torch.tensor(idx)] = values.detach().double().cpu()
 
-    with torch.no_grad():
+    with torch.no_grad(), fused_attention(model, fast_attention):
         lengths = [len(p) + len(a) for p, a in zip(enc.prompts, enc.answers, strict=True)]
         for idx in _progress(list(_batches(lengths, batch_size)), progress, f"{task} clean+splice"):
             batch = _make_batch([enc.prompts[i] for i in idx], [enc.answers[i] for i in idx], pad_id, device)
@@ -240,7 +253,7 @@ def run_cloze(
                 x = acts[ls.hook_name]  # (B, T, d) clean
                 f, x_hat, new = _splice_inputs(ls, x, keep)
                 assert_no_hooks(model)
-                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.attention_mask)
+                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.model_mask)
                 assert_no_hooks(model)
                 s = cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len)
                 sae_sums = prompt_sae_sums(x, x_hat, f, pmask.to(x.device))
@@ -366,7 +379,7 @@ def _choice_passes(
             x = acts[ls.hook_name]
             _, _, new = _splice_inputs(ls, x, keep)
             assert_no_hooks(model)
-            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.attention_mask)
+            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.model_mask)
             assert_no_hooks(model)
             scores[L][ii, jj] = cloze_scores(
                 logits_s, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
@@ -405,7 +418,7 @@ def _causal_sweep(
             active[:, cands[L]] = sub & (sub.cumsum(0) <= room[None])
             logp_spliced = per[L]["logp"][torch.tensor(idx)]
             s, n = feat.causal_ablation_batch(
-                model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.attention_mask, batch.prompt_len,
+                model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.model_mask, batch.prompt_len,
                 batch.cont_len, active, logp_spliced, cands[L].to(f.device), batch_size=batch_size,
             )
             sums[L] += s

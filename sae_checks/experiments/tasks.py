@@ -39,7 +39,7 @@ def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[d
             model, dict(saes), items, task=task, batch_size=config.batch_size, splice_bos=config.splice_bos,
             features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
             ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
-            causal_max_prompts=config.causal_max_prompts,
+            causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
         )
         cloze[task] = out.cloze
         if out.features and not features:
