@@ -14,6 +14,7 @@ reads these variables at import time, so load in a subprocess started with that 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -45,6 +46,38 @@ def add_files(hub_cache: str | Path, repo_id: str, src: str | Path, *, subfolder
     for path in Path(src).iterdir():
         if path.is_file():
             shutil.copy2(path, dest / path.name)
+    return dest
+
+
+def add_cached_dataset(datasets_cache: str | Path, repo_id: str, rows: dict[str, list[Any]], *,
+                       split: str = "test", config_name: str | None = None) -> Path:
+    """Put ``rows`` where ``datasets.load_dataset(repo_id, config_name, split=split)`` finds them offline.
+
+    With ``HF_HUB_OFFLINE=1`` datasets does not read the hub cache: it loads the prepared Arrow files of
+    an earlier download from its own cache, ``<datasets_cache>/<org>___<name>/<config>/<version>/<hash>/``
+    (``dataset_info.json`` and ``<name>-<split>.arrow``). This prepares ``rows`` with datasets' own
+    parquet builder in a scratch cache and moves its output there. Returns the folder.
+    """
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(datasets_cache)
+    scratch = root / "_scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    src = scratch / f"{split}.parquet"
+    pq.write_table(pa.table(rows), src)
+    datasets.load_dataset("parquet", data_files={split: str(src)}, split=split, cache_dir=str(scratch / "cache"))
+    (info,) = (scratch / "cache").glob("parquet/*/*/*/dataset_info.json")
+    name = repo_id.split("/")[-1]
+    dest = root / repo_id.replace("/", "___") / (config_name or "default") / "0.0.0" / hashlib.sha1(
+        repo_id.encode()).hexdigest()
+    dest.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(info.read_text())
+    meta.update(config_name=config_name or "default", dataset_name=name)  # datasets checks config_name
+    (dest / "dataset_info.json").write_text(json.dumps(meta))
+    shutil.copy2(info.parent / f"parquet-{split}.arrow", dest / f"{name}-{split}.arrow")
+    shutil.rmtree(scratch)
     return dest
 
 

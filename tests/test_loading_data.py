@@ -231,6 +231,53 @@ def test_cloze_hf_dataset_offline(tmp_path, monkeypatch):
         load_cloze("cbt", "cam-cst/cbt", n_prompts=5)
 
 
+@pytest.fixture
+def offline_datasets_cache(tmp_path, monkeypatch):
+    """An empty datasets cache, offline: what a user has after ``load_dataset`` on a networked machine,
+    copied here (filled by tests.hf_cache.add_cached_dataset)."""
+    import datasets
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf" / "datasets"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    return cache
+
+
+def test_cloze_hf_dataset_from_the_local_datasets_cache(offline_datasets_cache):
+    from tests.hf_cache import add_cached_dataset
+
+    texts = ["the cat sat on the mat and the cat", "a dog saw a big dog", "one more line here"]
+    add_cached_dataset(offline_datasets_cache, "EleutherAI/lambada_openai", {"text": texts})
+    items = load_cloze("lambada", "EleutherAI/lambada_openai", n_prompts=2)
+    assert [(i.prompt, i.answer) for i in items] == [("the cat sat on the mat and the", "cat"), ("a dog saw a big", "dog")]
+
+
+def test_cbt_hf_dataset_config_from_the_local_datasets_cache(offline_datasets_cache):
+    from tests.hf_cache import add_cached_dataset
+
+    row = {"sentences": [[f"Sentence {i} ." for i in range(20)]], "question": ["The XXXXX sat ."],
+           "answer": ["cat"], "options": [["cat", "dog", "mat", "hat", "bat", "rat", "car", "cap", "cup", "can"]]}
+    add_cached_dataset(offline_datasets_cache, "cam-cst/cbt", row, config_name="CN")
+    (item,) = load_cloze("cbt", "cam-cst/cbt", n_prompts=5)
+    assert item.answer == "cat" and item.options is not None and len(item.options) == 10
+    assert item.prompt.startswith("Sentence 0 .") and item.prompt.endswith("The")
+
+
+def test_web_text_hf_dataset_from_the_local_datasets_cache(tok, offline_datasets_cache):
+    from tests.hf_cache import add_cached_dataset
+
+    docs = [" ".join(["the cat sat on the mat"] * 5), " ".join(["a dog saw a log"] * 5)]
+    add_cached_dataset(offline_datasets_cache, "Skylion007/openwebtext", {"text": docs}, split="train")
+    a = load_sequences("Skylion007/openwebtext", tok, n_seqs=3, ctx_len=8, seed=0)
+    assert a.shape == (3, 8) and (a[:, 0] == tok.bos_token_id).all()
+    assert torch.equal(a, load_sequences("Skylion007/openwebtext", tok, n_seqs=3, ctx_len=8, seed=0))
+
+
 def test_unknown_task():
     with pytest.raises(ConfigError, match=r"tasks='hellaswag'"):
         load_cloze("hellaswag", "zoo", n_prompts=1)  # type: ignore[arg-type]
