@@ -215,12 +215,15 @@ def test_section_shape_and_classes(world: dict[str, Any]) -> None:
         classes = out["prompts"][L]["class"]
         assert layer["classes"] == {c: classes.count(c) for c in CLASSES}
         assert sum(layer["classes"].values()) == len(ITEMS)
-        by = layer["by_length"]
-        assert by["context_size"] == 8
-        lengths = out["prompt_lengths"]
-        assert by["inside"]["n"] == sum(n <= 8 for n in lengths)
-        assert by["beyond"]["n"] == sum(n > 8 for n in lengths)
-        assert by["inside"]["n"] > 0 and by["beyond"]["n"] > 0
+        by = layer["by_bucket"]  # default buckets: inside [1, 8) and beyond [8, 32) the SAE's context 8
+        assert list(by) == ["1-8", "8-32"]
+        lengths = out["prompt_lengths"]  # the answer is predicted at position length - 1
+        assert by["1-8"]["n"] == sum(n - 1 < 8 for n in lengths)
+        assert by["8-32"]["n"] == sum(n - 1 >= 8 for n in lengths)
+        assert by["1-8"]["n"] > 0 and by["8-32"]["n"] > 0
+        inside = [i for i, n in enumerate(lengths) if n - 1 < 8]
+        assert by["1-8"]["acc_first_token"]["mean"] == pytest.approx(
+            sum(classes[i] in ("both_right", "spliced_only") for i in inside) / len(inside))
         # the class is the (clean, spliced) pair of first-token hits
         assert layer["acc_first_token"]["mean"] == pytest.approx(
             sum(c in ("both_right", "spliced_only") for c in classes) / len(classes))
@@ -228,15 +231,19 @@ def test_section_shape_and_classes(world: dict[str, Any]) -> None:
         sum(c in ("both_right", "clean_only") for c in out["prompts"]["0"]["class"]) / len(ITEMS))
 
 
-def test_by_length_part_without_prompts_holds_only_its_count(world: dict[str, Any]) -> None:
-    """An SAE trained at a context longer than every prompt: nothing is beyond it, and the report says
-    so with n = 0 instead of null metrics (which ``sae-checks diff`` would call a regression)."""
-    long_ctx = {L: s._replace(context_size=10**6) for L, s in world["saes"].items()}
-    out = run(world, ITEMS, n_bootstrap=20, saes=long_ctx).cloze
-    for L in ("0", "1"):
-        by = out["per_layer"][L]["by_length"]
-        assert by["beyond"] == {"n": 0}
-        assert by["inside"]["n"] == len(ITEMS) and by["inside"]["delta_logp"]["mean"] is not None
+def test_by_bucket_follows_the_given_buckets_and_an_empty_one_holds_only_its_count(world: dict[str, Any]) -> None:
+    """Given buckets (as the engine's per_bucket) are used as they are, whatever the SAE's context, so two
+    reports with the same buckets compare the same prompts; a bucket without prompts says n = 0 instead
+    of null metrics (which ``sae-checks diff`` would call a regression)."""
+    out = run(world, ITEMS, n_bootstrap=20, buckets={0: [(1, 4), (4, 30), (30, 32)], 1: [(1, 32)]}).cloze
+    lengths = out["prompt_lengths"]
+    by0 = out["per_layer"]["0"]["by_bucket"]
+    assert list(by0) == ["1-4", "4-30", "30-32"]
+    assert [by0[k]["n"] for k in by0] == [sum(a <= n - 1 < b for n in lengths) for a, b in ((1, 4), (4, 30), (30, 32))]
+    assert by0["30-32"] == {"n": 0}
+    by1 = out["per_layer"]["1"]["by_bucket"]
+    assert list(by1) == ["1-32"] and by1["1-32"]["n"] == len(ITEMS)
+    assert by1["1-32"]["delta_logp"]["mean"] == pytest.approx(out["per_layer"]["1"]["delta_logp"]["mean"])
 
 
 def test_identity_sae_changes_nothing(world: dict[str, Any]) -> None:

@@ -23,15 +23,16 @@ and counted in ``n_truncated``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from sae_checks.aggregate import clean_float
+from sae_checks.aggregate import bucket_name, clean_float
 from sae_checks.engine.attention import fast_attention as fused_attention
 from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, hook_layer, keep_positions
+from sae_checks.engine.run import default_buckets
 from sae_checks.errors import DataError
 from sae_checks.experiments import features as feat
 from sae_checks.metrics.cloze import (
@@ -187,6 +188,7 @@ def run_cloze(
     splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: bool = False,
     n_bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0, min_count: int = 5, n_top: int = 10,
     causal_max_prompts: int = 64, fast_attention: bool = True,
+    buckets: Mapping[int, Sequence[tuple[int, int]]] | None = None,
 ) -> ClozeOutput:
     """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
 
@@ -196,12 +198,14 @@ def run_cloze(
          "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce[, acc_choice]
          "per_layer": {layer: {metric: {"mean", "ci"},         # + delta_logp, delta_ce, mse, l0, resid_norm
                                "classes": {class: count},
-                               "by_length": {"context_size", "inside": {...}, "beyond": {...}} | None}},
+                               "by_bucket": {bucket: {"n", ...}}}},
          "prompts": {layer: {"delta_logp", "delta_ce", "mse", "l0", "resid_norm", "class": [...]}}}
 
-    ``by_length`` splits the prompts at the SAE's ``context_size`` (inside: prompt tokens incl. BOS
-    <= context_size; beyond: longer) and gives ``n``, the spliced and ``*_clean`` accuracies and
-    ``delta_logp`` for each part (a part with no prompt holds only ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
+    ``by_bucket`` groups the prompts by the position at which the answer is predicted (prompt tokens
+    incl. BOS, minus 1) into the layer's position buckets ``"a-b"`` (``buckets[layer]``; default: the
+    engine's, inside and beyond the SAE's training context), the same buckets as ``results.per_bucket``,
+    so two reports with the same buckets compare the same prompts. Each gives ``n``, the spliced and
+    ``*_clean`` accuracies and ``delta_logp`` (a bucket with no prompt holds only ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
     ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
     ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
@@ -215,6 +219,9 @@ def run_cloze(
         raise DataError(f"cloze task {task!r}: no items")
     layers = sorted(saes)
     hooks = sorted({saes[L].hook_name for L in layers})
+    n_ctx = model.cfg.n_ctx
+    layer_buckets_ = {L: list(buckets[L]) if buckets is not None and L in buckets
+                      else default_buckets(saes[L].context_size, n_ctx) for L in layers}
     device = model.cfg.device
     tok = model.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.bos_token_id
@@ -305,24 +312,21 @@ def run_cloze(
         if enc.options is not None:
             entry["acc_choice"] = summary(choice[L])
         entry["classes"] = {name: int((cls[L] == i).sum()) for i, name in enumerate(CLASSES)}
-        ctx = saes[L].context_size
-        if ctx is None:
-            entry["by_length"] = None
-        else:
-            entry["by_length"] = {"context_size": ctx}
-            for part, sel in (("inside", lengths_t <= ctx), ("beyond", lengths_t > ctx)):
-                sub: dict[str, Any] = {"n": int(sel.sum())}
-                if not sub["n"]:  # no prompt on this side: nothing to summarize (absent, not null)
-                    entry["by_length"][part] = sub
-                    continue
-                for k in ("acc_first_token", "acc_word"):
-                    sub[k] = summary(d[k][sel])
-                    sub[f"{k}_clean"] = summary(clean[k][sel])
-                if enc.options is not None:
-                    sub["acc_choice"] = summary(choice[L][sel])
-                    sub["acc_choice_clean"] = summary(choice["clean"][sel])
-                sub["delta_logp"] = summary(d["delta_logp"][sel])
-                entry["by_length"][part] = sub
+        entry["by_bucket"] = {}
+        answer_pos = lengths_t - 1  # the answer is predicted at the prompt's last position
+        for a, b in layer_buckets_[L]:
+            sel = (answer_pos >= a) & (answer_pos < b)
+            sub: dict[str, Any] = {"n": int(sel.sum())}
+            entry["by_bucket"][bucket_name((a, b))] = sub
+            if not sub["n"]:  # no prompt in this bucket: nothing to summarize (absent, not null)
+                continue
+            for k in ("acc_first_token", "acc_word"):
+                sub[k] = summary(d[k][sel])
+                sub[f"{k}_clean"] = summary(clean[k][sel])
+            if enc.options is not None:
+                sub["acc_choice"] = summary(choice[L][sel])
+                sub["acc_choice_clean"] = summary(choice["clean"][sel])
+            sub["delta_logp"] = summary(d["delta_logp"][sel])
         per_layer[str(L)] = entry
         prompts[str(L)] = {
             k: [clean_float(v) for v in d[k].tolist()]

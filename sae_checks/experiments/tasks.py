@@ -28,6 +28,7 @@ def task_source(task: str, config: RunConfig) -> str:
 
 def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every task of ``config.tasks``: returns (results.cloze, results.features)."""
+    from sae_checks.engine.run import layer_buckets
     from sae_checks.experiments.cloze import run_cloze
     from sae_checks.loading.data import load_cloze
 
@@ -40,6 +41,7 @@ def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[d
             features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
             ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
             causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
+            buckets={L: layer_buckets(config, s.context_size, model.cfg.n_ctx) for L, s in saes.items()},
         )
         cloze[task] = out.cloze
         if out.features and not features:
