@@ -21,6 +21,7 @@ VARIANTS = {
     "rotary": {"positional_embedding_type": "rotary", "rotary_dim": 8},
     "grouped-query": {"positional_embedding_type": "rotary", "rotary_dim": 8, "n_key_value_heads": 1,
                       "normalization_type": "RMS", "act_fn": "silu", "gated_mlp": True},
+    "grouped-query-2kv": {"n_heads": 4, "d_head": 4, "n_key_value_heads": 2},  # the head-grouping order
     "shortformer": {"positional_embedding_type": "shortformer"},
     "layer-scaled": {"scale_attn_by_inverse_layer_idx": True},
 }
@@ -52,9 +53,9 @@ def test_fused_attention_equals_transformer_lens(variant: str, seed: int):
     toks = _tokens(seed)
     with torch.inference_mode():
         ref = model(toks)
-        with fast_attention(model) as n:
+        with fast_attention(model) as stats:
             fused = model(toks)
-    assert n == model.cfg.n_layers
+    assert stats.patched == model.cfg.n_layers and stats.fallback_calls == 0
     assert torch.allclose(fused, ref, atol=1e-5, rtol=1e-5)
     assert all("forward" not in vars(b.attn) for b in model.blocks)
 
@@ -67,13 +68,16 @@ def test_fast_path_is_taken_and_falls_back_for_pattern_hooks_and_masks():
     def count(act, hook):
         calls["scores"] += 1
 
-    with torch.inference_mode(), fast_attention(model):
+    with torch.inference_mode(), fast_attention(model) as fused:
         model(toks)
-        assert calls["scores"] == 0
+        assert calls["scores"] == 0 and (fused.fused_calls, fused.fallback_calls) == (2, 0)
         with model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", count)]):
             hooked = model(toks)  # block 0 falls back to TransformerLens (its hook fires), block 1 stays fused
+        assert (fused.fused_calls, fused.fallback_calls) == (3, 1)
         masked = model(toks, attention_mask=torch.ones_like(toks))  # a padding mask: TransformerLens' path
+        assert (fused.fused_calls, fused.fallback_calls) == (3, 3)
     assert calls["scores"] == 1
+    assert "fell back" in fused.describe(2) and fused.describe(2).startswith("fused scaled_dot_product_attention in 2 of 2")
     with torch.inference_mode():
         ref = model(toks)
     assert torch.allclose(hooked, ref, atol=1e-5) and torch.allclose(masked, ref, atol=1e-5)
@@ -88,8 +92,8 @@ def test_fast_path_is_taken_and_falls_back_for_pattern_hooks_and_masks():
 def test_attention_variants_it_cannot_reproduce_are_left_alone(overrides):
     model = _model(2, **overrides)
     expect = 1 if "attn_types" in overrides else 0  # the global layer is still fused, the local one not
-    with fast_attention(model) as n:
-        assert n == expect
+    with fast_attention(model) as stats:
+        assert stats.patched == expect
     assert all("forward" not in vars(b.attn) for b in model.blocks)
 
 
@@ -106,6 +110,21 @@ def tok(tmp_path_factory):
     from tests.tiny import tiny_tokenizer
 
     return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def test_left_padding_tokenizer_does_not_send_full_passes_to_the_fallback(tok):
+    """TransformerLens builds a mask for every full pass when the tokenizer pads on the left; the engine's
+    inputs are never left-padded, so inside fast_attention every pass is fused, and the side is restored."""
+    model = tiny_model(tok, n_layers=2, d_model=16, n_ctx=20, seed=6)
+    saes = {L: loaded(tiny_sae(model, L, d_sae=24), L) for L in (0, 1)}
+    toks = random_tokens(model, 4)
+    model.tokenizer.padding_side = "left"
+    try:
+        out = evaluate(model, saes, toks, RunConfig(n_bootstrap=0, progress=False, device="cpu"))
+        assert model.tokenizer.padding_side == "left"
+    finally:
+        model.tokenizer.padding_side = "right"
+    assert out.provenance["attention"] == "fused scaled_dot_product_attention in 2 of 2 layers"
 
 
 def test_engine_results_do_not_depend_on_the_attention_path(tok):

@@ -32,6 +32,16 @@ def test_wheel_ships_zoo_files_and_zoo_policy(tmp_path: Path) -> None:
     assert "sae_checks/py.typed" in names
 
 
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    """pyproject lists the packages by hand (for the thresholds/ mapping): a new one must be added there."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sae_checks").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
+    assert "sae_checks.thresholds" in listed
+
+
 def test_editable_default_policy_is_the_repository_file() -> None:
     from sae_checks.gate import default_policy_path
 

@@ -14,12 +14,19 @@ causal global attention: no ALiBi / relative bias, soft-capping, sinks, local wi
 log-n scaling, 4-bit weights, per-head results); a call falls back to TransformerLens' forward when it
 passes a KV cache, a padding mask or an additive mask, or when a hook is attached to ``hook_attn_scores``
 or ``hook_pattern``. The patch is an instance attribute removed on exit, also on error.
+
+TransformerLens builds an attention mask itself on every full forward from tokens when the tokenizer
+pads on the left, which would send those passes (but not the ``start_at_layer`` splice passes) down the
+fallback. sae-checks never passes left-padded tokens (sequences are packed, cloze batches right-padded),
+so inside :func:`fast_attention` the tokenizer's ``padding_side`` is "right" (restored on exit). The
+yielded :class:`FusedAttention` counts the calls that took the fused path and those that fell back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
@@ -27,6 +34,29 @@ from torch import Tensor
 
 _POSITIONAL = ("standard", "rotary", "shortformer")
 _QK_NORM_ARCHS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+
+
+@dataclass
+class FusedAttention:
+    """What :func:`fast_attention` did: modules patched, and calls fused or sent back to TransformerLens."""
+
+    patched: int = 0
+    fused_calls: int = 0
+    fallback_calls: int = 0
+
+    def describe(self, n_layers: int) -> str:
+        """One line for a report's provenance."""
+        if not self.patched:
+            return "transformer_lens"
+        text = f"fused scaled_dot_product_attention in {self.patched} of {n_layers} layers"
+        if self.fallback_calls:
+            total = self.fused_calls + self.fallback_calls
+            text += (f"; {self.fallback_calls} of {total} attention calls fell back to transformer_lens "
+                     "(attention mask, KV cache or pattern hook)")
+        return text
+
+
+_STATS = "_sae_checks_fused_stats"  # instance attribute of a patched module: its FusedAttention
 
 
 def _has_hooks(hook_point: Any) -> bool:
@@ -65,12 +95,17 @@ def _sdpa_forward(
     position_bias: Tensor | None = None,
 ) -> Tensor:
     """``AbstractAttention.forward`` for plain causal attention, with the fused kernel (see module doc)."""
+    stats: FusedAttention | None = self.__dict__.get(_STATS)
     if (
         past_kv_cache_entry is not None or additive_attention_mask is not None or attention_mask is not None
         or position_bias is not None or _has_hooks(self.hook_attn_scores) or _has_hooks(self.hook_pattern)
     ):
+        if stats is not None:
+            stats.fallback_calls += 1
         return type(self).forward(self, query_input, key_input, value_input, past_kv_cache_entry,
                                   additive_attention_mask, attention_mask, position_bias)
+    if stats is not None:
+        stats.fused_calls += 1
     q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)  # (B, T, H, d_head)
     if self.cfg.positional_embedding_type == "rotary":
         q = self.hook_rot_q(self.apply_rotary(q, 0, None))
@@ -91,20 +126,31 @@ def _sdpa_forward(
 
 
 @contextmanager
-def fast_attention(model: Any, enabled: bool = True) -> Iterator[int]:
+def fast_attention(model: Any, enabled: bool = True) -> Iterator[FusedAttention]:
     """Use the fused attention kernel in every eligible attention module of ``model`` inside the block.
 
-    Yields how many modules were patched (0 when ``enabled`` is False or none is eligible).
+    Yields a :class:`FusedAttention` (``patched`` is 0 when ``enabled`` is False or none is eligible) whose
+    call counts grow while the block runs.
     """
+    stats = FusedAttention()
     patched: list[Any] = []
+    tokenizer = getattr(model, "tokenizer", None)
+    padding_side = getattr(tokenizer, "padding_side", None)
     try:
         if enabled:
             for block in getattr(model, "blocks", []):
                 attn = getattr(block, "attn", None)
                 if attn is not None and "forward" not in vars(attn) and eligible(attn):
                     attn.forward = _sdpa_forward.__get__(attn)
+                    setattr(attn, _STATS, stats)
                     patched.append(attn)
-        yield len(patched)
+            if patched and padding_side == "left":
+                tokenizer.padding_side = "right"  # see the module docstring
+        stats.patched = len(patched)
+        yield stats
     finally:
         for attn in patched:
             del attn.forward
+            delattr(attn, _STATS)
+        if patched and padding_side == "left":
+            tokenizer.padding_side = padding_side

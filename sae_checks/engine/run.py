@@ -157,7 +157,7 @@ def evaluate(
     assert_no_hooks(model)
     bar = _progress(n_seqs, config.progress and n_seqs > config.batch_size, "sae-checks")
     batch_size = config.batch_size
-    with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as n_fused:
+    with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as fused:
         pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
         while pending:
             start, stop = pending.pop(0)
@@ -179,8 +179,7 @@ def evaluate(
     assert_no_hooks(model)
     results = _results(state, layers, buckets, saes, config)
     prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx, batch_size=batch_size)
-    prov["attention"] = (f"fused scaled_dot_product_attention in {n_fused} of {model.cfg.n_layers} layers"
-                         if n_fused else "transformer_lens")
+    prov["attention"] = fused.describe(model.cfg.n_layers)
     return Evaluation(provenance=prov, results=results, config=config)
 
 
@@ -258,8 +257,9 @@ def _run_batch(
                                           capture_hooks=downstream)
         del f, x_hat
         ce_s, kl = clean.compare(logits_s, toks, consume=True)
-        # logits_s now holds spliced − clean logits: non-finite exactly where a spliced logit is
-        # (clean ones are flagged above)
+        # logits_s now holds spliced − clean logits (non-float32 logits: still the spliced ones, a float32
+        # copy was consumed instead); either way non-finite exactly where a spliced logit is, given finite
+        # clean logits (those are flagged above)
         flag(L, "logits_spliced", kl, logits_s)
         del logits_s
         terms = rec._asdict()

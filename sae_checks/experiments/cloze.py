@@ -202,9 +202,10 @@ def run_cloze(
          "prompts": {layer: {"delta_logp", "delta_ce", "mse", "l0", "resid_norm", "class": [...]}}}
 
     ``by_bucket`` groups the prompts by the position at which the answer is predicted (prompt tokens
-    incl. BOS, minus 1) into the layer's position buckets ``"a-b"`` (``buckets[layer]``; default: the
-    engine's, inside and beyond the SAE's training context), the same buckets as ``results.per_bucket``,
-    so two reports with the same buckets compare the same prompts. Each gives ``n``, the spliced and
+    incl. BOS, minus 1) into the layer's position buckets ``"a-b"`` (``buckets[layer]``; default: inside
+    and beyond the SAE's training context). ``sae-checks run`` passes the run's buckets clipped to the
+    model's ``n_ctx`` (prompts may be longer than the evaluated sequences, whose per_bucket is clipped to
+    their length), so two reports with the same buckets compare the same prompts. Each gives ``n``, the spliced and
     ``*_clean`` accuracies and ``delta_logp`` (a bucket with no prompt holds only ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
     ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
