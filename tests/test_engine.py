@@ -183,6 +183,21 @@ def test_nonfinite_logits_are_reported_for_the_clean_and_the_spliced_pass(tok):
     assert found["logits_clean"]["position"] == 0 and found["logits_spliced"]["layer"] == 1
     assert "activations" not in found and "reconstruction" not in found  # the SAE side is clean
 
+
+@pytest.mark.parametrize("value", [float("-inf"), float("nan")])
+def test_a_single_minus_inf_or_nan_clean_logit_is_reported(tok, value):
+    """-inf leaves logsumexp finite (and NaN only one entry): the clean check must still see it."""
+    model = _model(tok, 4, n_layers=2)
+    saes = {1: loaded(tiny_sae(model, 1, d_sae=24), 1)}
+    toks = random_tokens(model, 3)
+    with torch.no_grad():
+        model.unembed.b_U[5] = value
+    ev = evaluate(model, saes, toks, RunConfig(**FAST))
+    found = {e["where"]: e for e in ev.results["nonfinite"]}
+    assert found["logits_clean"]["layer"] is None
+    assert (found["logits_clean"]["sequence"], found["logits_clean"]["position"]) == (0, 0)
+
+
 def test_default_buckets_split_at_training_context():
     assert default_buckets(128, 1024) == [(1, 128), (128, 1024)]
     assert default_buckets(1024, 1024) == [(1, 1024)]

@@ -239,7 +239,8 @@ def _run_batch(
     with capture(model, list(hooks.values())) as acts:
         logits = model(toks, return_type="logits")  # (B, T, V)
     clean = CleanLogits.of(logits, toks)
-    flag(None, "logits_clean", clean.max + clean.log_sum, logits)
+    # max catches +inf, log_sum NaN, amin -inf (a -inf logit leaves logsumexp finite)
+    flag(None, "logits_clean", clean.max + clean.log_sum + logits.amin(dim=-1), logits)
     del logits
 
     for i, L in enumerate(layers):
