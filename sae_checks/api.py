@@ -119,7 +119,7 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None)
     n_ctx = int(model.cfg.n_ctx)
     ctx_len = config.ctx_len or n_ctx
     tokens = load_sequences(
-        config.data, model.tokenizer, n_seqs=config.n_seqs, ctx_len=ctx_len, seed=config.seed,
+        config.data, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
     )
     evaluation = evaluate(model, saes, tokens, config, data_info={"config_name": config.data_config or ""})

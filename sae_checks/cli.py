@@ -47,7 +47,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-split", help="split of a HF dataset (default train)")
     g.add_argument("--data-config", help="config name of a HF dataset")
     g.add_argument("--text-field", help="field holding the text (default text)")
-    g.add_argument("--n-seqs", type=int, help="sequences to evaluate (default 64)")
+    g.add_argument("--n-seqs", type=int, help="sequences to evaluate (default: about 100k tokens, ceil(100000 / ctx-len); 64 on the zoo)")
     g.add_argument("--ctx-len", type=int, help="tokens per sequence incl. BOS (default: model n_ctx)")
     g.add_argument("--seed", type=int, help="data sampling and bootstrap seed (default 0)")
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")

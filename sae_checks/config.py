@@ -4,6 +4,7 @@ all map onto. Every field says why it exists; ``validate()`` names the field at 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,6 +12,8 @@ from sae_checks.errors import ConfigError
 
 Dtype = Literal["float32", "bfloat16"]
 TASKS = ("lambada", "cbt")
+DEFAULT_TOKENS = 100_000  # tokens evaluated by default, as the post (~100k tokens of web text)
+ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 tokens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +27,8 @@ class RunConfig:
     data_split: str = "train"  # split of a HF dataset
     data_config: str | None = None  # config name of a HF dataset (e.g. "CN" for cam-cst/cbt)
     text_field: str = "text"  # field holding the text in JSONL / parquet / HF records
-    n_seqs: int = 64  # sequences evaluated; the post used ~100k tokens (100 x 1024 for gpt2-small)
+    n_seqs: int | None = None  # sequences evaluated; None = about DEFAULT_TOKENS tokens as the post
+    # (ceil(100_000 / ctx_len): 98 x 1024 for gpt2-small), on the zoo's held-out rows ZOO_DEFAULT_SEQS
     ctx_len: int | None = None  # tokens per sequence incl. BOS; None = the model's n_ctx
     seed: int = 0  # sampling seed for the data (and the bootstrap), so a run is reproducible
     # --- how to run ---------------------------------------------------------------------------
@@ -49,9 +53,17 @@ class RunConfig:
     causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
     progress: bool = True  # tqdm progress bars on long runs
 
+    def n_seqs_for(self, ctx_len: int) -> int:
+        """How many sequences of ``ctx_len`` tokens a run evaluates (see ``n_seqs``)."""
+        if self.n_seqs is not None:
+            return self.n_seqs
+        if self.data == "zoo":
+            return ZOO_DEFAULT_SEQS
+        return math.ceil(DEFAULT_TOKENS / ctx_len)
+
     def validate(self) -> RunConfig:
         """Check every field; raise ConfigError naming the first one at fault. Returns self."""
-        if self.n_seqs < 1:
+        if self.n_seqs is not None and self.n_seqs < 1:
             raise ConfigError("n_seqs", self.n_seqs, "must be >= 1")
         if self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")

@@ -63,3 +63,12 @@ def test_html_and_plot_from_a_saved_report(tmp_path):
     assert main(["html", str(report), "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
     assert main(["plot", str(report), "-o", str(tmp_path / "plots")]) == 0
+
+
+def test_default_n_seqs_is_about_100k_tokens_and_64_on_the_zoo():
+    from sae_checks.config import RunConfig
+
+    assert RunConfig(data="Skylion007/openwebtext").n_seqs_for(1024) == 98  # 98 x 1024 >= 100k tokens
+    assert RunConfig(data="text.jsonl").n_seqs_for(256) == 391
+    assert RunConfig().n_seqs_for(256) == 64  # the zoo's held-out rows
+    assert RunConfig(data="text.jsonl", n_seqs=5).n_seqs_for(1024) == 5

@@ -48,7 +48,7 @@ def _gate(zoo, saes, seed=0):
     p = plan(config)
     specs = plan_checks(policy, layers=p.layers, buckets=p.buckets, tasks=[])
     rules = rules_for(policy, specs)
-    tokens = load_sequences("zoo", model.tokenizer, n_seqs=config.n_seqs, ctx_len=model.cfg.n_ctx, seed=seed)
+    tokens = load_sequences("zoo", model.tokenizer, n_seqs=config.n_seqs_for(model.cfg.n_ctx), ctx_len=model.cfg.n_ctx, seed=seed)
     results = evaluate(model, saes, tokens, config).results
     baselines = load_baselines(policy.baseline)
     return {s.id: judge(s, results, rules[s.id], baselines) for s in specs}
