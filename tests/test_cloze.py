@@ -320,3 +320,32 @@ def test_splice_bos_option_changes_bos_only_when_asked(world: dict[str, Any]) ->
     b = run(world, ITEMS[:3], splice_bos=True).cloze
     assert a["splice_bos"] is False and b["splice_bos"] is True
     assert a["prompts"]["0"]["delta_logp"] != b["prompts"]["0"]["delta_logp"]
+
+
+def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any], tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from sae_checks.config import RunConfig
+    from sae_checks.experiments.tasks import run_tasks
+
+    path = tmp_path / "cloze.jsonl"
+    path.write_text("".join(json.dumps({"text": f"{i.prompt} {i.answer}"}) + "\n" for i in ITEMS))
+    config = RunConfig(tasks=("lambada",), task_data=(("lambada", str(path)),), n_bootstrap=0, progress=False,
+                       n_causal=0, batch_size=8, device="cpu")
+    real = cloze_mod.run_cloze
+    sizes = []
+
+    def flaky(*args: Any, batch_size: int, **kw: Any) -> Any:
+        sizes.append(batch_size)
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, batch_size=batch_size, **kw)
+
+    monkeypatch.setattr(cloze_mod, "run_cloze", flaky)
+    cloze, _ = run_tasks(world["model"], world["saes"], config)
+    assert sizes == [8, 4, 2]
+    assert "batch size halved to 2, task restarted" in capsys.readouterr().err
+    monkeypatch.setattr(cloze_mod, "run_cloze", real)
+    direct, _ = run_tasks(world["model"], world["saes"], config.replace(batch_size=2))
+    assert cloze["lambada"]["prompts"] == direct["lambada"]["prompts"]
+    assert cloze["lambada"]["n_prompts"] == len(ITEMS)

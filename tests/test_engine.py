@@ -214,3 +214,38 @@ def test_bos_is_excluded_and_not_spliced_by_default(tok):
     spliced = evaluate(model, saes, random_tokens(model, 3), RunConfig(**FAST, splice_bos=True))
     # splicing BOS changes the prediction made at BOS only through the BOS residual itself
     assert spliced.results["per_position"]["0"]["kl"][1] != pp["kl"][1]
+
+
+def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, capsys):
+    from sae_checks.engine import run as run_mod
+
+    model = _model(tok, 7, n_layers=2)
+    saes = {L: loaded(tiny_sae(model, L, d_sae=24), L) for L in (0, 1)}
+    toks = random_tokens(model, 8)
+    cfg = RunConfig(**FAST, batch_size=8)
+    ref = evaluate(model, saes, toks, cfg)
+    real = run_mod._run_batch
+    sizes = []
+
+    def flaky(model, saes, layers, batch, *args, **kw):
+        sizes.append(batch.shape[0])
+        if batch.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, saes, layers, batch, *args, **kw)
+
+    monkeypatch.setattr(run_mod, "_run_batch", flaky)
+    out = evaluate(model, saes, toks, cfg)
+    assert sizes == [8, 4, 2, 2, 4, 2, 2]  # each failed batch is split in two and retried in order
+    captured = capsys.readouterr()
+    assert "batch size halved to 2" in captured.out + captured.err
+    for L in ("0", "1"):
+        for metric in ("mse", "l0", "delta_ce", "kl", "ce_loss_score"):
+            a = out.results["per_bucket"][L]["1-16"][metric]["mean"]
+            b = ref.results["per_bucket"][L]["1-16"][metric]["mean"]
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-7), (L, metric)
+    for metric in ("mse", "l0", "resid_norm"):
+        got = [v for row in out.results["propagation"][metric] for v in row]
+        want = [v for row in ref.results["propagation"][metric] for v in row]
+        assert [v is None for v in got] == [v is None for v in want]
+        assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-5, abs=1e-7)
+

@@ -8,8 +8,11 @@ the zoo's cloze set, and on any other model ``EleutherAI/lambada_openai`` (test 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from sae_checks.config import RunConfig
 
@@ -36,13 +39,26 @@ def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[d
     features: dict[str, Any] = {}
     for task in config.tasks:
         items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
-        out = run_cloze(
-            model, dict(saes), items, task=task, batch_size=config.batch_size, splice_bos=config.splice_bos,
-            features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
-            ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
-            causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
-            buckets={L: layer_buckets(config, s.context_size, model.cfg.n_ctx) for L, s in saes.items()},
-        )
+        batch_size = config.batch_size
+        while True:
+            try:
+                out = run_cloze(
+                    model, dict(saes), items, task=task, batch_size=batch_size, splice_bos=config.splice_bos,
+                    features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
+                    ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
+                    causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
+                    buckets={L: layer_buckets(config, s.context_size, model.cfg.n_ctx) for L, s in saes.items()},
+                )
+                break
+            except torch.cuda.OutOfMemoryError:
+                # Batches run longest first, so an OOM nearly always comes at once: restarting the task
+                # at half the batch size repeats little, and a task's results never mix two attempts.
+                if batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                batch_size = max(1, batch_size // 2)
+                print(f"sae-checks: CUDA out of memory in {task}; batch size halved to {batch_size}, task restarted",
+                      file=sys.stderr)
         cloze[task] = out.cloze
         if out.features and not features:
             features = out.features
