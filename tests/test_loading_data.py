@@ -120,14 +120,23 @@ def test_missing_file(tok, tmp_path):
         load_sequences(str(tmp_path / "nope.jsonl"), tok, n_seqs=1, ctx_len=4)
 
 
-def test_hf_dataset_not_cached_offline_fails_fast(tok, tmp_path, monkeypatch):
+@pytest.fixture
+def offline_datasets_cache(empty_offline_hub, monkeypatch):
+    """An empty datasets cache, offline: where a user copies what ``load_dataset`` wrote on a networked
+    machine (tests fill it with tests.hf_cache.add_cached_dataset). datasets and huggingface_hub read
+    these settings at import time, so their module constants are patched too."""
     import datasets
     from huggingface_hub import constants
 
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time; make sure
+    cache = empty_offline_hub.parent / "datasets"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    return cache
+
+
+def test_hf_dataset_not_cached_offline_fails_fast(tok, offline_datasets_cache):
     start = time.perf_counter()
     with pytest.raises(OfflineError, match=r"dataset 'Skylion007/openwebtext' \(config None, split 'train'\)"):
         load_sequences("Skylion007/openwebtext", tok, n_seqs=1, ctx_len=8)
@@ -219,33 +228,9 @@ def test_cloze_zoo_source(tmp_path, monkeypatch):
         load_cloze("cbt", "zoo", n_prompts=3)
 
 
-def test_cloze_hf_dataset_offline(tmp_path, monkeypatch):
-    import datasets
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+def test_cloze_hf_dataset_offline(offline_datasets_cache):
     with pytest.raises(OfflineError, match=r"dataset 'cam-cst/cbt' \(config 'CN', split 'test'\)"):
         load_cloze("cbt", "cam-cst/cbt", n_prompts=5)
-
-
-@pytest.fixture
-def offline_datasets_cache(tmp_path, monkeypatch):
-    """An empty datasets cache, offline: what a user has after ``load_dataset`` on a networked machine,
-    copied here (filled by tests.hf_cache.add_cached_dataset)."""
-    import datasets
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf" / "datasets"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    return cache
 
 
 def test_cloze_hf_dataset_from_the_local_datasets_cache(offline_datasets_cache):

@@ -109,7 +109,7 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
 class _Batch(NamedTuple):
     """One batch of prompt + continuation rows, right-padded.
 
-    The model is run without ``attention_mask`` (``model_mask`` is None): with right padding and causal
+    The model is run without an attention mask: with right padding and causal
     attention no real position can attend to a pad, and positions count from 0 either way, so real
     positions get exactly the logits of an unpadded pass (tests/test_cloze.py checks batched against
     one prompt at a time). Without a mask the passes can use the fused attention kernel
@@ -120,7 +120,6 @@ class _Batch(NamedTuple):
     attention_mask: Tensor  # (B, T) 1 on real tokens
     prompt_len: Tensor  # (B,) BOS included
     cont_len: Tensor  # (B,)
-    model_mask: None = None  # what the model gets as attention_mask (see above)
 
 
 def _make_batch(prompts: list[list[int]], conts: list[list[int]], pad_id: int, device: Any) -> _Batch:
@@ -152,8 +151,7 @@ def _clean_pass(model: Any, hooks: list[str], batch: _Batch, *, logits: bool = T
     if stop is not None and stop >= model.cfg.n_layers:
         stop = None
     with capture(model, hooks) as store:
-        out = model(batch.tokens, attention_mask=batch.model_mask, return_type="logits",
-                    stop_at_layer=stop)
+        out = model(batch.tokens, return_type="logits", stop_at_layer=stop)
         acts = dict(store)
     return (out if logits else None), acts
 
@@ -204,9 +202,10 @@ def run_cloze(
     ``by_bucket`` groups the prompts by the position at which the answer is predicted (prompt tokens
     incl. BOS, minus 1) into the layer's position buckets ``"a-b"`` (``buckets[layer]``; default: inside
     and beyond the SAE's training context). ``sae-checks run`` passes the run's buckets clipped to the
-    model's ``n_ctx`` (prompts may be longer than the evaluated sequences, whose per_bucket is clipped to
-    their length), so two reports with the same buckets compare the same prompts. Each gives ``n``, the spliced and
-    ``*_clean`` accuracies and ``delta_logp`` (a bucket with no prompt holds only ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
+    model's ``n_ctx`` (prompts may be longer than the evaluated sequences, whose per_bucket is clipped
+    to their length), so two reports with the same buckets compare the same prompts. Each gives ``n``,
+    the spliced and ``*_clean`` accuracies and ``delta_logp`` (a bucket with no prompt holds only
+    ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
     ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
     ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
@@ -226,7 +225,7 @@ def run_cloze(
     device = model.cfg.device
     tok = model.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.bos_token_id
-    enc = encode_items(tok, items, model.cfg.n_ctx)
+    enc = encode_items(tok, items, n_ctx)
     N = len(items)
     P_all = [len(p) for p in enc.prompts]
     nan = float("nan")
@@ -261,7 +260,7 @@ def run_cloze(
                 x = acts[ls.hook_name]  # (B, T, d) clean
                 f, x_hat, new = _splice_inputs(ls, x, keep)
                 assert_no_hooks(model)
-                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.model_mask)
+                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens)
                 assert_no_hooks(model)
                 s = cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len)
                 sae_sums = prompt_sae_sums(x, x_hat, f, pmask.to(x.device))
@@ -306,7 +305,7 @@ def run_cloze(
         baseline["acc_choice"] = summary(choice["clean"])
     per_layer: dict[str, Any] = {}
     prompts: dict[str, Any] = {}
-    lengths_t = torch.tensor(P_all)
+    answer_pos = torch.tensor(P_all) - 1  # the answer is predicted at the prompt's last position
     for L in layers:
         d = per[L]
         entry: dict[str, Any] = {k: summary(v) for k, v in d.items()}
@@ -314,7 +313,6 @@ def run_cloze(
             entry["acc_choice"] = summary(choice[L])
         entry["classes"] = {name: int((cls[L] == i).sum()) for i, name in enumerate(CLASSES)}
         entry["by_bucket"] = {}
-        answer_pos = lengths_t - 1  # the answer is predicted at the prompt's last position
         for a, b in layer_buckets_[L]:
             sel = (answer_pos >= a) & (answer_pos < b)
             sub: dict[str, Any] = {"n": int(sel.sum())}
@@ -384,7 +382,7 @@ def _choice_passes(
             x = acts[ls.hook_name]
             _, _, new = _splice_inputs(ls, x, keep)
             assert_no_hooks(model)
-            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, batch.model_mask)
+            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens)
             assert_no_hooks(model)
             scores[L][ii, jj] = cloze_scores(
                 logits_s, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
@@ -423,7 +421,7 @@ def _causal_sweep(
             active[:, cands[L]] = sub & (sub.cumsum(0) <= room[None])
             logp_spliced = per[L]["logp"][torch.tensor(idx)]
             s, n = feat.causal_ablation_batch(
-                model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.model_mask, batch.prompt_len,
+                model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.prompt_len,
                 batch.cont_len, active, logp_spliced, cands[L].to(f.device), batch_size=batch_size,
             )
             sums[L] += s

@@ -58,7 +58,7 @@ def causal_candidates(ranks: dict[str, list[int]], n_causal: int) -> list[int]:
 
 def causal_ablation_batch(
     model: Any, sae: Any, hook_name: str, x: Tensor, f: Tensor, keep: Tensor, tokens: Tensor,
-    attention_mask: Tensor | None, prompt_len: Tensor, cont_len: Tensor, active: Tensor, logp_spliced: Tensor,
+    prompt_len: Tensor, cont_len: Tensor, active: Tensor, logp_spliced: Tensor,
     candidates: Tensor, *, batch_size: int,
 ) -> tuple[Tensor, Tensor]:
     """Σ (logp_ablated − logp_spliced) and counts (C,) for the ``candidates`` (C,) on one batch.
@@ -84,8 +84,7 @@ def causal_ablation_batch(
         x_hat = sae.decode(fz).to(x.dtype)
         new = keep_positions(x[b], x_hat, keep[b])
         assert_no_hooks(model)
-        mask = None if attention_mask is None else attention_mask[b]
-        logits, _ = forward_from(model, hook_name, x[b], new, tokens[b], mask)
+        logits, _ = forward_from(model, hook_name, x[b], new, tokens[b])
         assert_no_hooks(model)
         diff = cloze_scores(logits, tokens[b], prompt_len[b], cont_len[b]).logp_first.double().cpu()
         diff = diff - logp_spliced[b.cpu()].double()

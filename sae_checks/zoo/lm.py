@@ -170,6 +170,15 @@ class LMTraining:
     seed: int = 0
 
 
+def sinusoids(n_ctx: int, n_freq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(omega (n_freq,), table (n_ctx, 2 n_freq)), float64: table[p] = (sin(p w_i), cos(p w_i))_i, row
+    norm sqrt(n_freq), with periods 2 pi / w_i spread geometrically from 4 to 4 n_ctx."""
+    periods = 4.0 * n_ctx ** (torch.arange(n_freq, dtype=torch.float64) / max(1, n_freq - 1))
+    omega = 2 * math.pi / periods
+    angles = torch.arange(n_ctx, dtype=torch.float64)[:, None] * omega[None, :]
+    return omega, torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(n_ctx, 2 * n_freq)
+
+
 def init_embeddings(model: Any, std: float, seed: int) -> None:
     """Re-draw W_E from N(0, std^2) and set W_pos to sinusoids of the same expected norm (both still learned).
 
@@ -180,11 +189,7 @@ def init_embeddings(model: Any, std: float, seed: int) -> None:
     """
     gen = torch.Generator().manual_seed(seed + 7)
     n_ctx, d = model.W_pos.shape
-    periods = 4.0 * n_ctx ** (torch.arange(d // 2, dtype=torch.float64) / (d // 2 - 1))  # 4 .. 4 n_ctx
-    angles = (
-        torch.arange(n_ctx, dtype=torch.float64)[:, None] * (2 * math.pi / periods)[None, :]
-    )  # (n_ctx, d/2)
-    pos = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(n_ctx, d)  # row norm sqrt(d/2)
+    _, pos = sinusoids(n_ctx, d // 2)  # row norm sqrt(d/2)
     with torch.no_grad():
         model.embed.W_E.copy_(torch.randn(model.embed.W_E.shape, generator=gen) * std)
         model.pos_embed.W_pos.copy_((pos * (std * math.sqrt(d) / math.sqrt(d / 2))).to(model.W_pos.dtype))
@@ -243,10 +248,7 @@ def init_induction(
     tok, pos, prev = slice(0, 2 * dh), slice(2 * dh, 3 * dh), slice(3 * dh, 4 * dh)
     gen = torch.Generator().manual_seed(seed + 7)
     n_freq = dh // 2
-    periods = 4.0 * n_ctx ** (torch.arange(n_freq, dtype=torch.float64) / max(1, n_freq - 1))
-    omega = 2 * math.pi / periods  # (n_freq,)
-    angles = torch.arange(n_ctx, dtype=torch.float64)[:, None] * omega[None, :]
-    sinusoids = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(n_ctx, dh)  # row norm sqrt(n_freq)
+    omega, pos_table = sinusoids(n_ctx, n_freq)  # (n_freq,), (n_ctx, dh) with row norm sqrt(n_freq)
     tok_norm = std * math.sqrt(d)
     rot = torch.zeros(dh, dh, dtype=torch.float64)  # pos(p) @ rot = pos(p - 1)
     for i, w in enumerate(omega.tolist()):
@@ -262,7 +264,7 @@ def init_induction(
         W_E[:, tok] = torch.randn(W_E.shape[0], 2 * dh, generator=gen) * (tok_norm / math.sqrt(2 * dh))
         model.embed.W_E.copy_(W_E)
         W_pos = torch.zeros_like(model.pos_embed.W_pos)
-        W_pos[:, pos] = f32(sinusoids * (tok_norm / math.sqrt(n_freq)))
+        W_pos[:, pos] = f32(pos_table * (tok_norm / math.sqrt(n_freq)))
         model.pos_embed.W_pos.copy_(W_pos)
         prev_head, ind_head = model.blocks[0].attn, model.blocks[1].attn
         for attn in (prev_head, ind_head):
@@ -284,14 +286,20 @@ def init_induction(
     return induction_attention(model, seed=seed)
 
 
+def repeated_random_tokens(model: Any, n: int, length: int, seed: int) -> tuple[torch.Tensor, int]:
+    """(BOS + ``length`` random tokens + the same tokens again (n, 2 length + 1), length), ``length``
+    capped so the rows fit n_ctx."""
+    gen = torch.Generator().manual_seed(seed)
+    length = min(length, (model.cfg.n_ctx - 1) // 2)
+    rand = torch.randint(1, model.cfg.d_vocab, (n, length), generator=gen)
+    return torch.cat([torch.full((n, 1), model.tokenizer.bos_token_id), rand, rand], dim=1), length
+
+
 @torch.no_grad()
 def induction_attention(model: Any, n: int = 16, length: int = 60, seed: int = 0) -> dict[str, float]:
     """Attention accuracy of block 0 head 0 (top key = p - 1) and block 1 head 0 (top key = the position
     after the previous occurrence of the current token) on ``length`` random tokens repeated once."""
-    gen = torch.Generator().manual_seed(seed)
-    length = min(length, (model.cfg.n_ctx - 1) // 2)
-    rand = torch.randint(1, model.cfg.d_vocab, (n, length), generator=gen)
-    toks = torch.cat([torch.full((n, 1), model.tokenizer.bos_token_id), rand, rand], dim=1)
+    toks, length = repeated_random_tokens(model, n, length, seed)
     names = ("blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern")
     _, cache = model.run_with_cache(toks, names_filter=lambda name: name in names, stop_at_layer=2)
     q = torch.arange(length + 1, 2 * length + 1)  # queries in the repeat
@@ -397,10 +405,7 @@ def induction_ce(model: Any, n: int = 16, length: int = 60, seed: int = 0) -> tu
 
     A model that copies (induction heads) predicts the repeat far better than the first pass.
     """
-    gen = torch.Generator().manual_seed(seed)
-    length = min(length, (model.cfg.n_ctx - 1) // 2)
-    rand = torch.randint(1, model.cfg.d_vocab, (n, length), generator=gen)
-    toks = torch.cat([torch.full((n, 1), model.tokenizer.bos_token_id), rand, rand], dim=1)
+    toks, length = repeated_random_tokens(model, n, length, seed)
     ce = model(
         toks, return_type="loss", loss_per_token=True
     )  # (n, 2 * length); ce[:, t] predicts toks[:, t + 1]
