@@ -1,5 +1,5 @@
 """The public entry points: ``run`` (load from a RunConfig, evaluate, run the tasks) and ``plan``
-(which layers and buckets a run will have, from SAE metadata alone: no model, no forward pass).
+(which SAEs and buckets a run will have, from SAE metadata alone: no model, no forward pass).
 
 ``plan`` is what the pytest plugin parametrizes its checks from at collection time, identically on
 every xdist worker; ``run`` is what its session fixture calls once per process.
@@ -8,7 +8,6 @@ every xdist worker; ``run`` is what its session fixture calls once per process.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,93 +17,189 @@ from sae_checks.aggregate import bucket_name
 from sae_checks.config import RunConfig
 from sae_checks.engine.run import Evaluation, evaluate, layer_buckets, resolve_device
 from sae_checks.errors import CompatibilityError, LoadError
+from sae_checks.names import hook_site, sae_sort_key, supported_hooks_text
+
+
+@dataclass(frozen=True)
+class PlannedSAE:
+    """One SAE of a run, from its metadata alone."""
+
+    name: str  # stable name: release id or folder name
+    layer: int
+    hook: str
+    context_size: int | None
+    d_in: int | None
+    d_sae: int | None
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a run will measure, known before any forward pass."""
 
-    layers: list[int]  # layers with an SAE, in order
-    buckets: dict[int, list[str]]  # layer -> bucket names "a-b"
+    saes: dict[str, PlannedSAE]  # name -> SAE, in forward order (layer, hook, name)
+    buckets: dict[str, list[str]]  # name -> bucket names "a-b"
     tasks: list[str]  # cloze tasks to run
-    context_size: dict[int, int | None]  # layer -> SAE training context
     n_ctx: int | None  # context length of the run, when known without loading the model
 
+    @property
+    def layers(self) -> list[int]:
+        return sorted({s.layer for s in self.saes.values()})
 
-def _template_regex(sae_id: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(sae_id).replace(re.escape("{layer}"), r"(\d+)") + "$")
+    @property
+    def context_size(self) -> dict[str, int | None]:
+        return {n: s.context_size for n, s in self.saes.items()}
 
 
-def sae_metadata(config: RunConfig) -> dict[int, dict[str, Any]]:
-    """layer -> SAE metadata (``hook_name``, ``context_size``, ``d_in``, ...) without loading weights."""
-    spec = config.saes
-    folder: Path | None = None
-    if spec.startswith("zoo:"):
-        from sae_checks.zoo import zoo_sae_dir
-
-        folder = Path(zoo_sae_dir(spec.split(":", 1)[1]))
-    elif Path(spec).expanduser().exists():
-        folder = Path(spec).expanduser()
-    if folder is not None:
-        cfgs = [folder / "cfg.json"] if (folder / "cfg.json").exists() else sorted(folder.glob("*/cfg.json"))
-        if not cfgs:
-            raise LoadError(f"SAEs {spec!r}: no cfg.json in {folder} or its subfolders (expected sae_lens format)")
-        out: dict[int, dict[str, Any]] = {}
-        for path in cfgs:
-            try:
-                cfg = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                raise LoadError(f"{path}: unreadable SAE config: {err}") from err
-            meta = {**cfg, **(cfg.get("metadata") or {})}
-            hook = meta.get("hook_name")
-            m = re.match(r"^blocks\.(\d+)\.", hook or "")
-            if not m:
-                raise LoadError(f"{path}: metadata hook_name={hook!r} names no layer (blocks.L.…)")
-            out[int(m.group(1))] = meta
-        return out
-    from sae_lens.loading.pretrained_sae_loaders import load_sae_config_from_huggingface
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    directory = get_pretrained_saes_directory()
-    if spec not in directory:
-        raise LoadError(f"SAEs {spec!r}: not a local path, not zoo:v1/zoo:v2, and not a sae_lens release")
-    pattern = _template_regex(config.sae_id)
-    out = {}
-    for sid in directory[spec].saes_map:
-        m = pattern.match(sid)
-        if m and (config.layers is None or int(m.group(1)) in config.layers):
-            meta = load_sae_config_from_huggingface(spec, sid)
-            out[int(m.group(1))] = {**meta, **(meta.get("metadata") or {})}
+def _folder_metadata(folder: Path, source: str) -> list[tuple[str, dict[str, Any]]]:
+    cfgs = [folder / "cfg.json"] if (folder / "cfg.json").exists() else sorted(folder.glob("*/cfg.json"))
+    if not cfgs:
+        raise LoadError(f"SAEs {source!r}: no cfg.json in {folder} or its subfolders (expected sae_lens format)")
+    out = []
+    for path in cfgs:
+        try:
+            cfg = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise LoadError(f"{path}: unreadable SAE config: {err}") from err
+        if not isinstance(cfg, dict):
+            raise LoadError(f"{path}: an SAE config must be a JSON object")
+        out.append((path.parent.name, {**cfg, **(cfg.get("metadata") or {}), "_where": str(path)}))
     return out
 
 
+def sae_metadata(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """name -> SAE metadata (``hook_name``, ``context_size``, ``d_in``, ``layer``, ...) without loading
+    weights, selected as ``loading.saes.load_saes`` selects (sources, ``sae_ids``, template, layers)."""
+    from sae_checks.loading.saes import id_matcher, split_sources
+
+    keep = id_matcher(config.sae_ids)
+    found: list[tuple[str, dict[str, Any]]] = []
+    for source in split_sources(config.saes):
+        folder: Path | None = None
+        if source.startswith("zoo:"):
+            from sae_checks.zoo import zoo_sae_dir
+
+            try:
+                folder = Path(zoo_sae_dir(source.split(":", 1)[1]))
+            except (ValueError, FileNotFoundError) as err:
+                raise LoadError(f"SAEs {source!r}: {err}") from err
+        elif Path(source).expanduser().exists():
+            folder = Path(source).expanduser()
+        if folder is not None:
+            found += [(n, m) for n, m in _folder_metadata(folder, source) if keep(n)]
+            continue
+        found += _release_metadata(source, config)
+    out: dict[str, dict[str, Any]] = {}
+    for name, meta in found:
+        hook = meta.get("hook_name")
+        where = meta.get("_where", name)
+        site = hook_site(hook) if isinstance(hook, str) else None
+        if site is None:
+            raise CompatibilityError(f"SAE {where}: hook {hook!r} cannot be spliced by sae-checks "
+                                     f"(supported: {supported_hooks_text()})")
+        if config.layers is not None and site.layer not in config.layers:
+            continue
+        if name in out:
+            raise LoadError(f"SAEs {config.saes!r}: two SAEs are named {name!r}; rename a folder or drop a source")
+        out[name] = {**meta, "layer": site.layer}
+    return dict(sorted(out.items(), key=lambda kv: sae_sort_key(kv[1]["layer"], kv[1]["hook_name"], kv[0])))
+
+
+def _release_metadata(release: str, config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    from sae_checks.loading.saes import release_ids
+
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise LoadError(f"SAEs {release!r}: not a local path, not zoo:v1/zoo:v2/zoo:suite, and not a sae_lens "
+                        "release")
+    ids = release_ids(release, directory[release], n_layers=None, sae_id=config.sae_id, ids=config.sae_ids,
+                      layers=config.layers)
+    out = []
+    for sid in ids:
+        meta = _release_config(release, sid)
+        out.append((sid, {**meta, **(meta.get("metadata") or {})}))
+    return out
+
+
+def _release_config(release: str, sae_id: str) -> dict[str, Any]:
+    """A release SAE's config from the Hugging Face cache (offline: a one-line OfflineError if absent)."""
+    from sae_lens.loading.pretrained_sae_loaders import load_sae_config_from_huggingface
+
+    from sae_checks.errors import OfflineError
+    from sae_checks.loading import hub_offline
+
+    try:
+        return dict(load_sae_config_from_huggingface(release, sae_id))
+    except Exception as err:  # the hub library raises many types; name the resource either way
+        if hub_offline():
+            raise OfflineError(f"SAE config {release!r} / {sae_id!r}") from err
+        raise LoadError(f"SAE config {release!r} / {sae_id!r}: {type(err).__name__}: {err}") from err
+
+
+def shard_names(saes: dict[str, PlannedSAE], shard: tuple[int, int] | None) -> list[str]:
+    """The SAEs of shard ``(i, n)``: a deterministic split balanced by estimated cost (greedy: costliest
+    first, onto the lightest shard). Cost of an SAE ~ the layers its splice pass runs (n_layers - layer,
+    so early layers cost more) plus its encoder width (d_in * d_sae relative to the largest)."""
+    names = list(saes)
+    if shard is None:
+        return names
+    i, n = shard
+    if not saes:
+        return []
+    top_layer = max(s.layer for s in saes.values()) + 1
+    widest = max((s.d_in or 1) * (s.d_sae or 1) for s in saes.values())
+
+    def cost(name: str) -> float:
+        s = saes[name]
+        return (top_layer - s.layer) / top_layer + (s.d_in or 1) * (s.d_sae or 1) / widest
+
+    load = [0.0] * n
+    part: dict[str, int] = {}
+    for name in sorted(names, key=lambda k: (-cost(k), k)):
+        k = min(range(n), key=lambda j: (load[j], j))
+        part[name] = k
+        load[k] += cost(name)
+    return [name for name in names if part[name] == i]
+
+
 def plan(config: RunConfig) -> Plan:
-    """Layers, buckets and tasks of a run from SAE metadata alone (see module docstring)."""
+    """SAEs, buckets and tasks of a run from SAE metadata alone (see module docstring). With
+    ``config.shard``, only that shard's SAEs."""
     config.validate()
     meta = sae_metadata(config)
-    layers = sorted(meta) if config.layers is None else list(config.layers)
-    missing = [L for L in layers if L not in meta]
-    if missing:
-        raise CompatibilityError(f"layers={missing}: no SAE for these layers in {config.saes!r} "
-                                 f"(available: {sorted(meta)})")
+    if not meta:
+        raise CompatibilityError(f"SAEs {config.saes!r}: no SAE selected"
+                                 + (f" by sae_ids={config.sae_ids!r}" if config.sae_ids else "")
+                                 + (f" at layers {list(config.layers)}" if config.layers else ""))
+    if config.layers is not None:
+        missing = sorted(set(config.layers) - {m["layer"] for m in meta.values()})
+        if missing:
+            raise CompatibilityError(f"layers={missing}: no SAE for these layers in {config.saes!r} "
+                                     f"(available: {sorted({m['layer'] for m in meta.values()})})")
     n_ctx = config.ctx_len
     if n_ctx is None and config.model == "zoo":
         from sae_checks.zoo import zoo_eval_tokens
 
         n_ctx = int(zoo_eval_tokens().shape[1])
-    ctx = {L: meta[L].get("context_size") for L in layers}
+    saes = {name: PlannedSAE(name=name, layer=m["layer"], hook=m["hook_name"], context_size=m.get("context_size"),
+                             d_in=m.get("d_in"), d_sae=m.get("d_sae"))
+            for name, m in meta.items()}
+    saes = {n: saes[n] for n in shard_names(saes, config.shard)}
     buckets = {}
-    for L in layers:
+    for name, s in saes.items():
         if n_ctx is None and not config.buckets:
             raise CompatibilityError("ctx_len=None: give --ctx (or explicit buckets) to plan a non-zoo run")
-        buckets[L] = [bucket_name(b) for b in layer_buckets(config, ctx[L], n_ctx or 10**9)]
-    return Plan(layers=layers, buckets=buckets, tasks=list(config.tasks), context_size=ctx, n_ctx=n_ctx)
+        buckets[name] = [bucket_name(b) for b in layer_buckets(config, s.context_size, n_ctx or 10**9)]
+    return Plan(saes=saes, buckets=buckets, tasks=list(config.tasks), n_ctx=n_ctx)
 
 
-def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None) -> Evaluation:
+def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
+        saes: Sequence[str] | None = None) -> Evaluation:
     """Load the model, the SAEs and the data named by ``config``, evaluate, then run its cloze tasks.
 
-    ``layers`` restricts the run to a subset (used by pytest-xdist workers); default: ``config.layers``.
+    ``saes`` restricts the run to these SAE names (an xdist worker's or a shard's part); ``layers`` to
+    the SAEs at these layers. With ``config.shard`` and no ``saes``, the shard's SAEs (``plan``).
     """
     from sae_checks.loading.data import load_sequences
     from sae_checks.loading.models import load_model
@@ -113,20 +208,23 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None)
     config = (config or RunConfig()).validate()
     if layers is not None:
         config = config.replace(layers=tuple(layers))
+    if saes is None and config.shard is not None:
+        saes = list(plan(config).saes)
     device = resolve_device(config.device)
     model = load_model(config.model, device=device, dtype=config.dtype)
-    saes = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device)
+    loaded = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
+                       ids=config.sae_ids, names=saes)
     n_ctx = int(model.cfg.n_ctx)
     ctx_len = config.ctx_len or n_ctx
     tokens = load_sequences(
         config.data, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
     )
-    evaluation = evaluate(model, saes, tokens, config, data_info={"config_name": config.data_config or ""})
+    evaluation = evaluate(model, loaded, tokens, config, data_info={"config_name": config.data_config or ""})
     if config.tasks:
         from sae_checks.experiments.tasks import run_tasks
 
-        cloze, features = run_tasks(model, saes, config)
+        cloze, features = run_tasks(model, loaded, config)
         evaluation.results["cloze"] = cloze
         if features:
             evaluation.results["features"] = features

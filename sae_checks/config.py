@@ -20,9 +20,13 @@ ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 t
 class RunConfig:
     # --- what to load -------------------------------------------------------------------------
     model: str = "zoo"  # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
-    saes: str = "zoo:v2"  # sae_lens release, a local SAE folder / folder of folders, or "zoo:v1" / "zoo:v2"
+    saes: str = "zoo:v2"  # comma-separated sources: sae_lens release, local SAE folder / folder of folders,
+    # "zoo:v1" / "zoo:v2" / "zoo:suite"
     sae_id: str = "blocks.{layer}.hook_resid_pre"  # id template inside a release; {layer} is filled per layer
-    layers: tuple[int, ...] | None = None  # which layers to check; None = every layer that has an SAE
+    sae_ids: str | None = None  # regex or shell glob over release ids / folder names (whole id); None = all
+    # in a folder, the {layer} template (sae_id) in a release
+    layers: tuple[int, ...] | None = None  # keep the SAEs at these layers; None = every SAE selected
+    shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n cost-balanced parts of the suite
     data: str = "zoo"  # HF dataset id, a local .jsonl/.txt/.parquet file, or "zoo" (held-out zoo tokens)
     data_split: str = "train"  # split of a HF dataset
     data_config: str | None = None  # config name of a HF dataset (e.g. "CN" for cam-cst/cbt)
@@ -92,6 +96,8 @@ class RunConfig:
         if self.n_causal < 0 or self.causal_max_prompts < 1:
             raise ConfigError("n_causal", (self.n_causal, self.causal_max_prompts),
                               "n_causal must be >= 0 and causal_max_prompts >= 1")
+        if self.shard is not None and (len(self.shard) != 2 or not 0 <= self.shard[0] < self.shard[1]):
+            raise ConfigError("shard", self.shard, "must be I/N with 0 <= I < N (e.g. 0/3, 1/3, 2/3)")
         if self.n_prompts < 1:
             raise ConfigError("n_prompts", self.n_prompts, "must be >= 1")
         return self

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_checks.names import hook_site
+
 _RESID_PRE = re.compile(r"^blocks\.(\d+)\.hook_resid_pre$")
 
 
@@ -48,7 +50,9 @@ def assert_no_hooks(model: Any) -> None:
 
 def _capture_hooks(hook_names: Sequence[str], store: dict[str, Tensor], detach: bool = True) -> list[Any]:
     def save(act: Tensor, hook: Any) -> None:
-        store[hook.name] = act.detach() if detach else act
+        act = act.detach() if detach else act
+        # per-head activations (B, T, H, d_head), e.g. attn.hook_z: flattened as sae_lens trains on them
+        store[hook.name] = act.flatten(-2) if act.ndim == 4 else act
 
     return [(name, save) for name in hook_names]
 
@@ -78,7 +82,8 @@ def splice(
     """
 
     def hook(act: Tensor, hook: Any) -> Tensor:
-        return replace(act).to(act.dtype)
+        new = replace(act.flatten(-2) if act.ndim == 4 else act)
+        return new.reshape(act.shape).to(act.dtype)  # back to (B, T, H, d_head) for per-head hooks
 
     extra = _capture_hooks(capture_hooks, capture_into if capture_into is not None else {})
     with model.hooks(fwd_hooks=[(hook_name, hook), *extra], reset_hooks_end=True):
@@ -92,6 +97,24 @@ def keep_positions(x: Tensor, x_hat: Tensor, keep_mask: Tensor | None) -> Tensor
     return torch.where(keep_mask[..., None], x, x_hat.to(x.dtype))
 
 
+def splice_start(hook_name: str, n_layers: int) -> tuple[int | None, str | None]:
+    """Where a splice pass at ``hook_name`` can start: (layer, hook whose clean activation is the input).
+
+    ``blocks.L.hook_resid_pre``: at layer L from the new activation itself (input hook None);
+    ``blocks.L.hook_resid_post``: at layer L + 1 from the new activation (L + 1 = n_layers runs only the
+    final norm and unembedding); any other hook in block L: at layer L from the cached clean
+    ``blocks.L.hook_resid_pre``, with a scoped splice hook. (None, None): a full pass with a splice hook.
+    """
+    site = hook_site(hook_name)
+    if site is None:
+        return None, None
+    if site.kind == "hook_resid_pre":
+        return site.layer, None
+    if site.kind == "hook_resid_post":
+        return site.layer + 1 if site.layer + 1 <= n_layers else None, None
+    return site.layer, f"blocks.{site.layer}.hook_resid_pre"
+
+
 def forward_from(
     model: Any,
     hook_name: str,
@@ -100,23 +123,35 @@ def forward_from(
     tokens: Tensor,
     attention_mask: Tensor | None = None,
     capture_hooks: Sequence[str] = (),
+    start_act: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits of one pass in which the activation at ``hook_name`` is ``new_act`` instead of ``clean_act``.
 
-    For ``blocks.L.hook_resid_pre`` the pass starts at layer L from ``new_act`` (``start_at_layer``):
-    bit-identical to a full hooked pass but skipping layers < L. Other hooks fall back to a full pass
-    with a scoped splice hook. ``capture_hooks`` (downstream hooks) are recorded in the same pass.
+    The pass starts as late as it can (``splice_start``): for ``blocks.L.hook_resid_pre`` at layer L from
+    ``new_act`` (``start_at_layer``: bit-identical to a full hooked pass but skipping layers < L), for
+    ``hook_resid_post`` at layer L + 1; for other hooks at layer L from ``start_act`` (the clean
+    ``blocks.L.hook_resid_pre``) with a scoped splice hook, or, without ``start_act``, a full pass.
+    ``capture_hooks`` (downstream hooks) are recorded in the same pass.
     Returns (logits (B, T, V), captured activations).
     """
-    layer = resid_pre_layer(hook_name)
-    if layer is not None:
+    layer, source = splice_start(hook_name, model.cfg.n_layers)
+    if layer is not None and source is None:
         with capture(model, capture_hooks) as captured:
             logits = model(
                 new_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
                 return_type="logits",
             )
-    else:
-        captured = {}
-        with splice(model, hook_name, lambda act: new_act, captured, capture_hooks):
+        return logits, dict(captured)
+    captured = {}
+    with splice(model, hook_name, lambda act: new_act, captured, capture_hooks):
+        if layer is not None and start_act is not None:
+            logits = model(start_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
+                           return_type="logits")
+        else:
             logits = model(tokens, attention_mask=attention_mask, return_type="logits")
     return logits, dict(captured)
+
+
+def start_hooks(hook_names: Sequence[str], n_layers: int) -> list[str]:
+    """The clean activations a batch must cache so every splice in ``hook_names`` starts late."""
+    return sorted({src for h in hook_names if (src := splice_start(h, n_layers)[1]) is not None})

@@ -1,16 +1,19 @@
-"""The batch loop: one clean pass per batch, then one splice pass per layer, starting at that layer.
+"""The batch loop: one clean pass per batch, then one splice pass per SAE, starting at its hook's layer.
 
-Per batch of token sequences (B, T):
+The unit is an SAE (keyed by its name; several may share a hook). Per batch of token sequences (B, T):
 
-1. one clean forward, capturing only the SAE hooks (``capture``), giving clean log-probs and CE;
-2. per layer L: ``f = sae.encode(x)``, ``x_hat = sae.decode(f)``, per-token reconstruction terms;
-   then one splice pass from layer L (``forward_from``: ``start_at_layer`` for ``hook_resid_pre``)
-   with x replaced by x_hat except at BOS/special tokens (unless ``splice_bos``), giving ΔCE and KL per
-   position and, in the same pass, the downstream residuals for error propagation;
-3. optionally one zero-ablation pass per layer for ``ce_loss_score`` (all positions zeroed, as SAELens).
+1. one clean forward, capturing only the SAEs' hooks (and, for hooks other than the residual stream,
+   the ``hook_resid_pre`` of their block), giving clean log-probs and CE; SAEs at the same hook share
+   this pass and the cached activation;
+2. per SAE: ``f = sae.encode(x)``, ``x_hat = sae.decode(f)``, per-token reconstruction terms; then one
+   splice pass from the SAE's block (``forward_from``: ``start_at_layer`` for ``hook_resid_pre``, L + 1
+   for ``hook_resid_post``, a scoped splice hook from the cached ``hook_resid_pre`` otherwise) with x
+   replaced by x_hat except at BOS/special tokens (unless ``splice_bos``), giving ΔCE and KL per position
+   and, in the same pass, the activations of later SAEs' hooks for error propagation;
+3. optionally one zero-ablation pass per SAE for ``ce_loss_score`` (all positions zeroed, as SAELens).
 
-All layers cost about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of SAELens'
-3-4 passes per layer. Sums go into per-batch accumulators that are merged into the totals only once the
+One SAE per layer costs about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of
+SAELens' 3-4 passes per SAE; each further SAE at a hook costs one splice pass, no clean pass. Sums go into per-batch accumulators that are merged into the totals only once the
 batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
 """
 
@@ -30,10 +33,11 @@ from torch import Tensor
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.attention import fast_attention
-from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions
+from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions, start_hooks
 from sae_checks.errors import ConfigError
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import reconstruction_terms
+from sae_checks.names import propagation_pairs
 
 PROP_METRICS = ("mse", "l0", "resid_norm")
 
@@ -83,9 +87,10 @@ def special_token_ids(tokenizer: Any) -> list[int]:
 class _Propagation:
     """Sums for the error-propagation matrix over the position window (upstream i, downstream j)."""
 
-    def __init__(self, layers: Sequence[int]) -> None:
+    def __init__(self, names: Sequence[str], layers: Sequence[int]) -> None:
+        self.names = list(names)
         self.layers = list(layers)
-        n = len(layers)
+        n = len(names)
         self.clean = torch.zeros(n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (j, metric + count)
         self.up = torch.zeros(n, n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (i, j, metric + count)
 
@@ -103,14 +108,15 @@ class _Propagation:
         self.up += other.up
 
     def to_json(self, window: tuple[int, int]) -> dict[str, Any]:
-        """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 for i < j, else None."""
-        out: dict[str, Any] = {"layers": self.layers, "window": list(window)}
+        """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 when SAE j's hook comes after SAE i's,
+        else None; rows and columns follow ``saes`` (names), ``layers`` holds their layers."""
+        out: dict[str, Any] = {"saes": self.names, "layers": self.layers, "window": list(window)}
         for k, name in enumerate(PROP_METRICS):
             rows = []
-            for i in range(len(self.layers)):
+            for i in range(len(self.names)):
                 row: list[float | None] = []
-                for j in range(len(self.layers)):
-                    if i >= j or self.up[i, j, -1] == 0 or self.clean[j, -1] == 0:
+                for j in range(len(self.names)):
+                    if self.up[i, j, -1] == 0 or self.clean[j, -1] == 0:
                         row.append(None)
                         continue
                     up = self.up[i, j, k] / self.up[i, j, -1]
@@ -123,15 +129,16 @@ class _Propagation:
 
 def evaluate(
     model: Any,
-    saes: Mapping[int, Any],
+    saes: Mapping[Any, Any],
     tokens: Tensor,
     config: RunConfig | None = None,
     *,
     data_info: Mapping[str, Any] | None = None,
 ) -> Evaluation:
-    """Evaluate every SAE in ``saes`` (layer -> LoadedSAE) on ``tokens`` (N, T), BOS first.
+    """Evaluate every SAE in ``saes`` (name -> LoadedSAE, in forward order) on ``tokens`` (N, T), BOS first.
 
-    Returns per layer x position arrays, per layer x bucket means with bootstrap CIs over sequences,
+    Results are keyed by ``str(name)``. Returns per SAE x position arrays, per SAE x bucket means with
+    bootstrap CIs over sequences,
     the context-generalization ratios (last bucket over first), the error-propagation matrix and the
     non-finite values found. Definitions: DESIGN.md section 3 and ``sae_checks.aggregate``.
     """
@@ -141,17 +148,14 @@ def evaluate(
         raise ConfigError("dtype", config.dtype, "bfloat16 autocast is supported on CUDA only", "use float32")
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise ConfigError("tokens", tuple(tokens.shape), "must be (n_seqs, ctx_len) with ctx_len >= 2")
-    layers = sorted(saes)
-    if not layers:
+    saes = {str(k): v for k, v in saes.items()}
+    names = list(saes)
+    if not names:
         raise ConfigError("saes", "{}", "no SAE to evaluate")
     n_seqs, n_ctx = tokens.shape
     specials = torch.tensor(special_token_ids(getattr(model, "tokenizer", None)) or [-1])
-    buckets = {L: layer_buckets(config, saes[L].context_size, n_ctx) for L in layers}
-    d_model = model.cfg.d_model
-    state = _State(
-        accs={L: LayerAccumulator(n_ctx, saes[L].d_in or d_model, buckets[L]) for L in layers},
-        prop=_Propagation(layers) if config.propagation and len(layers) > 1 else None,
-    )
+    buckets = {n: layer_buckets(config, saes[n].context_size, n_ctx) for n in names}
+    state = _new_state(model, saes, names, buckets, config, n_ctx)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
     assert_no_hooks(model)
@@ -162,7 +166,7 @@ def evaluate(
         while pending:
             start, stop = pending.pop(0)
             try:
-                part = _run_batch(model, saes, layers, tokens[start:stop].to(device), start, specials.to(device),
+                part = _run_batch(model, saes, names, tokens[start:stop].to(device), start, specials.to(device),
                                   config, buckets, n_ctx)
             except torch.cuda.OutOfMemoryError:
                 if stop - start == 1:
@@ -177,7 +181,7 @@ def evaluate(
             bar.update(stop - start)
     bar.close()
     assert_no_hooks(model)
-    results = _results(state, layers, buckets, saes, config)
+    results = _results(state, names, buckets, saes, config)
     prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx, batch_size=batch_size)
     prov["attention"] = fused.describe(model.cfg.n_layers)
     return Evaluation(provenance=prov, results=results, config=config)
@@ -185,17 +189,28 @@ def evaluate(
 
 @dataclass
 class _State:
-    accs: dict[int, LayerAccumulator]
+    accs: dict[str, LayerAccumulator]
     prop: _Propagation | None
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # propagation (upstream, downstream)
     nonfinite: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, other: _State) -> None:
-        for L, acc in other.accs.items():
-            self.accs[L].merge(acc)
+        for name, acc in other.accs.items():
+            self.accs[name].merge(acc)
         if self.prop is not None and other.prop is not None:
             self.prop.merge(other.prop)
-        seen = {(e["layer"], e["where"]) for e in self.nonfinite}
-        self.nonfinite += [e for e in other.nonfinite if (e["layer"], e["where"]) not in seen]
+        seen = {(e["sae"], e["where"]) for e in self.nonfinite}
+        self.nonfinite += [e for e in other.nonfinite if (e["sae"], e["where"]) not in seen]
+
+
+def _new_state(model: Any, saes: Mapping[str, Any], names: list[str], buckets: Mapping[str, list[tuple[int, int]]],
+               config: RunConfig, n_ctx: int) -> _State:
+    pairs = propagation_pairs({n: s.hook_name for n, s in saes.items()}) if config.propagation else []
+    return _State(
+        accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in names},
+        prop=_Propagation(names, [saes[n].layer for n in names]) if pairs else None,
+        pairs=pairs,
+    )
 
 
 def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
@@ -210,75 +225,81 @@ def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
 
 
 def _run_batch(
-    model: Any, saes: Mapping[int, Any], layers: list[int], toks: Tensor, offset: int, specials: Tensor,
-    config: RunConfig, buckets: Mapping[int, list[tuple[int, int]]], n_ctx: int,
+    model: Any, saes: Mapping[str, Any], names: list[str], toks: Tensor, offset: int, specials: Tensor,
+    config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int,
 ) -> _State:
     """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
-    state = _State(
-        accs={L: LayerAccumulator(n_ctx, saes[L].d_in or model.cfg.d_model, buckets[L]) for L in layers},
-        prop=_Propagation(layers) if config.propagation and len(layers) > 1 else None,
-    )
+    state = _new_state(model, saes, names, buckets, config, n_ctx)
     special = torch.isin(toks, specials)  # (B, T)
     tok_mask = ~special if config.exclude_special else torch.ones_like(special)
     pred_mask = tok_mask.clone()
     pred_mask[:, -1] = False  # no next token to predict at T-1
     keep = None if config.splice_bos else special  # positions whose residual stays original
-    hooks = {L: saes[L].hook_name for L in layers}
+    hooks = {n: saes[n].hook_name for n in names}
+    starts = start_hooks(list(hooks.values()), model.cfg.n_layers)
+    index = {n: i for i, n in enumerate(names)}
+    downstream_of: dict[str, list[str]] = {n: [] for n in names}
+    for up, down in state.pairs:
+        downstream_of[up].append(down)
     a, b = config.propagation_window
     win = slice(a, min(b, n_ctx))
 
-    def flag(layer: int | None, where: str, per_token: Tensor, full: Tensor) -> None:
+    def flag(name: str | None, where: str, per_token: Tensor, full: Tensor) -> None:
         """Report the first non-finite value of ``full`` (B, T, ...) when its per-token summary
         ``per_token`` (B, T') is not all finite: a cheap test first, the full scan only on a hit."""
         if bool(torch.isfinite(per_token).all()):
             return
         hit = _first_nonfinite(full, offset)
         if hit is not None:
-            state.nonfinite.append({"layer": layer, "where": where, "sequence": hit[0], "position": hit[1]})
+            layer = saes[name].layer if name is not None else None
+            state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
+                                    "position": hit[1]})
 
-    with capture(model, list(hooks.values())) as acts:
+    with capture(model, sorted(set(hooks.values()) | set(starts))) as acts:
         logits = model(toks, return_type="logits")  # (B, T, V)
     clean = CleanLogits.of(logits, toks)
     # max catches +inf, log_sum NaN, amin -inf (a -inf logit leaves logsumexp finite)
     flag(None, "logits_clean", clean.max + clean.log_sum + logits.amin(dim=-1), logits)
     del logits
 
-    for i, L in enumerate(layers):
-        loaded = saes[L]
-        sae, hook = loaded.sae, hooks[L]
-        x = acts[hook]  # (B, T, d)
+    for name in names:
+        loaded = saes[name]
+        sae, hook = loaded.sae, hooks[name]
+        x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
+        start = acts.get(f"blocks.{loaded.layer}.hook_resid_pre")  # (B, T, d_model), for non-residual hooks
         f = sae.encode(x.to(sae.dtype))  # (B, T, d_sae)
         x_hat = sae.decode(f).to(x.dtype)  # (B, T, d)
         rec = reconstruction_terms(x, x_hat, f)
-        flag(L, "activations", rec.x2, x)
-        flag(L, "features", rec.feat_l1, f)
-        flag(L, "reconstruction", rec.sse, x_hat)
-        downstream = [hooks[M] for M in layers[i + 1:]] if state.prop is not None else []
+        flag(name, "activations", rec.x2, x)
+        flag(name, "features", rec.feat_l1, f)
+        flag(name, "reconstruction", rec.sse, x_hat)
+        downstream = sorted({hooks[d] for d in downstream_of[name]})
         logits_s, captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
-                                          capture_hooks=downstream)
+                                          capture_hooks=downstream, start_act=start)
         del f, x_hat
         ce_s, kl = clean.compare(logits_s, toks, consume=True)
         # logits_s now holds spliced − clean logits (non-float32 logits: still the spliced ones, a float32
         # copy was consumed instead); either way non-finite exactly where a spliced logit is, given finite
         # clean logits (those are flagged above)
-        flag(L, "logits_spliced", kl, logits_s)
+        flag(name, "logits_spliced", kl, logits_s)
         del logits_s
         terms = rec._asdict()
         terms["ce_clean"] = _pad_last(clean.ce)
         terms["ce_spliced"] = _pad_last(ce_s)
         terms["kl"] = kl
         if config.zero_ablation:
-            logits_z, _ = forward_from(model, hook, x, torch.zeros_like(x), toks)
+            logits_z, _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start)
             terms["ce_zero"] = _pad_last(clean.ce_of(logits_z, toks))
             del logits_z
-        state.accs[L].add(terms, x, tok_mask, pred_mask)
+        state.accs[name].add(terms, x, tok_mask, pred_mask)
         if state.prop is not None:
+            i = index[name]
             m = tok_mask[:, win]
             state.prop.clean[i] += torch.stack([
                 (rec.sse[:, win].double() * m).sum(), (rec.l0[:, win].double() * m).sum(),
                 (rec.resid_norm[:, win].double() * m).sum(), m.double().sum()]).cpu()
-            for j, M in enumerate(layers[i + 1:], start=i + 1):
-                state.prop.up[i, j] += _Propagation.sums(captured[hooks[M]][:, win], saes[M].sae, m)
+            for down in downstream_of[name]:
+                state.prop.up[i, index[down]] += _Propagation.sums(captured[hooks[down]][:, win], saes[down].sae, m)
     return state
 
 
@@ -287,29 +308,48 @@ def _pad_last(t: Tensor) -> Tensor:
     return torch.nn.functional.pad(t, (0, 1))
 
 
+def sae_table(saes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """results["saes"]: name -> what the SAE is (layer, hook, widths, architecture, context, source)."""
+    return {name: {"layer": s.layer, "hook": s.hook_name, "d_in": s.d_in, "d_sae": s.d_sae,
+                   "architecture": s.architecture or "", "context_size": s.context_size,
+                   "release": s.release or "", "id": s.sae_id or ""}
+            for name, s in saes.items()}
+
+
+def sweeps(saes: Mapping[str, Any]) -> dict[str, list[str]]:
+    """results["sweeps"]: hooks holding two or more SAEs -> their names (a width/sparsity sweep)."""
+    by_hook: dict[str, list[str]] = {}
+    for name, s in saes.items():
+        by_hook.setdefault(s.hook_name, []).append(name)
+    return {h: sorted(ns) for h, ns in sorted(by_hook.items()) if len(ns) > 1}
+
+
 def _results(
-    state: _State, layers: list[int], buckets: Mapping[int, list[tuple[int, int]]],
-    saes: Mapping[int, Any], config: RunConfig,
+    state: _State, names: list[str], buckets: Mapping[str, list[tuple[int, int]]],
+    saes: Mapping[str, Any], config: RunConfig,
 ) -> dict[str, Any]:
     per_position, per_bucket, ratios = {}, {}, {}
-    for L in layers:
-        pair = (0, len(buckets[L]) - 1) if len(buckets[L]) > 1 else None
-        summary = state.accs[L].finalize(
-            n_bootstrap=config.n_bootstrap, ci_level=config.ci_level, seed=config.seed + L, ratio_pair=pair
+    for name in names:
+        pair = (0, len(buckets[name]) - 1) if len(buckets[name]) > 1 else None
+        summary = state.accs[name].finalize(
+            n_bootstrap=config.n_bootstrap, ci_level=config.ci_level, seed=config.seed + saes[name].layer,
+            ratio_pair=pair,
         )
-        per_position[str(L)] = summary.per_position_json()
-        per_bucket[str(L)] = summary.per_bucket_json()
+        per_position[name] = summary.per_position_json()
+        per_bucket[name] = summary.per_bucket_json()
         ratio = summary.context_ratio_json()
         if ratio is not None:
-            ratios[str(L)] = ratio
+            ratios[name] = ratio
     results: dict[str, Any] = {
+        "saes": sae_table(saes),
+        "sweeps": sweeps(saes),
         "per_position": per_position,
         "per_bucket": per_bucket,
         "context_generalization": ratios,
-        "buckets": {str(L): [bucket_name(b) for b in buckets[L]] for L in layers},
-        "context_size": {str(L): saes[L].context_size for L in layers},
+        "buckets": {n: [bucket_name(b) for b in buckets[n]] for n in names},
+        "context_size": {n: saes[n].context_size for n in names},
         "nonfinite": sorted(state.nonfinite, key=lambda e: (e["layer"] if e["layer"] is not None else -1,
-                                                            e["where"])),
+                                                            e["sae"] or "", e["where"])),
     }
     if state.prop is not None:
         results["propagation"] = state.prop.to_json(config.propagation_window)
@@ -332,7 +372,7 @@ def _git_commit() -> str:
 
 
 def provenance(
-    model: Any, saes: Mapping[int, Any], device: str, config: RunConfig,
+    model: Any, saes: Mapping[Any, Any], device: str, config: RunConfig,
     data_info: Mapping[str, Any] | None, *, n_seqs: int, n_ctx: int, batch_size: int,
 ) -> dict[str, Any]:
     """What ran, on what: library versions, device, dtype, git commit, model, SAE hashes, data."""
@@ -362,11 +402,12 @@ def provenance(
         "batch_size_used": batch_size,
         "saes": [
             {
-                "layer": L, "hook": s.hook_name, "release": s.release or "", "id": s.sae_id or "",
-                "path": str(s.path or ""), "sha256": s.sha256 or "", "context_size": s.context_size,
-                "architecture": s.architecture or "", "d_in": s.d_in, "d_sae": s.d_sae,
+                "name": str(name), "layer": s.layer, "hook": s.hook_name, "release": s.release or "",
+                "id": s.sae_id or "", "path": str(s.path or ""), "sha256": s.sha256 or "",
+                "context_size": s.context_size, "architecture": s.architecture or "", "d_in": s.d_in,
+                "d_sae": s.d_sae,
             }
-            for L, s in sorted(saes.items())
+            for name, s in saes.items()
         ],
         "data": data,
     }

@@ -1,4 +1,4 @@
-"""Cloze tasks (Lambada, CBT-CN) with each layer's SAE spliced in, plus the feature-helpfulness sums.
+"""Cloze tasks (Lambada, CBT-CN) with each SAE spliced in, plus the feature-helpfulness sums.
 
 Definitions (DESIGN.md section 3, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
 the prompt is the text before the answer word, tokenized with BOS first; the answer is ``" " + word``
@@ -10,8 +10,9 @@ gets ``acc_choice``: of the options, the one whose ``" " + option`` tokens have 
 log-prob under teacher forcing wins. Spliced = x replaced by x̂ = sae.decode(sae.encode(x)) at the
 SAE's hook at every real position except BOS (unless ``splice_bos``); padding is never touched.
 
-Passes per batch: one clean pass caching the SAEs' hooks, then per layer one splice pass from the
-cached activation (``engine.hooks.forward_from``; for ``hook_resid_pre`` it starts at layer L).
+Passes per batch: one clean pass caching the SAEs' hooks, then per SAE one splice pass from the
+cached activation (``engine.hooks.forward_from``: for ``hook_resid_pre`` it starts at layer L, for other
+hooks at their block from its cached ``hook_resid_pre``). Results are keyed by SAE name.
 Per-prompt mse, l0 and resid_norm are measured on the *clean* activations of that cached pass, and
 each delta_ce comes from a pass with exactly one splice: ``assert_no_hooks`` runs before and after
 every pass (the seed notebook measured its Lambada MSE/L0 with the splice hook still attached).
@@ -31,7 +32,14 @@ from torch import Tensor
 
 from sae_checks.aggregate import bucket_name, clean_float
 from sae_checks.engine.attention import fast_attention as fused_attention
-from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, hook_layer, keep_positions
+from sae_checks.engine.hooks import (
+    assert_no_hooks,
+    capture,
+    forward_from,
+    hook_layer,
+    keep_positions,
+    start_hooks,
+)
 from sae_checks.engine.run import default_buckets
 from sae_checks.errors import DataError
 from sae_checks.experiments import features as feat
@@ -59,7 +67,7 @@ class ClozeOutput(NamedTuple):
     """What ``run_cloze`` returns: the two JSON-ready report sections."""
 
     cloze: dict[str, Any]  # results.cloze[task]
-    features: dict[str, dict[str, Any]]  # results.features[layer_str] ({} when features=False)
+    features: dict[str, dict[str, Any]]  # results.features[sae name] ({} when features=False)
 
 
 class EncodedItems(NamedTuple):
@@ -166,6 +174,11 @@ def _splice_inputs(ls: LoadedSAE, x: Tensor, keep: Tensor) -> tuple[Tensor, Tens
     return f, x_hat, keep_positions(x, x_hat, keep)
 
 
+def _start(acts: Mapping[str, Tensor], ls: LoadedSAE) -> Tensor | None:
+    """The cached clean ``hook_resid_pre`` of the SAE's block: splices at other hooks start there."""
+    return acts.get(f"blocks.{ls.layer}.hook_resid_pre")
+
+
 def _keep_mask(batch: _Batch, splice_bos: bool) -> Tensor:
     keep = batch.attention_mask == 0  # padding is never touched
     if not splice_bos:
@@ -182,11 +195,11 @@ def _progress(it: Any, progress: bool, desc: str) -> Any:
 
 
 def run_cloze(
-    model: Any, saes: dict[int, LoadedSAE], items: Sequence[ClozeItem], *, task: str, batch_size: int = 16,
+    model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeItem], *, task: str, batch_size: int = 16,
     splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: bool = False,
     n_bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0, min_count: int = 5, n_top: int = 10,
     causal_max_prompts: int = 64, fast_attention: bool = True,
-    buckets: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+    buckets: Mapping[Any, Sequence[tuple[int, int]]] | None = None,
 ) -> ClozeOutput:
     """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
 
@@ -194,19 +207,19 @@ def run_cloze(
 
         {"task", "n_prompts", "n_truncated", "splice_bos", "prompt_lengths": [int],
          "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce[, acc_choice]
-         "per_layer": {layer: {metric: {"mean", "ci"},         # + delta_logp, delta_ce, mse, l0, resid_norm
-                               "classes": {class: count},
-                               "by_bucket": {bucket: {"n", ...}}}},
-         "prompts": {layer: {"delta_logp", "delta_ce", "mse", "l0", "resid_norm", "class": [...]}}}
+         "per_sae": {name: {metric: {"mean", "ci"},            # + delta_logp, delta_ce, mse, l0, resid_norm
+                             "classes": {class: count},
+                             "by_bucket": {bucket: {"n", ...}}}},
+         "prompts": {name: {"delta_logp", "delta_ce", "mse", "l0", "resid_norm", "class": [...]}}}
 
     ``by_bucket`` groups the prompts by the position at which the answer is predicted (prompt tokens
-    incl. BOS, minus 1) into the layer's position buckets ``"a-b"`` (``buckets[layer]``; default: inside
+    incl. BOS, minus 1) into the SAE's position buckets ``"a-b"`` (``buckets[name]``; default: inside
     and beyond the SAE's training context). ``sae-checks run`` passes the run's buckets clipped to the
     model's ``n_ctx`` (prompts may be longer than the evaluated sequences, whose per_bucket is clipped
     to their length), so two reports with the same buckets compare the same prompts. Each gives ``n``,
     the spliced and ``*_clean`` accuracies and ``delta_logp`` (a bucket with no prompt holds only
     ``n``: 0). CIs are percentile bootstraps over prompts (``n_bootstrap``, ``seed``).
-    ``features`` (``results.features[layer]``): see ``experiments.features.feature_report``; the causal
+    ``features`` (``results.features[name]``): see ``experiments.features.feature_report``; the causal
     check ablates the first ``n_causal`` features of each ranking (0 turns it off), each over at most
     ``causal_max_prompts`` of the prompts where it is active (the first ones, in prompt order): on dense
     SAEs the top features are active nearly everywhere, and one pass per (prompt, feature) adds up.
@@ -217,8 +230,11 @@ def run_cloze(
         raise ValueError(f"batch_size={batch_size!r}: must be >= 1")
     if not items:
         raise DataError(f"cloze task {task!r}: no items")
-    layers = sorted(saes)
-    hooks = sorted({saes[L].hook_name for L in layers})
+    saes = {str(k): v for k, v in saes.items()}
+    buckets = {str(k): v for k, v in buckets.items()} if buckets is not None else None
+    layers = list(saes)  # SAE names, in forward order
+    hooks = sorted({saes[L].hook_name for L in layers} | set(start_hooks([saes[L].hook_name for L in layers],
+                                                                          model.cfg.n_layers)))
     n_ctx = model.cfg.n_ctx
     layer_buckets_ = {L: list(buckets[L]) if buckets is not None and L in buckets
                       else default_buckets(saes[L].context_size, n_ctx) for L in layers}
@@ -260,7 +276,7 @@ def run_cloze(
                 x = acts[ls.hook_name]  # (B, T, d) clean
                 f, x_hat, new = _splice_inputs(ls, x, keep)
                 assert_no_hooks(model)
-                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens)
+                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
                 assert_no_hooks(model)
                 s = cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len)
                 sae_sums = prompt_sae_sums(x, x_hat, f, pmask.to(x.device))
@@ -283,8 +299,8 @@ def run_cloze(
         if enc.options is not None:
             choice = _choice_passes(model, saes, layers, hooks, enc, batch_size, splice_bos, pad_id, progress, task)
 
-        causal: dict[int, dict[int, tuple[float, int]]] = {}
-        ranks: dict[int, dict[str, list[int]]] = {}
+        causal: dict[str, dict[int, tuple[float, int]]] = {}
+        ranks: dict[str, dict[str, list[int]]] = {}
         if features:
             for L in layers:
                 ranks[L] = feat.rank_features(fsums[L], min_count=min_count, n_top=n_top)
@@ -303,7 +319,7 @@ def run_cloze(
     baseline = {k: summary(clean[k]) for k in ("acc_first_token", "acc_word", "logp", "ce")}
     if enc.options is not None:
         baseline["acc_choice"] = summary(choice["clean"])
-    per_layer: dict[str, Any] = {}
+    per_sae: dict[str, Any] = {}
     prompts: dict[str, Any] = {}
     answer_pos = torch.tensor(P_all) - 1  # the answer is predicted at the prompt's last position
     for L in layers:
@@ -326,7 +342,7 @@ def run_cloze(
                 sub["acc_choice"] = summary(choice[L][sel])
                 sub["acc_choice_clean"] = summary(choice["clean"][sel])
             sub["delta_logp"] = summary(d["delta_logp"][sel])
-        per_layer[str(L)] = entry
+        per_sae[str(L)] = entry
         prompts[str(L)] = {
             k: [clean_float(v) for v in d[k].tolist()]
             for k in ("delta_logp", "delta_ce", "mse", "l0", "resid_norm")
@@ -340,7 +356,7 @@ def run_cloze(
         "splice_bos": splice_bos,
         "prompt_lengths": P_all,
         "baseline": baseline,
-        "per_layer": per_layer,
+        "per_sae": per_sae,
         "prompts": prompts,
     }
     feats: dict[str, dict[str, Any]] = {}
@@ -354,7 +370,7 @@ def run_cloze(
 
 
 def _choice_passes(
-    model: Any, saes: dict[int, LoadedSAE], layers: list[int], hooks: list[str], enc: EncodedItems,
+    model: Any, saes: Mapping[str, LoadedSAE], layers: list[str], hooks: list[str], enc: EncodedItems,
     batch_size: int, splice_bos: bool, pad_id: int, progress: bool, task: str,
 ) -> dict[Any, Tensor]:
     """acc_choice (N,) as 0/1 floats, clean (key ``"clean"``) and per layer: one row per (prompt,
@@ -382,7 +398,7 @@ def _choice_passes(
             x = acts[ls.hook_name]
             _, _, new = _splice_inputs(ls, x, keep)
             assert_no_hooks(model)
-            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens)
+            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
             assert_no_hooks(model)
             scores[L][ii, jj] = cloze_scores(
                 logits_s, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
@@ -391,13 +407,13 @@ def _choice_passes(
 
 
 def _causal_sweep(
-    model: Any, saes: dict[int, LoadedSAE], layers: list[int], hooks: list[str], enc: EncodedItems,
-    lengths: list[int], ranks: dict[int, dict[str, list[int]]], per: dict[int, dict[str, Tensor]],
+    model: Any, saes: Mapping[str, LoadedSAE], layers: list[str], hooks: list[str], enc: EncodedItems,
+    lengths: list[int], ranks: dict[str, dict[str, list[int]]], per: dict[str, dict[str, Tensor]],
     n_causal: int, max_prompts: int, batch_size: int, splice_bos: bool, pad_id: int, progress: bool, task: str,
-) -> dict[int, dict[int, tuple[float, int]]]:
+) -> dict[str, dict[int, tuple[float, int]]]:
     """Second sweep over the same batches: ablate each candidate feature where it is active and
     compare with the full splice's logp (``experiments.features.causal_ablation_batch``).
-    Returns layer -> feature -> (causal_delta_logp, number of prompts)."""
+    Returns SAE name -> feature -> (causal_delta_logp, number of prompts)."""
     cands = {L: torch.tensor(feat.causal_candidates(ranks[L], n_causal), dtype=torch.long) for L in layers}
     sums = {L: torch.zeros(cands[L].numel(), dtype=torch.float64) for L in layers}
     counts = {L: torch.zeros(cands[L].numel(), dtype=torch.float64) for L in layers}
@@ -423,6 +439,7 @@ def _causal_sweep(
             s, n = feat.causal_ablation_batch(
                 model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.prompt_len,
                 batch.cont_len, active, logp_spliced, cands[L].to(f.device), batch_size=batch_size,
+                start_act=_start(acts, ls),
             )
             sums[L] += s
             counts[L] += n

@@ -59,7 +59,7 @@ def causal_candidates(ranks: dict[str, list[int]], n_causal: int) -> list[int]:
 def causal_ablation_batch(
     model: Any, sae: Any, hook_name: str, x: Tensor, f: Tensor, keep: Tensor, tokens: Tensor,
     prompt_len: Tensor, cont_len: Tensor, active: Tensor, logp_spliced: Tensor,
-    candidates: Tensor, *, batch_size: int,
+    candidates: Tensor, *, batch_size: int, start_act: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Σ (logp_ablated − logp_spliced) and counts (C,) for the ``candidates`` (C,) on one batch.
 
@@ -67,6 +67,8 @@ def causal_ablation_batch(
     clean (BOS, padding), ``active`` (B, k) the helpfulness activity, ``logp_spliced`` (B,) the full
     splice's log-prob of the answer's first token. Every (prompt, candidate) pair where the candidate is
     active becomes one row; rows are run ``batch_size`` at a time, each pass with exactly one splice.
+    ``start_act`` (B, T, d_model): the clean ``hook_resid_pre`` of the hook's block, for hooks that are
+    not the residual stream (``engine.hooks.forward_from``).
     """
     C = candidates.numel()
     sums = torch.zeros(C, dtype=torch.float64)
@@ -84,7 +86,8 @@ def causal_ablation_batch(
         x_hat = sae.decode(fz).to(x.dtype)
         new = keep_positions(x[b], x_hat, keep[b])
         assert_no_hooks(model)
-        logits, _ = forward_from(model, hook_name, x[b], new, tokens[b])
+        logits, _ = forward_from(model, hook_name, x[b], new, tokens[b],
+                                 start_act=start_act[b] if start_act is not None else None)
         assert_no_hooks(model)
         diff = cloze_scores(logits, tokens[b], prompt_len[b], cont_len[b]).logp_first.double().cpu()
         diff = diff - logp_spliced[b.cpu()].double()

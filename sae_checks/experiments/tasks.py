@@ -3,7 +3,7 @@
 Sources: ``config.task_data`` entries ``(task, source)`` win; otherwise on the zoo model ``lambada`` is
 the zoo's cloze set, and on any other model ``EleutherAI/lambada_openai`` (test split) and
 ``cam-cst/cbt`` (config CN, test split). Feature helpfulness is reported for the first task run
-(results.features is per layer; each layer's entry names its task).
+(results.features is per SAE; each entry names its task).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def task_source(task: str, config: RunConfig) -> str:
     return HUB_SOURCES[task]
 
 
-def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every task of ``config.tasks``: returns (results.cloze, results.features)."""
     from sae_checks.engine.run import layer_buckets
     from sae_checks.experiments.cloze import run_cloze
@@ -47,7 +47,7 @@ def run_tasks(model: Any, saes: Mapping[int, Any], config: RunConfig) -> tuple[d
                     features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
                     ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
                     causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
-                    buckets={L: layer_buckets(config, s.context_size, model.cfg.n_ctx) for L, s in saes.items()},
+                    buckets={n: layer_buckets(config, s.context_size, model.cfg.n_ctx) for n, s in saes.items()},
                 )
                 break
             except torch.cuda.OutOfMemoryError:

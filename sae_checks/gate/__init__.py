@@ -1,8 +1,8 @@
-"""The gate: policy + baselines -> one judged check per (metric, layer, bucket).
+"""The gate: policy + baselines -> one judged check per (metric, SAE, bucket).
 
 ``thresholds`` parses the policy and reads/writes baselines, ``checks`` plans and judges checks (pure
 functions over the results dict), and ``GateSession`` (here) is the small stateful layer the pytest
-plugin drives: resolve the options, plan the checks, run the engine for the layers a process needs
+plugin drives: resolve the options, plan the checks, run the engine for the SAEs a process needs
 (cached), judge, merge per-worker outputs, write the report and the baseline update. No torch import
 here; the engine is imported only when a check needs results.
 """
@@ -25,6 +25,7 @@ from sae_checks.gate.checks import (
     GateWarning,
     check_id,
     judge,
+    legacy_id,
     lookup,
     merge_provenance,
     merge_results,
@@ -155,7 +156,7 @@ class GateSession:
     selected: list[CheckSpec] = field(default_factory=list)  # after -k / deselection
     results: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    ran: list[tuple[int, ...]] = field(default_factory=list)  # layer sets the engine ran for
+    ran: list[tuple[str, ...]] = field(default_factory=list)  # SAE sets the engine ran for
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # judged, by id
     full_run: bool = True  # every planned check selected (on every worker)
     unsafe: list[str] = field(default_factory=list)
@@ -173,12 +174,16 @@ class GateSession:
     # --- planning (cheap, deterministic, identical on every worker) --------------------------------
     def plan(self, plan_fn: Callable[[RunConfig], Any]) -> list[CheckSpec]:
         if not self.planned:
+            from sae_checks.names import propagation_pairs
+
             plan = plan_fn(self.config)
-            buckets = {int(k): list(v) for k, v in plan.buckets.items()}
-            self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.config.layers is not None)
-            self.specs = plan_checks(self.policy, layers=plan.layers, buckets=buckets, tasks=plan.tasks)
+            buckets = {k: list(v) for k, v in plan.buckets.items()}
+            self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.restricted)
+            pairs = propagation_pairs({n: s.hook for n, s in plan.saes.items()}) if self.config.propagation else []
+            self.specs = plan_checks(self.policy, saes=plan.saes, buckets=buckets, tasks=plan.tasks, pairs=pairs)
             self.rules = rules_for(self.policy, self.specs)
             self.planned_ids = [s.id for s in self.specs]
+            self.baselines = self.baselines.remapped(lambda old: legacy_id(old, self.specs))
             self.unsafe = unsafe_tolerances(self.rules, self.baselines)
             self.planned = True
         return self.specs
@@ -186,8 +191,13 @@ class GateSession:
     def select(self, ids: Iterable[str]) -> None:
         wanted = set(ids)
         self.selected = [s for s in self.specs if s.id in wanted]
-        # unused baseline entries are knowable only when every layer and every check ran
-        self.full_run = len(self.selected) == len(self.specs) and self.config.layers is None
+        # unused baseline entries are knowable only when every SAE and every check ran
+        self.full_run = len(self.selected) == len(self.specs) and not self.restricted
+
+    @property
+    def restricted(self) -> bool:
+        """The user selected part of the suite (layers or a shard): other SAEs' entries are fine."""
+        return self.config.layers is not None or self.config.shard is not None
 
     # --- engine ------------------------------------------------------------------------------------
     def engine_config(self) -> RunConfig:
@@ -199,24 +209,25 @@ class GateSession:
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return self.config.replace(device=f"cuda:{self.worker % n}") if n > 1 else self.config
 
-    def layers_for(self, spec: CheckSpec) -> tuple[int, ...]:
-        """Layers one engine run should cover to answer ``spec``: without xdist, every selected layer
-        (one run); on a worker, the spec's layer (propagation: all layers of selected propagation checks)."""
+    def saes_for(self, spec: CheckSpec) -> tuple[str, ...]:
+        """SAEs one engine run should cover to answer ``spec``: without xdist, every selected SAE (one
+        run); on a worker, the spec's SAE (propagation: all SAEs of selected propagation checks)."""
         pool = self.selected or self.specs
-        if self.worker is None:
-            return tuple(sorted({s.layer for s in pool} | {s.upstream for s in pool if s.upstream is not None}))
-        if spec.family == "propagation":
-            prop = [s for s in pool if s.family == "propagation"]
-            return tuple(sorted({s.layer for s in prop} | {s.upstream for s in prop if s.upstream is not None}))
-        return (spec.layer,)
+        order = {s.sae: i for i, s in enumerate(self.specs)}
+        if self.worker is not None and spec.family != "propagation":
+            return (spec.sae,)
+        if self.worker is not None:
+            pool = [s for s in pool if s.family == "propagation"]
+        names = {s.sae for s in pool} | {s.upstream_sae for s in pool if s.upstream_sae is not None}
+        return tuple(sorted(names, key=lambda n: order.get(n, 0)))
 
     def results_for(self, spec: CheckSpec, run_fn: Callable[..., Any]) -> Mapping[str, Any]:
-        layers = self.layers_for(spec)
-        if not any(set(layers) <= set(done) for done in self.ran):
-            evaluation = run_fn(self.engine_config(), layers=list(layers))
+        names = self.saes_for(spec)
+        if not any(set(names) <= set(done) for done in self.ran):
+            evaluation = run_fn(self.engine_config(), saes=list(names))
             self.results = merge_results(self.results, evaluation.results)
             self.provenance = merge_provenance(self.provenance, evaluation.provenance)
-            self.ran.append(layers)
+            self.ran.append(names)
         return self.results
 
     # --- judging -----------------------------------------------------------------------------------

@@ -1,12 +1,19 @@
 """Check planning and judging: pure functions over the JSON-ready ``results`` dict (no torch, no I/O).
 
-A check is one (metric, layer, bucket) -- or (context ratio, layer), (cloze task metric, layer),
-(propagation metric, upstream, downstream) -- with a stable id used as the baseline key:
+The unit of a check is an SAE (its name: release id or folder name; layer and hook are fields). A check
+is one (metric, SAE, bucket) -- or (context ratio, SAE), (cloze task metric, SAE), (propagation metric,
+upstream SAE, downstream SAE) -- with a stable id used as the baseline key, the pytest id and ``-k``
+target. Ids use only ``[A-Za-z0-9_.+-]`` (``-k "fvu and L3"`` selects what one expects); the SAE part
+is ``names.slug(name)``:
 
-    fvu/layer=3/bucket=1-128          results["per_bucket"]["3"]["1-128"]["fvu"]            {"mean", "ci"}
-    context_ratio/fvu/layer=3         results["context_generalization"]["3"]["fvu"]         {"ratio", "ci"}
-    cloze/lambada/acc_word/layer=3    results["cloze"]["lambada"]["per_layer"]["3"][...]    {"mean", "ci"}
-    propagation/mse/up=1/down=3       results["propagation"]["mse"][i][j]                   float
+    fvu-L3-pos1_128-<sae>                 results["per_bucket"][name]["1-128"]["fvu"]           {"mean", "ci"}
+    context_ratio-fvu-L3-<sae>            results["context_generalization"][name]["fvu"]        {"ratio", "ci"}
+    cloze-lambada-acc_word-L3-<sae>       results["cloze"]["lambada"]["per_sae"][name][...]     {"mean", "ci"}
+    propagation-mse-L1-<up>-to-L3-<down>  results["propagation"]["mse"][i][j]                   float
+
+Ids of schema 1 (``fvu/layer=3/bucket=1-128``, ``context_ratio/fvu/layer=3``,
+``cloze/lambada/acc_word/layer=3``, ``propagation/mse/up=1/down=3``), from when the unit was a layer,
+are mapped to the SAE at that layer by ``legacy_id`` so published baselines stay valid.
 
 Judging (DESIGN.md section 5), in order: a non-finite or missing value fails; a value past the absolute
 ``limit`` fails; no baseline entry is ``new`` (fails); past the band ``max(abs_tol, rel_tol*|baseline|)``
@@ -17,11 +24,13 @@ failures into ``warn``. Only ``fail`` and ``new`` fail the gate.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae_checks.gate.thresholds import Baselines, Family, Policy, Rule
+from sae_checks.names import slug
 
 Status = Literal["pass", "fail", "warn", "improved", "new"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "improved", "new")
@@ -39,14 +48,17 @@ class CheckSpec:
     id: str
     family: Family
     metric: str  # policy name: "fvu", "context_ratio.fvu", "cloze.lambada.acc_word", "propagation.mse"
-    layer: int  # for propagation: the downstream layer
+    sae: str  # the SAE's name; for propagation the downstream SAE
+    layer: int  # the SAE's layer (policy overrides by layer apply)
+    hook: str = ""  # the SAE's hook
     bucket: str | None = None
-    upstream: int | None = None  # propagation only
+    upstream: int | None = None  # propagation only: the upstream SAE's layer
+    upstream_sae: str | None = None  # propagation only: the upstream SAE's name
 
     @property
     def group(self) -> str:
-        """xdist group: one per layer; propagation needs several layers, so it has its own group."""
-        return "sae-propagation" if self.family == "propagation" else f"sae-layer-{self.layer}"
+        """xdist group: one per SAE; propagation needs several SAEs, so it has its own group."""
+        return "sae-propagation" if self.family == "propagation" else f"sae-{slug(self.sae)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +67,9 @@ class Check:
 
     id: str
     metric: str
+    sae: str
     layer: int
+    hook: str
     bucket: str | None
     value: float | None
     ci: tuple[float, float] | None
@@ -68,6 +82,7 @@ class Check:
     message: str
     reason: str | None = None  # why not pass: nonfinite | missing | limit | band | no_baseline | improved
     upstream: int | None = None
+    upstream_sae: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -78,53 +93,84 @@ class Check:
             return v if v is not None and math.isfinite(v) else None
 
         d: dict[str, Any] = {
-            "id": self.id, "metric": self.metric, "layer": self.layer, "bucket": self.bucket,
+            "id": self.id, "metric": self.metric, "sae": self.sae, "layer": self.layer, "hook": self.hook,
+            "bucket": self.bucket,
             "value": num(self.value), "ci": list(self.ci) if self.ci else None, "baseline": self.baseline,
             "limit": self.limit, "band": list(self.band) if self.band else None, "direction": self.direction,
             "severity": self.severity, "status": self.status, "message": self.message, "reason": self.reason,
         }
         if self.upstream is not None:
             d["upstream"] = self.upstream
+            d["upstream_sae"] = self.upstream_sae
         return d
 
 
-def check_id(family: Family, metric: str, layer: int, bucket: str | None = None,
-             upstream: int | None = None) -> str:
-    """The baseline key of a check (never a pytest node id: xdist rewrites those)."""
+def check_id(family: Family, metric: str, layer: int, sae: str, bucket: str | None = None,
+             upstream: int | None = None, upstream_sae: str | None = None) -> str:
+    """The baseline key of a check (never a pytest node id: xdist rewrites those); see the module docstring."""
+    name = slug(sae)
     if family == "bucket":
-        return f"{metric}/layer={layer}/bucket={bucket}"
+        a, b = (bucket or "-").split("-", 1)
+        return f"{metric}-L{layer}-pos{a}_{b}-{name}"
     if family == "propagation":
-        return f"{metric.replace('.', '/')}/up={upstream}/down={layer}"
-    return f"{metric.replace('.', '/')}/layer={layer}"
+        return f"{metric.replace('.', '-')}-L{upstream}-{slug(upstream_sae or '')}-to-L{layer}-{name}"
+    return f"{metric.replace('.', '-')}-L{layer}-{name}"
 
 
-def plan_checks(policy: Policy, *, layers: Sequence[int], buckets: Mapping[int, Sequence[str]],
-                tasks: Sequence[str]) -> list[CheckSpec]:
-    """Every check the policy names for these layers/buckets/tasks, in a deterministic order
-    (family, metric in policy order, layer, bucket) so every xdist worker plans the same list."""
+_LEGACY = re.compile(r"^(?P<metric>[a-z_0-9/]+?)/(?:layer=(?P<layer>\d+)(?:/bucket=(?P<bucket>\d+-\d+))?"
+                     r"|up=(?P<up>\d+)/down=(?P<down>\d+))$")
+
+
+def legacy_id(old: str, specs: Iterable[CheckSpec]) -> str | None:
+    """The id of today's check that a schema-1 id (``fvu/layer=3/bucket=1-128``: one SAE per layer)
+    named, when exactly one planned check matches it; else None."""
+    m = _LEGACY.match(old)
+    if m is None:
+        return None
+    metric = m["metric"].replace("/", ".")
+    if m["up"] is not None:
+        up, down = int(m["up"]), int(m["down"])
+        hits = [s.id for s in specs if s.family == "propagation" and s.metric == metric
+                and s.upstream == up and s.layer == down]
+    else:
+        layer, bucket = int(m["layer"]), m["bucket"]
+        hits = [s.id for s in specs if s.family != "propagation" and s.metric == metric and s.layer == layer
+                and s.bucket == bucket]
+    return hits[0] if len(hits) == 1 else None
+
+
+def plan_checks(policy: Policy, *, saes: Mapping[str, Any], buckets: Mapping[str, Sequence[str]],
+                tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = ()) -> list[CheckSpec]:
+    """Every check the policy names for these SAEs (name -> object with ``layer`` and ``hook``, in
+    forward order), buckets and tasks, in a deterministic order (family, metric in policy order, SAE,
+    bucket) so every xdist worker plans the same list. ``pairs``: (upstream, downstream) propagation pairs."""
     specs: list[CheckSpec] = []
-    layers = sorted(layers)
+
+    def spec(family: Family, m: Any, name: str, bucket: str | None = None) -> CheckSpec:
+        s = saes[name]
+        return CheckSpec(id=check_id(family, m.name, s.layer, name, bucket), family=family, metric=m.name,
+                         sae=name, layer=s.layer, hook=s.hook, bucket=bucket)
+
     for m in policy.metrics:
         if m.family == "bucket":
-            specs += [CheckSpec(id=check_id("bucket", m.name, L, b), family="bucket", metric=m.name, layer=L, bucket=b)
-                      for L in layers for b in buckets.get(L, ())]
+            specs += [spec("bucket", m, n, b) for n in saes for b in buckets.get(n, ())]
         elif m.family == "context_ratio":
-            specs += [CheckSpec(id=check_id("context_ratio", m.name, L), family="context_ratio", metric=m.name,
-                                layer=L) for L in layers]
+            specs += [spec("context_ratio", m, n) for n in saes]
         elif m.family == "cloze" and m.task in tasks:
-            specs += [CheckSpec(id=check_id("cloze", m.name, L), family="cloze", metric=m.name, layer=L)
-                      for L in layers]
+            specs += [spec("cloze", m, n) for n in saes]
         elif m.family == "propagation":
-            specs += [CheckSpec(id=check_id("propagation", m.name, j, upstream=i), family="propagation",
-                                metric=m.name, layer=j, upstream=i)
-                      for i in layers for j in layers if i < j]
+            specs += [CheckSpec(id=check_id("propagation", m.name, saes[d].layer, d, upstream=saes[u].layer,
+                                            upstream_sae=u),
+                                family="propagation", metric=m.name, sae=d, layer=saes[d].layer,
+                                hook=saes[d].hook, upstream=saes[u].layer, upstream_sae=u)
+                      for u, d in pairs]
     order = {"bucket": 0, "context_ratio": 1, "cloze": 2, "propagation": 3}
     return sorted(specs, key=lambda s: order[s.family])  # stable: keeps policy order within a family
 
 
 def lookup(results: Mapping[str, Any], spec: CheckSpec) -> tuple[float | None, tuple[float, float] | None]:
     """(value, ci) of a check in the results; (None, None) when the results do not have it."""
-    L = str(spec.layer)
+    L = spec.sae
     try:
         if spec.family == "bucket":
             est = results["per_bucket"][L][spec.bucket][spec.metric]
@@ -134,14 +180,14 @@ def lookup(results: Mapping[str, Any], spec: CheckSpec) -> tuple[float | None, t
             return _float(est.get("ratio")), _ci(est.get("ci"))
         if spec.family == "cloze":
             _, task, metric = spec.metric.split(".")
-            est = results["cloze"][task]["per_layer"][L][metric]
+            est = results["cloze"][task]["per_sae"][L][metric]
             if isinstance(est, dict):
                 return _float(est.get("mean")), _ci(est.get("ci"))
             return _float(est), None
         prop = results["propagation"]
-        layers = list(prop["layers"])
+        names = list(prop["saes"])
         matrix = prop[spec.metric.split(".", 1)[1]]
-        return _float(matrix[layers.index(spec.upstream)][layers.index(spec.layer)]), None
+        return _float(matrix[names.index(spec.upstream_sae)][names.index(spec.sae)]), None
     except (KeyError, IndexError, ValueError, TypeError):
         return None, None
 
@@ -169,7 +215,8 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
     band = (base - tol, base + tol) if base is not None and tol is not None else None
     lower = rule.direction == "lower"
     soft: Status = "warn" if rule.severity == "warn" else "fail"
-    where = f"layer {spec.layer}" if spec.upstream is None else f"upstream layer {spec.upstream} -> layer {spec.layer}"
+    where = (f"SAE {spec.sae} (layer {spec.layer})" if spec.upstream is None
+             else f"upstream SAE {spec.upstream_sae} (layer {spec.upstream}) -> SAE {spec.sae} (layer {spec.layer})")
     if spec.bucket:
         where += f", positions [{spec.bucket.replace('-', ', ')})"
     shown = _fmt(value) + (f" (CI {_fmt(ci[0])}..{_fmt(ci[1])})" if ci else "")
@@ -178,10 +225,10 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
                 f"({rule.direction} is better)") if band else "no baseline"
 
     def make(status: Status, reason: str | None, message: str) -> Check:
-        return Check(id=spec.id, metric=spec.metric, layer=spec.layer, bucket=spec.bucket, value=value, ci=ci,
-                     baseline=base, limit=rule.limit, band=band, direction=rule.direction,
-                     severity=rule.severity, status=status, message=message, reason=reason,
-                     upstream=spec.upstream)
+        return Check(id=spec.id, metric=spec.metric, sae=spec.sae, layer=spec.layer, hook=spec.hook,
+                     bucket=spec.bucket, value=value, ci=ci, baseline=base, limit=rule.limit, band=band,
+                     direction=rule.direction, severity=rule.severity, status=status, message=message,
+                     reason=reason, upstream=spec.upstream, upstream_sae=spec.upstream_sae)
 
     if value is None:
         return make("fail", "missing", f"{spec.metric} at {where}: not in the results (the policy checks it; "
@@ -231,19 +278,19 @@ def unused_baselines(baselines: Baselines, judged_ids: Iterable[str]) -> list[st
 
 
 # --------------------------------------------------------------------------------------------------
-# Merging results from several engine runs (per layer, per xdist worker).
+# Merging results from several engine runs (per SAE set, per xdist worker).
 
 
 def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Union of two results dicts from runs over different layers. Per-layer tables merge by key;
-    ``nonfinite`` lists concatenate; ``propagation`` keeps the run that covered more layers."""
+    """Union of two results dicts from runs over different SAEs. Per-SAE tables merge by key;
+    ``nonfinite`` lists concatenate; ``propagation`` keeps the run that covered more SAEs."""
     out = dict(a)
     for key, bv in b.items():
         av = out.get(key)
         if av is None:
             out[key] = bv
         elif key == "propagation":
-            if len(bv.get("layers", ())) > len(av.get("layers", ())):
+            if len(bv.get("saes", ())) > len(av.get("saes", ())):
                 out[key] = bv
         elif key == "nonfinite" and isinstance(av, list):
             out[key] = av + [x for x in bv if x not in av]
@@ -253,9 +300,12 @@ def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def merge_provenance(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Provenance of the union: the first run's fields, ``saes`` unioned and sorted by layer."""
+    """Provenance of the union: the first run's fields, ``saes`` unioned by name, in forward order."""
+    from sae_checks.names import sae_sort_key
+
     out = dict(a) if a else dict(b)
     if a and b:
-        seen = {s.get("layer"): s for s in list(b.get("saes", [])) + list(a.get("saes", []))}
-        out["saes"] = [seen[k] for k in sorted(seen, key=lambda x: (x is None, x))]
+        seen = {s.get("name") or str(s.get("layer")): s for s in list(b.get("saes", [])) + list(a.get("saes", []))}
+        out["saes"] = sorted(seen.values(), key=lambda s: sae_sort_key(s.get("layer") or 0, s.get("hook") or "",
+                                                                        s.get("name") or ""))
     return out

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -392,13 +392,22 @@ class BaselineEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class Baselines:
-    """Baseline entries by check id (``fvu/layer=3/bucket=1-128``); ``path`` None = no file yet."""
+    """Baseline entries by check id (``fvu-L3-pos1_128-<sae>``); ``path`` None = no file yet."""
 
     path: Path | None = None
     entries: dict[str, BaselineEntry] = field(default_factory=dict)
 
     def get(self, check_id: str) -> BaselineEntry | None:
         return self.entries.get(check_id)
+
+    def remapped(self, new_id: Callable[[str], str | None]) -> Baselines:
+        """Entries under today's ids: ``new_id(old)`` maps an id of an older schema (None: keep as is).
+        An entry already under the new id wins over a mapped one."""
+        entries: dict[str, BaselineEntry] = {}
+        for key, entry in self.entries.items():
+            entries.setdefault(new_id(key) or key, entry)
+        entries.update({k: v for k, v in self.entries.items() if k in entries})
+        return Baselines(path=self.path, entries=entries)
 
 
 def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:

@@ -1,21 +1,26 @@
-"""Load SAEs (any sae_lens architecture) and check that they fit the model.
+"""Load SAEs (any sae_lens architecture, any supported hook) and check that they fit the model.
 
-``spec`` is one of:
+``spec`` names one or more SAE sources, separated by commas; each is one of:
 
-- ``zoo:v1`` / ``zoo:v2``: the embedded zoo's SAEs (a folder of per-layer SAE folders);
-- a sae_lens pretrained release name (``gpt2-small-res-jb``): ``SAE.from_pretrained(release, id)`` for
-  every ``id = sae_id.format(layer=L)``; with ``layers=None``, every layer of the model whose id the
-  release lists;
+- ``zoo:v1`` / ``zoo:v2`` / ``zoo:suite``: the embedded zoo's SAEs (a folder of SAE folders);
+- a sae_lens pretrained release name (``gpt2-small-res-jb``): ``SAE.from_pretrained(release, id)`` for every
+  id the release lists that ``ids`` selects (a regular expression or a shell glob matching the whole id),
+  or, without ``ids``, every id the template ``sae_id`` gives for a layer of the model;
 - a local SAE folder in sae_lens format (``cfg.json`` + ``sae_weights.safetensors``, written by
-  ``sae.save_model``), or a folder of such folders (one per layer).
+  ``sae.save_model``), or a folder of such folders (any number per layer or hook).
 
-The layer of a local SAE is parsed from its ``hook_name`` metadata (``blocks.L.…``). Every SAE is checked:
-``d_in`` equals the model's ``d_model``, ``hook_name`` is a hook of the model, and the SAE's
-``model_name`` names the same model (a warning only, since renamed models are common).
+Every SAE gets a stable **name** (its release id or folder name) that keys its results, checks and
+baselines; layer and hook are fields. Every SAE is checked before any forward pass: its ``hook_name`` is a
+hook sae-checks can splice (``sae_checks.names.HOOK_KINDS``) and a hook of the model, ``d_in`` equals the
+activation width there (``d_model``, ``n_heads * d_head`` for ``attn.hook_z``, ``d_mlp`` for
+``mlp.hook_post``), and the SAE's ``model_name`` names the same model (a warning only, since renamed
+models are common). ``hook_z`` SAEs are evaluated on the flattened (B, T, H * d_head) activation, the
+convention of sae_lens' training and ``run_evals``; the SAE's own forward-pass reshaping is turned off.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -24,10 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sae_checks.errors import CompatibilityError, LoadError, OfflineError
+from sae_checks.errors import CompatibilityError, ConfigError, LoadError, OfflineError
 from sae_checks.loading import cached_file, hub_offline
+from sae_checks.names import hook_site, hook_width, sae_sort_key, supported_hooks_text
 
-__all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "load_saes", "sha256_file"]
+__all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "id_matcher", "load_saes", "sha256_file", "split_sources"]
 
 DEFAULT_SAE_ID = "blocks.{layer}.hook_resid_pre"
 CFG_FILE = "cfg.json"
@@ -51,55 +57,132 @@ class LoadedSAE(NamedTuple):
     d_sae: int
     model_name: str | None  # model the SAE was trained on (metadata)
     neuronpedia_id: str | None  # from the pretrained directory when listed
+    name: str = ""  # stable name: release id or folder name (keys results, check ids, baselines)
+
+
+def split_sources(spec: str) -> list[str]:
+    """``"zoo:v2, zoo:suite"`` -> ``["zoo:v2", "zoo:suite"]`` (sources are separated by commas)."""
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def id_matcher(pattern: str | None) -> Any:
+    """A predicate over SAE ids/names: True when ``pattern`` matches the whole id as a regular expression
+    or as a shell glob (``blocks\\.[0-9]+\\.hook_resid_pre`` and ``blocks.*.hook_resid_pre`` both work);
+    None matches everything."""
+    if pattern is None:
+        return lambda name: True
+    try:
+        regex: re.Pattern[str] | None = re.compile(pattern)
+    except re.error:
+        regex = None
+    return lambda name: bool((regex is not None and regex.fullmatch(name)) or fnmatch.fnmatchcase(name, pattern))
 
 
 def load_saes(
     spec: str, model: Any, *, sae_id: str = DEFAULT_SAE_ID, layers: Sequence[int] | None = None,
-    device: str = "cpu",
-) -> dict[int, LoadedSAE]:
-    """SAEs for ``model`` keyed by layer, sorted by layer (see the module docstring for ``spec``).
+    device: str = "cpu", ids: str | None = None, names: Sequence[str] | None = None,
+) -> dict[str, LoadedSAE]:
+    """SAEs for ``model`` keyed by name, in forward order (see the module docstring for ``spec``).
 
-    Raises ``LoadError`` (unknown spec, missing/corrupt files), ``OfflineError`` (a release not in the
-    Hugging Face cache while offline), ``CompatibilityError`` (d_in, hook name, a requested layer
-    without an SAE). Warns when the SAE's ``model_name`` differs from the model's name.
+    ``ids``: a regex/glob over release ids and folder names; ``layers``: keep the SAEs at these layers;
+    ``names``: keep exactly these SAEs (a run's share of a planned suite). Raises ``LoadError`` (unknown
+    spec, missing/corrupt files, two SAEs with one name), ``OfflineError`` (a release not in the Hugging
+    Face cache while offline), ``CompatibilityError`` (hook, d_in, a requested layer or name without an
+    SAE). Warns when the SAE's ``model_name`` differs from the model's name.
     """
-    if spec.startswith("zoo:"):
+    found: dict[str, LoadedSAE] = {}
+    keep = id_matcher(ids)
+    for source in split_sources(spec):
+        for loaded in _load_source(source, model, sae_id=sae_id, ids=ids, layers=layers, device=device,
+                                   names=names):
+            if layers is not None and loaded.layer not in layers:
+                continue
+            if not keep(loaded.name) or (names is not None and loaded.name not in names):
+                continue
+            if loaded.name in found:
+                raise LoadError(f"SAEs {spec!r}: two SAEs are named {loaded.name!r} ({found[loaded.name].path} and "
+                                f"{loaded.path}); rename a folder or drop a source")
+            found[loaded.name] = loaded
+    if not split_sources(spec):
+        raise ConfigError("saes", spec, "names no SAE source")
+    _check_requested(spec, found, layers=layers, names=names, ids=ids)
+    return dict(sorted(found.items(), key=lambda kv: sae_sort_key(kv[1].layer, kv[1].hook_name, kv[0])))
+
+
+def _check_requested(spec: str, found: dict[str, LoadedSAE], *, layers: Sequence[int] | None,
+                     names: Sequence[str] | None, ids: str | None) -> None:
+    if layers is not None:
+        missing = sorted(set(layers) - {s.layer for s in found.values()})
+        if missing:
+            raise CompatibilityError(f"SAEs {spec!r}: no SAE for requested layer(s) {missing}; layers with an SAE: "
+                                     f"{sorted({s.layer for s in found.values()})}")
+    if names is not None:
+        missing_names = sorted(set(names) - set(found))
+        if missing_names:
+            raise CompatibilityError(f"SAEs {spec!r}: no SAE named {missing_names}")
+    if not found:
+        raise CompatibilityError(f"SAEs {spec!r}: no SAE selected" + (f" by --sae-ids {ids!r}" if ids else ""))
+
+
+def _load_source(source: str, model: Any, *, sae_id: str, ids: str | None, layers: Sequence[int] | None,
+                 device: str, names: Sequence[str] | None) -> list[LoadedSAE]:
+    if source.startswith("zoo:"):
         from sae_checks.zoo import zoo_sae_dir
 
-        version = spec.split(":", 1)[1]
+        version = source.split(":", 1)[1]
         try:
             folder = Path(zoo_sae_dir(version))
         except (KeyError, ValueError) as err:
-            raise LoadError(f"SAEs {spec!r}: unknown zoo version {version!r} (use zoo:v1 or zoo:v2): {err}") from err
+            raise LoadError(f"SAEs {source!r}: unknown zoo version {version!r}: {err}") from err
         except FileNotFoundError as err:  # zoo files not built
-            raise LoadError(f"SAEs {spec!r}: {err}") from err
-        found = _load_local(folder, model, sae_id=sae_id, device=device, release=spec)
-    elif Path(spec).expanduser().exists():
-        found = _load_local(Path(spec).expanduser(), model, sae_id=sae_id, device=device, release=None)
-    else:
-        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+            raise LoadError(f"SAEs {source!r}: {err}") from err
+        return _load_local(folder, model, device=device, release=source, names=names)
+    if Path(source).expanduser().exists():
+        return _load_local(Path(source).expanduser(), model, device=device, release=None, names=names)
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-        directory = get_pretrained_saes_directory()
-        if spec not in directory:
-            import difflib
+    directory = get_pretrained_saes_directory()
+    if source not in directory:
+        import difflib
 
-            close = difflib.get_close_matches(spec, list(directory), n=3, cutoff=0.6)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise LoadError(
-                f"SAEs {spec!r}: not zoo:v1/zoo:v2, not an existing local folder, and not a sae_lens pretrained "
-                f"release{hint}; releases are listed by "
-                "sae_lens.loading.pretrained_saes_directory.get_pretrained_saes_directory()"
-            )
-        return _load_release(spec, directory[spec], model, sae_id=sae_id, layers=layers, device=device)
+        close = difflib.get_close_matches(source, list(directory), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise LoadError(
+            f"SAEs {source!r}: not zoo:v1/zoo:v2/zoo:suite, not an existing local folder, and not a sae_lens "
+            f"pretrained release{hint}; releases are listed by "
+            "sae_lens.loading.pretrained_saes_directory.get_pretrained_saes_directory()"
+        )
+    wanted = release_ids(source, directory[source], n_layers=model.cfg.n_layers, sae_id=sae_id, ids=ids,
+                         layers=layers)
+    if names is not None:
+        wanted = [w for w in wanted if w in names]
+    return [_load_release_sae(source, w, directory[source], model, device=device) for w in wanted]
 
+
+def release_ids(release: str, lookup: Any, *, n_layers: int | None, sae_id: str, ids: str | None,
+                layers: Sequence[int] | None) -> list[str]:
+    """The ids of a release a run selects: those ``ids`` matches, else the template filled per layer."""
+    all_ids = list(lookup.saes_map)
+    shown = ", ".join(all_ids[:6]) + (", …" if len(all_ids) > 6 else "")
+    if ids is not None:
+        match = id_matcher(ids)
+        out = [i for i in all_ids if match(i)]
+        if not out:
+            raise CompatibilityError(f"release {release!r}: no id matches --sae-ids {ids!r} (ids: {shown})")
+        return out
+    candidates = layers if layers is not None else range(n_layers if n_layers is not None else 1000)
+    out = [sae_id.format(layer=layer) for layer in candidates if sae_id.format(layer=layer) in lookup.saes_map]
     if layers is not None:
-        missing = [layer for layer in layers if layer not in found]
+        missing = [layer for layer in layers if sae_id.format(layer=layer) not in lookup.saes_map]
         if missing:
-            raise CompatibilityError(
-                f"SAEs {spec!r}: no SAE for requested layer(s) {missing}; layers with an SAE: {sorted(found)}"
-            )
-        found = {layer: found[layer] for layer in layers}
-    return dict(sorted(found.items()))
+            raise CompatibilityError(f"release {release!r} has no SAE {sae_id.format(layer=missing[0])!r} for "
+                                     f"requested layer {missing[0]} (ids: {shown})")
+    if not out:
+        raise CompatibilityError(
+            f"release {release!r}: no id matches {sae_id!r} for any layer of the model (ids: {shown}); pass "
+            "--sae-id with a {layer} template or --sae-ids with a regex/glob over the ids"
+        )
+    return out
 
 
 def sha256_file(path: str | Path) -> str:
@@ -114,32 +197,19 @@ def sha256_file(path: str | Path) -> str:
 # --- local folders ---------------------------------------------------------------------------------
 
 
-def _load_local(folder: Path, model: Any, *, sae_id: str, device: str, release: str | None) -> dict[int, LoadedSAE]:
-    """One SAE folder, or a folder of SAE folders (any subfolder holding a cfg.json)."""
+def _load_local(folder: Path, model: Any, *, device: str, release: str | None,
+                names: Sequence[str] | None = None) -> list[LoadedSAE]:
+    """One SAE folder, or a folder of SAE folders (any subfolder holding a cfg.json), in name order."""
     if (folder / CFG_FILE).is_file() or (folder / WEIGHTS_FILE).is_file():
-        loaded = _load_folder(folder, model, device=device, release=release)
-        return {loaded.layer: loaded}
+        return [_load_folder(folder, model, device=device, release=release)]
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and (p / CFG_FILE).is_file())
     if not subfolders:
         raise LoadError(
             f"SAE folder {folder}: no {CFG_FILE} here and no subfolder with one; expected a sae_lens SAE folder "
             f"({CFG_FILE} + {WEIGHTS_FILE}, written by sae.save_model) or a folder of such folders"
         )
-    found: dict[int, LoadedSAE] = {}
-    for sub in subfolders:
-        loaded = _load_folder(sub, model, device=device, release=release)
-        other = found.get(loaded.layer)
-        if other is not None:
-            wanted = sae_id.format(layer=loaded.layer)
-            if (other.hook_name == wanted) == (loaded.hook_name == wanted):
-                raise LoadError(
-                    f"SAE folder {folder}: two SAEs for layer {loaded.layer} ({other.path}: {other.hook_name}, "
-                    f"{sub}: {loaded.hook_name}); keep one, or pick one with --sae-id"
-                )
-            if other.hook_name == wanted:
-                continue
-        found[loaded.layer] = loaded
-    return found
+    return [_load_folder(sub, model, device=device, release=release) for sub in subfolders
+            if names is None or sub.name in names]
 
 
 def _load_folder(folder: Path, model: Any, *, device: str, release: str | None) -> LoadedSAE:
@@ -164,36 +234,13 @@ def _load_folder(folder: Path, model: Any, *, device: str, release: str | None) 
         sae=sae.eval(), layer=layer, hook_name=meta.hook_name,
         release=release, sae_id=folder.name if release else None, path=where, sha256=sha256_file(weights_path),
         context_size=meta.context_size, architecture=sae.cfg.architecture(), d_in=sae.cfg.d_in,
-        d_sae=sae.cfg.d_sae, model_name=meta.model_name, neuronpedia_id=meta.neuronpedia_id,
+        d_sae=sae.cfg.d_sae, model_name=meta.model_name, neuronpedia_id=meta.neuronpedia_id, name=folder.name,
     )
     _check_fits(loaded, model, where)
     return loaded
 
 
 # --- pretrained releases ---------------------------------------------------------------------------
-
-
-def _load_release(
-    release: str, lookup: Any, model: Any, *, sae_id: str, layers: Sequence[int] | None, device: str
-) -> dict[int, LoadedSAE]:
-    ids = list(lookup.saes_map)
-    shown = ", ".join(ids[:6]) + (", …" if len(ids) > 6 else "")
-    if layers is None:
-        layers = [layer for layer in range(model.cfg.n_layers) if sae_id.format(layer=layer) in lookup.saes_map]
-        if not layers:
-            raise CompatibilityError(
-                f"release {release!r}: no id matches {sae_id!r} for any layer 0..{model.cfg.n_layers - 1} of the "
-                f"model (ids: {shown}); pass --sae-id with a {{layer}} template"
-            )
-    out: dict[int, LoadedSAE] = {}
-    for layer in layers:
-        filled = sae_id.format(layer=layer)
-        if filled not in lookup.saes_map:
-            raise CompatibilityError(
-                f"release {release!r} has no SAE {filled!r} for requested layer {layer} (ids: {shown})"
-            )
-        out[layer] = _load_release_sae(release, filled, lookup, model, device=device)
-    return dict(sorted(out.items()))
 
 
 def _load_release_sae(release: str, sae_id: str, lookup: Any, model: Any, *, device: str) -> LoadedSAE:
@@ -226,7 +273,7 @@ def _load_release_sae(release: str, sae_id: str, lookup: Any, model: Any, *, dev
         path=weights or f"hf://{repo_id}/{folder}", sha256=sha256_file(weights) if weights else "",
         context_size=meta.context_size, architecture=sae.cfg.architecture(), d_in=sae.cfg.d_in,
         d_sae=sae.cfg.d_sae, model_name=meta.model_name or lookup.model,
-        neuronpedia_id=(lookup.neuronpedia_id or {}).get(sae_id) or meta.neuronpedia_id,
+        neuronpedia_id=(lookup.neuronpedia_id or {}).get(sae_id) or meta.neuronpedia_id, name=sae_id,
     )
     _check_fits(loaded, model, where)
     return loaded
@@ -248,18 +295,27 @@ def _cached_weights(repo_id: str, folder: str) -> str | None:
 
 
 def _check_fits(loaded: LoadedSAE, model: Any, where: str) -> None:
+    """Hook supported and present, d_in equal to the activation width there; hook_z reshaping off."""
     from sae_checks.loading.models import same_model
 
     model_name = model.cfg.model_name
-    if loaded.d_in != model.cfg.d_model:
-        raise CompatibilityError(
-            f"SAE {where}: d_in={loaded.d_in} but model {model_name!r} has d_model={model.cfg.d_model}"
-        )
+    site = hook_site(loaded.hook_name)
+    if site is None:
+        raise CompatibilityError(f"SAE {where}: hook {loaded.hook_name!r} cannot be spliced by sae-checks "
+                                 f"(supported: {supported_hooks_text()})")
     if loaded.hook_name not in model.hook_dict:
         raise CompatibilityError(
             f"SAE {where}: hook_name {loaded.hook_name!r} is not a hook of model {model_name!r} "
             f"(it has {model.cfg.n_layers} blocks; e.g. blocks.0.hook_resid_pre)"
         )
+    width = hook_width(model.cfg, site.kind)
+    if loaded.d_in != width:
+        raise CompatibilityError(
+            f"SAE {where}: d_in={loaded.d_in} but the activation at {loaded.hook_name} of model {model_name!r} "
+            f"has width {width}"
+        )
+    if site.kind == "attn.hook_z" and hasattr(loaded.sae, "turn_off_forward_pass_hook_z_reshaping"):
+        loaded.sae.turn_off_forward_pass_hook_z_reshaping()  # the engine flattens (B, T, H, d_head) itself
     if not same_model(loaded.model_name, model_name):
         warnings.warn(
             f"SAE {where} was trained on model {loaded.model_name!r} but is being checked on {model_name!r}",

@@ -1,0 +1,88 @@
+"""SAE names and hook kinds: what an SAE is called in results, check ids and baselines, and which
+TransformerLens hooks sae-checks can splice.
+
+The unit of every result is an SAE, named by its id inside a sae_lens release (``blocks.3.hook_resid_pre``,
+``layer_0/width_16k/average_l0_71``) or by its folder name. Layer and hook are fields of the SAE, so a
+suite can hold several SAEs at one hook. Pure functions, no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9_.+-]")
+
+# Hook kinds inside block L, in forward order (the stage orders propagation: upstream before downstream).
+# value: (stage, activation width from the model config)
+HOOK_KINDS: dict[str, tuple[int, str]] = {
+    "hook_resid_pre": (0, "d_model"),
+    "attn.hook_z": (1, "d_attn"),  # (B, T, H, d_head), flattened to (B, T, H * d_head) as sae_lens does
+    "hook_attn_out": (2, "d_model"),
+    "hook_resid_mid": (3, "d_model"),
+    "mlp.hook_pre": (4, "d_mlp"),
+    "mlp.hook_post": (5, "d_mlp"),
+    "hook_mlp_out": (6, "d_model"),
+    "hook_resid_post": (7, "d_model"),
+}
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+class HookSite(NamedTuple):
+    """Where an SAE reads and splices: ``blocks.<layer>.<kind>``."""
+
+    layer: int
+    kind: str  # a key of HOOK_KINDS
+
+    @property
+    def name(self) -> str:
+        return f"blocks.{self.layer}.{self.kind}"
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Position in the forward pass: (layer, stage)."""
+        return self.layer, HOOK_KINDS[self.kind][0]
+
+
+def hook_site(hook_name: str) -> HookSite | None:
+    """The site of a hook sae-checks can splice, or None (an unsupported hook)."""
+    m = _HOOK_RE.match(hook_name or "")
+    if not m or m.group(2) not in HOOK_KINDS:
+        return None
+    return HookSite(int(m.group(1)), m.group(2))
+
+
+def supported_hooks_text() -> str:
+    return ", ".join(f"blocks.L.{k}" for k in HOOK_KINDS)
+
+
+def hook_width(model_cfg: Any, kind: str) -> int:
+    """Width of the (flattened) activation at a hook of kind ``kind`` for a TransformerLens config."""
+    what = HOOK_KINDS[kind][1]
+    if what == "d_attn":
+        return int(model_cfg.n_heads) * int(model_cfg.d_head)
+    if what == "d_mlp":
+        return int(model_cfg.d_mlp)
+    return int(model_cfg.d_model)
+
+
+def slug(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9_.+-]`` replaced by ``_``: safe in check ids,
+    pytest ids and ``-k`` expressions."""
+    return _SLUG_BAD.sub("_", name)
+
+
+def sae_sort_key(layer: int, hook_name: str, name: str) -> tuple[int, int, str]:
+    """Order SAEs by their place in the forward pass, then by name."""
+    site = hook_site(hook_name)
+    return (layer, site.order[1] if site else 99, name)
+
+
+def propagation_pairs(hooks: dict[str, str]) -> list[tuple[str, str]]:
+    """(upstream, downstream) pairs of SAE names (``hooks``: name -> hook, in forward order) whose
+    downstream hook comes strictly later in the forward pass; SAEs at the same hook form no pair."""
+    def order(hook: str) -> tuple[int, int]:
+        site = hook_site(hook)
+        return site.order if site is not None else (10**9, 0)
+
+    return [(a, b) for a in hooks for b in hooks if order(hooks[a]) < order(hooks[b])]
