@@ -220,7 +220,18 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         config.data, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
     )
-    evaluation = evaluate(model, loaded, tokens, config, data_info={"config_name": config.data_config or ""})
+    downstream = None
+    if config.propagation and saes is not None:  # part of a suite: fill these SAEs' propagation rows
+        from sae_checks.names import propagation_pairs
+
+        suite = plan(config.replace(shard=None))
+        pairs = propagation_pairs({n: p.hook for n, p in suite.saes.items()})
+        later = sorted({d for u, d in pairs if u in loaded and d not in loaded})
+        if later:
+            downstream = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
+                                   ids=config.sae_ids, names=later)
+    evaluation = evaluate(model, loaded, tokens, config, data_info={"config_name": config.data_config or ""},
+                          downstream=downstream)
     if config.tasks:
         from sae_checks.experiments.tasks import run_tasks
 

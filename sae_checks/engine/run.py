@@ -134,6 +134,7 @@ def evaluate(
     config: RunConfig | None = None,
     *,
     data_info: Mapping[str, Any] | None = None,
+    downstream: Mapping[Any, Any] | None = None,
 ) -> Evaluation:
     """Evaluate every SAE in ``saes`` (name -> LoadedSAE, in forward order) on ``tokens`` (N, T), BOS first.
 
@@ -141,6 +142,10 @@ def evaluate(
     bootstrap CIs over sequences,
     the context-generalization ratios (last bucket over first), the error-propagation matrix and the
     non-finite values found. Definitions: DESIGN.md section 3 and ``sae_checks.aggregate``.
+
+    ``downstream``: further SAEs (name -> LoadedSAE) used only as downstream encoders for the
+    propagation matrix (no splice pass of their own): a shard fills its SAEs' rows of the whole suite's
+    matrix, so merged shards equal one unsharded run.
     """
     config = (config or RunConfig()).validate()
     device = resolve_device(config.device)
@@ -149,13 +154,14 @@ def evaluate(
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise ConfigError("tokens", tuple(tokens.shape), "must be (n_seqs, ctx_len) with ctx_len >= 2")
     saes = {str(k): v for k, v in saes.items()}
+    extra = {str(k): v for k, v in (downstream or {}).items() if str(k) not in saes}
     names = list(saes)
     if not names:
         raise ConfigError("saes", "{}", "no SAE to evaluate")
     n_seqs, n_ctx = tokens.shape
     specials = torch.tensor(special_token_ids(getattr(model, "tokenizer", None)) or [-1])
     buckets = {n: layer_buckets(config, saes[n].context_size, n_ctx) for n in names}
-    state = _new_state(model, saes, names, buckets, config, n_ctx)
+    state = _new_state(model, saes, extra, buckets, config, n_ctx)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
     assert_no_hooks(model)
@@ -166,7 +172,7 @@ def evaluate(
         while pending:
             start, stop = pending.pop(0)
             try:
-                part = _run_batch(model, saes, names, tokens[start:stop].to(device), start, specials.to(device),
+                part = _run_batch(model, saes, extra, tokens[start:stop].to(device), start, specials.to(device),
                                   config, buckets, n_ctx)
             except torch.cuda.OutOfMemoryError:
                 if stop - start == 1:
@@ -203,12 +209,22 @@ class _State:
         self.nonfinite += [e for e in other.nonfinite if (e["sae"], e["where"]) not in seen]
 
 
-def _new_state(model: Any, saes: Mapping[str, Any], names: list[str], buckets: Mapping[str, list[tuple[int, int]]],
-               config: RunConfig, n_ctx: int) -> _State:
-    pairs = propagation_pairs({n: s.hook_name for n, s in saes.items()}) if config.propagation else []
+def _all_saes(saes: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Own and downstream-only SAEs together, in forward order."""
+    from sae_checks.names import sae_sort_key
+
+    both = {**saes, **extra}
+    return dict(sorted(both.items(), key=lambda kv: sae_sort_key(kv[1].layer, kv[1].hook_name, kv[0])))
+
+
+def _new_state(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any],
+               buckets: Mapping[str, list[tuple[int, int]]], config: RunConfig, n_ctx: int) -> _State:
+    every = _all_saes(saes, extra)
+    pairs = ([(u, d) for u, d in propagation_pairs({n: s.hook_name for n, s in every.items()}) if u in saes]
+             if config.propagation else [])
     return _State(
-        accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in names},
-        prop=_Propagation(names, [saes[n].layer for n in names]) if pairs else None,
+        accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in saes},
+        prop=_Propagation(list(every), [s.layer for s in every.values()]) if pairs else None,
         pairs=pairs,
     )
 
@@ -225,19 +241,21 @@ def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
 
 
 def _run_batch(
-    model: Any, saes: Mapping[str, Any], names: list[str], toks: Tensor, offset: int, specials: Tensor,
+    model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], toks: Tensor, offset: int, specials: Tensor,
     config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int,
 ) -> _State:
     """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
-    state = _new_state(model, saes, names, buckets, config, n_ctx)
+    state = _new_state(model, saes, extra, buckets, config, n_ctx)
+    names = list(saes)
+    every = _all_saes(saes, extra)
     special = torch.isin(toks, specials)  # (B, T)
     tok_mask = ~special if config.exclude_special else torch.ones_like(special)
     pred_mask = tok_mask.clone()
     pred_mask[:, -1] = False  # no next token to predict at T-1
     keep = None if config.splice_bos else special  # positions whose residual stays original
-    hooks = {n: saes[n].hook_name for n in names}
-    starts = start_hooks(list(hooks.values()), model.cfg.n_layers)
-    index = {n: i for i, n in enumerate(names)}
+    hooks = {n: s.hook_name for n, s in every.items()}
+    starts = start_hooks([hooks[n] for n in names], model.cfg.n_layers)
+    index = {n: i for i, n in enumerate(every)}
     downstream_of: dict[str, list[str]] = {n: [] for n in names}
     for up, down in state.pairs:
         downstream_of[up].append(down)
@@ -255,7 +273,8 @@ def _run_batch(
             state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
                                     "position": hit[1]})
 
-    with capture(model, sorted(set(hooks.values()) | set(starts))) as acts:
+    captured_clean = {hooks[n] for n in names} | {hooks[d] for _, d in state.pairs} | set(starts)
+    with capture(model, sorted(captured_clean)) as acts:
         logits = model(toks, return_type="logits")  # (B, T, V)
     clean = CleanLogits.of(logits, toks)
     # max catches +inf, log_sum NaN, amin -inf (a -inf logit leaves logsumexp finite)
@@ -299,7 +318,11 @@ def _run_batch(
                 (rec.sse[:, win].double() * m).sum(), (rec.l0[:, win].double() * m).sum(),
                 (rec.resid_norm[:, win].double() * m).sum(), m.double().sum()]).cpu()
             for down in downstream_of[name]:
-                state.prop.up[i, index[down]] += _Propagation.sums(captured[hooks[down]][:, win], saes[down].sae, m)
+                state.prop.up[i, index[down]] += _Propagation.sums(captured[hooks[down]][:, win], every[down].sae, m)
+    if state.prop is not None:  # downstream-only SAEs: their clean sums (own SAEs' come from rec above)
+        m = tok_mask[:, win]
+        for down in sorted({d for _, d in state.pairs if d in extra}):
+            state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m)
     return state
 
 

@@ -211,13 +211,12 @@ class GateSession:
 
     def saes_for(self, spec: CheckSpec) -> tuple[str, ...]:
         """SAEs one engine run should cover to answer ``spec``: without xdist, every selected SAE (one
-        run); on a worker, the spec's SAE (propagation: all SAEs of selected propagation checks)."""
+        run); on a worker, the spec's SAE (propagation: the upstream SAE, whose run also encodes the
+        downstream SAEs: its row of the matrix), so each SAE runs once per worker."""
         pool = self.selected or self.specs
         order = {s.sae: i for i, s in enumerate(self.specs)}
-        if self.worker is not None and spec.family != "propagation":
-            return (spec.sae,)
-        if self.worker is not None:
-            pool = [s for s in pool if s.family == "propagation"]
+        if self.worker is not None:  # the upstream SAE's run fills its row of the propagation matrix
+            return (spec.upstream_sae if spec.family == "propagation" and spec.upstream_sae else spec.sae,)
         names = {s.sae for s in pool} | {s.upstream_sae for s in pool if s.upstream_sae is not None}
         return tuple(sorted(names, key=lambda n: order.get(n, 0)))
 

@@ -57,8 +57,8 @@ class CheckSpec:
 
     @property
     def group(self) -> str:
-        """xdist group: one per SAE; propagation needs several SAEs, so it has its own group."""
-        return "sae-propagation" if self.family == "propagation" else f"sae-{slug(self.sae)}"
+        """xdist group: one per SAE (a propagation check goes with its upstream SAE, whose run fills it)."""
+        return f"sae-{slug(self.upstream_sae if self.family == 'propagation' and self.upstream_sae else self.sae)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,12 +290,24 @@ def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         if av is None:
             out[key] = bv
         elif key == "propagation":
-            if len(bv.get("saes", ())) > len(av.get("saes", ())):
-                out[key] = bv
+            out[key] = merge_propagation(av, bv)
         elif key == "nonfinite" and isinstance(av, list):
             out[key] = av + [x for x in bv if x not in av]
         elif isinstance(av, dict) and isinstance(bv, dict):
             out[key] = merge_results(av, bv)
+    return out
+
+
+def merge_propagation(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two propagation matrices over the same suite (each run fills the rows of its own upstream SAEs)
+    combined cell by cell; over different SAE lists, the one with more SAEs wins (older behaviour)."""
+    if list(a.get("saes", ())) != list(b.get("saes", ())):
+        return dict(b) if len(b.get("saes", ())) > len(a.get("saes", ())) else dict(a)
+    out = dict(a)
+    for key, bv in b.items():
+        av = a.get(key)
+        if isinstance(bv, list) and bv and isinstance(bv[0], list) and isinstance(av, list):
+            out[key] = [[x if x is not None else y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(av, bv, strict=True)]
     return out
 
 

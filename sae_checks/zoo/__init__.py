@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 ZOO_DIR: Path = Path(__file__).resolve().parent / "files"
-ZOO_VERSIONS: tuple[str, ...] = ("v1", "v2")
+ZOO_VERSIONS: tuple[str, ...] = ("v1", "v2", "suite")
 
 
 def _existing(path: Path) -> Path:
@@ -65,9 +65,10 @@ def load_zoo_model(device: str = "cpu") -> HookedTransformer:
 
 
 def zoo_sae_dir(version: str) -> Path:
-    """Folder of the per-layer SAE folders ``blocks.L.hook_resid_pre`` of SAE version ``"v1"`` or ``"v2"``.
+    """Folder of the SAE folders of ``"v1"`` / ``"v2"`` (per-layer, ``blocks.L.hook_resid_pre``) or
+    ``"suite"`` (``sae_checks.zoo.suite``: a second width at layer 1, ``attn.hook_z``, ``hook_mlp_out``).
 
-    Each is loadable with ``sae_lens.SAE.load_from_disk``; ``cfg.metadata.context_size`` is 32 (v1) or 256 (v2).
+    Each is loadable with ``sae_lens.SAE.load_from_disk``; ``cfg.metadata.context_size`` is 32 (v1) or 256.
     """
     if version not in ZOO_VERSIONS:
         raise ValueError(

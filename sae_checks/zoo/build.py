@@ -249,6 +249,11 @@ def build(out: Path, cfg: BuildConfig) -> dict[str, Any]:
             )
             sae.save_model(out / "saes" / version / hook)
         del acts
+    from sae_checks.zoo.suite import build_suite
+
+    print("[5b/7] SAE suite (zoo:suite)", flush=True)
+    stats["suite"] = build_suite(out, train_stream=train_stream, model=model, bos=tok.bos_token_id,
+                                 n_windows=cfg.v2_windows, seed=cfg.seed, sae_overrides=cfg.sae)
     from sae_lens import SAE
 
     for version in contexts:  # measure what ships
@@ -352,10 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny step counts, a subset of the text (for tests)"
     )
+    parser.add_argument(
+        "--suite-only", action="store_true",
+        help="train only the zoo:suite SAEs from the model and text already in --out (sae_checks.zoo.suite)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads on a shared, busy CPU
+    if args.suite_only:
+        from sae_checks.zoo.suite import build_suite_only
+
+        _seed_everything(0)
+        build_suite_only(args.out, QUICK if args.quick else BuildConfig())
+        return 0
     build(args.out, QUICK if args.quick else BuildConfig())
     return 0
 
