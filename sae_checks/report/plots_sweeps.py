@@ -68,9 +68,12 @@ def _frontier(hook: str, names: list[str], buckets: dict[str, dict[str, dict[str
                         capsize=2, label=f"positions {bucket}{where}")
             for name, lx, ly in zip((p[0] for p in pts), x, y, strict=True):
                 ax.annotate(name, (lx, ly), xytext=(4, 4), textcoords="offset points", fontsize=7, color=f"C{q}")
-        finite = [line.get_xdata() for line in ax.get_lines()]
-        if finite and min(float(np.min(v)) for v in finite if len(v)) > 0:
-            ax.set_xscale("log")
+        for axis, getter in ((ax.set_xscale, "get_xdata"), (ax.set_yscale, "get_ydata")):
+            values = np.concatenate([np.asarray(getattr(line, getter)(), dtype=float) for line in ax.get_lines()]
+                                    or [np.zeros(0)])
+            values = values[np.isfinite(values)]
+            if values.size and values.min() > 0 and values.max() / values.min() > 20:  # inside and beyond differ
+                axis("log")  # by orders of magnitude past the training context
         ax.set_xlabel(data.metric_label("l0"))
         ax.set_ylabel(data.metric_label(metric))
         ax.grid(True, alpha=0.3)
