@@ -259,10 +259,11 @@ def _grid(report: Mapping[str, Any]) -> str:
     for sae in rows:
         tds = []
         for col in columns:
-            c = cells.get((sae, col))
-            if c is None:
+            found = cells.get((sae, col))
+            if found is None:
                 tds.append('<td class="none"></td>')
                 continue
+            c = found
             status = str(c.get("status", ""))
             title = f"{c.get('id')}: {status}, value {_fmt(c.get('value'))}"
             tds.append(f'<td class="{_status_class(status)}"><a href="#{_e(check_anchor(c.get("id")))}" '

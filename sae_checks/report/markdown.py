@@ -67,7 +67,7 @@ def _saes(saes: Iterable[dict[str, Any]]) -> str:
     if not saes:
         return "none"
     sources = sorted({str(s.get("release") or s.get("id") or s.get("hook")) for s in saes})
-    layers = ", ".join(map(str, sorted({s.get("layer") for s in saes if isinstance(s.get("layer"), int)})))
+    layers = ", ".join(map(str, sorted({int(s["layer"]) for s in saes if isinstance(s.get("layer"), int)})))
     hooks = {s.get("hook") for s in saes}
     contexts = sorted({int(s["context_size"]) for s in saes if s.get("context_size")})
     ctx = f" (context {', '.join(map(str, contexts))})" if contexts else ""
