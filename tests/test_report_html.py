@@ -59,11 +59,15 @@ def parse(page: str) -> _Balance:
     return parser
 
 
+FAILING = "fvu-L0-pos32_256-blocks.0.hook_resid_pre"
+
+
 def baseline_report() -> dict[str, Any]:
     """An earlier report: a smaller blow-up, one check that used to pass, one that did not exist."""
     old = build_report(seed=1, blowup=0.2)
-    old["checks"][3]["status"] = "pass"  # fvu/layer=0/bucket=32-256: fails now, a regression
-    old["checks"].pop()  # the "new" check is absent from the baseline
+    by_id = {c["id"]: c for c in old["checks"]}
+    by_id[FAILING]["status"] = "pass"  # fails now: a regression
+    old["checks"] = [c for c in old["checks"] if c["status"] != "new"]  # the "new" check is absent from the baseline
     old["checks"].append({"id": "l0/layer=9/bucket=1-32", "metric": "l0", "layer": 9, "bucket": "1-32",
                           "value": 1.0, "status": "pass"})
     return old
@@ -113,7 +117,7 @@ def test_verdict_counts_and_context_generalization(full) -> None:
     for status, n in report["summary"].items():
         assert f"{status}: {n}</span>" in verdict
     for layer in ("0", "1", "2", "3"):
-        assert f"layer {layer} (training context 32, bucket 32-256 vs 1-32)" in verdict
+        assert f"blocks.{layer}.hook_resid_pre (training context 32, bucket 32-256 vs 1-32)" in verdict
     assert verdict.count('class="r-bad"') >= 4  # the v1 SAE blows up past its context at every layer
     assert page.index('id="verdict"') < page.index('id="checks"') < page.index('id="figures"')
 
@@ -135,7 +139,7 @@ def test_diff_section_lists_status_changes(full) -> None:
     report, _, page = full
     changes = status_changes(baseline_report(), report)
     ids = {r["id"] for r in changes}
-    assert report["checks"][3]["id"] == "fvu/layer=0/bucket=32-256" and report["checks"][3]["id"] in ids
+    assert FAILING in ids
     assert "acc_first_token/layer=3/task=lambada" in ids  # absent -> new
     assert "l0/layer=9/bucket=1-32" in ids  # pass -> absent
     assert changes[0]["new_status"] == "fail"
@@ -143,12 +147,46 @@ def test_diff_section_lists_status_changes(full) -> None:
     assert 'id="status-changes"' in diff and "(absent)" in diff
 
 
+def test_grid_of_saes_by_check_links_to_check_rows(full) -> None:
+    report, _, page = full
+    parser = parse(page)
+    assert page.index('id="verdict"') < page.index('id="grid"') < page.index('id="checks"')
+    grid = page[page.index('id="grid"'):page.index('id="checks-section"')]
+    rows = {a["id"] for t, a in parser.tags if t == "tr" and a.get("id", "").startswith("check-")}
+    links = re.findall(r'href="#([^"]+)"', grid)
+    assert links and set(links) <= rows
+    assert grid.count('<th class="sae">') == 4 and "blocks.0.hook_resid_pre" in grid
+    assert "fvu @ 32-256" in grid and 'class="s-fail"' in grid
+
+
+def test_grid_escapes_hostile_sae_names() -> None:
+    from sae_checks.report.io import read_report
+
+    report = read_report(Path(__file__).parent / "data" / "report_minimal.json")
+    report["checks"][0].update(sae='<img src=x onerror=alert(1)>"', id='fvu-L0-<b>"x')
+    page = render_html(report)
+    parse(page)
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;" in page
+    assert 'href="#check-fvu-L0-_b__x"' in page and 'id="check-fvu-L0-_b__x"' in page
+
+
+def test_suite_page_has_the_sweep_figure_and_names(tmp_path: Path) -> None:
+    from sae_checks.report.io import read_report
+
+    report = read_report(Path(__file__).parent / "data" / "report_full.json")
+    page = render_html(report)
+    parse(page)
+    assert "Sweep at blocks.1.hook_resid_pre" in page and "sweep_blocks.1.hook_resid_pre.png" in page
+    grid = page[page.index('id="grid"'):page.index('id="checks-section"')]
+    assert grid.count('<th class="sae">') == 7 and "blocks.1.hook_resid_pre.w1024" in grid
+
+
 def test_diff_text_and_diff_module(full, monkeypatch: pytest.MonkeyPatch) -> None:
     report, plots, _ = full
     page = render_html(report, baseline=report, diff_text="## diff <b>", plot_result=plots)
     assert "## diff &lt;b&gt;" in page and "0 changed" in page
     fake = types.ModuleType("sae_checks.report.diff")
-    fake.diff_reports = lambda old, new, force=False: {"force": force}  # type: ignore[attr-defined]
+    fake.diff_reports = lambda old, new, force=False, **kw: {"force": force}  # type: ignore[attr-defined]
     fake.format_diff = lambda d, fmt: f"FAKE {fmt} {d['force']}"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "sae_checks.report.diff", fake)
     page = render_html(report, baseline=report, plot_result=plots)

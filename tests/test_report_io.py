@@ -34,7 +34,7 @@ def test_build_report_counts_sorts_and_versions(minimal):
               enumerate(["fail", "pass", "warn", "pass", "improved", "new"])][::-1]
     report = build_report(provenance=minimal["provenance"], config={}, results={}, checks=checks,
                           unused_baseline=["z", "a"])
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["summary"] == {"pass": 2, "fail": 1, "warn": 1, "improved": 1, "new": 1}
     assert [c["id"] for c in report["checks"]] == [f"c{i}" for i in range(6)]
     assert report["unused_baseline"] == ["a", "z"]
@@ -58,7 +58,7 @@ def test_canonical_json_sorts_rounds_and_nulls_nonfinite():
 def test_identical_content_gives_identical_bytes(full):
     shuffled = json.loads(json.dumps(full), object_pairs_hook=lambda kv: dict(reversed(kv)))
     noisy = copy.deepcopy(full)
-    noisy["results"]["per_position"]["0"]["fvu"][5] *= 1 + 1e-9  # float noise below 6 significant digits
+    noisy["results"]["per_position"]["blocks.0.hook_resid_pre"]["fvu"][5] *= 1 + 1e-9  # float noise below 6 significant digits
     assert canonical_json(shuffled) == canonical_json(full) == canonical_json(noisy)
 
 
@@ -80,7 +80,11 @@ def test_example_reports_cover_every_status_and_section(full, minimal):
     assert {c["status"] for c in full["checks"]} == {"pass", "fail", "warn", "improved", "new"}
     assert set(full["results"]) >= {"per_position", "per_bucket", "context_generalization", "propagation",
                                     "cloze", "features", "nonfinite"}
-    assert len(full["results"]["per_position"]["3"]["position"]) == full["provenance"]["data"]["ctx_len"] == 256
+    pp = full["results"]["per_position"]["blocks.3.hook_resid_pre"]
+    assert len(pp["position"]) == full["provenance"]["data"]["ctx_len"] == 256
+    assert full["results"]["sweeps"] == {"blocks.1.hook_resid_pre": ["blocks.1.hook_resid_pre",
+                                                                     "blocks.1.hook_resid_pre.w1024"]}
+    assert {s["hook"] for s in full["provenance"]["saes"]} >= {"blocks.2.attn.hook_z", "blocks.2.hook_mlp_out"}
     assert minimal["results"] == {}
 
 
@@ -156,26 +160,26 @@ def test_load_missing_file(tmp_path):
         load_report(tmp_path / "nope.json")
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None])
 def test_load_unsupported_schema_version(tmp_path, minimal, version):
     path = tmp_path / "v.json"
     path.write_text(json.dumps(dict(minimal, schema_version=version)))
-    with pytest.raises(ReportError, match=rf"v\.json: unsupported schema_version {version!r}; .* reads schema_version 1"):
+    with pytest.raises(ReportError, match=rf"v\.json: unsupported schema_version {version!r}; .* reads schema_version 1 and 2"):
         load_report(path)
 
 
 def test_load_schema_violation_names_json_path(tmp_path, full):
     bad = copy.deepcopy(full)
-    bad["results"]["per_bucket"]["2"]["1-32"]["fvu"]["ci"] = [0.1]
-    bad["results"]["per_bucket"]["layer2"] = {}
+    bad["results"]["per_bucket"]["blocks.2.hook_resid_pre"]["1-32"]["fvu"]["ci"] = [0.1]
+    bad["results"]["per_bucket"]["blocks.2.hook_resid_pre"]["layer2"] = {}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
     with pytest.raises(ReportError) as info:
         load_report(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}: does not match the sae-checks report schema")
-    assert "$.results.per_bucket['2']['1-32'].fvu.ci" in msg
-    assert "'layer2' does not match" in msg
+    assert "$.results.per_bucket['blocks.2.hook_resid_pre']['1-32'].fvu.ci" in msg
+    assert "'layer2' does not match" in msg  # bucket keys are a-b
 
 
 def test_results_sections_are_optional_and_extensible(minimal):
@@ -188,11 +192,12 @@ def test_per_position_items_are_checked(full):
     from sae_checks.report.schema import schema_errors
 
     bad = copy.deepcopy(full)
-    bad["results"]["per_position"]["1"]["fvu"][7] = "x"
-    bad["results"]["per_position"]["1"]["position"][3] = -1
-    bad["results"]["per_position"]["2"]["kl"] = 3
+    one, two = "blocks.1.hook_resid_pre", "blocks.2.hook_z"
+    bad["results"]["per_position"][one]["fvu"][7] = "x"
+    bad["results"]["per_position"][one]["position"][3] = -1
+    bad["results"]["per_position"][two]["kl"] = 3
     assert schema_errors(bad) == [
-        "$.results.per_position['1'].fvu[7]: 'x' is not a number or null",
-        "$.results.per_position['1'].position[3]: -1 is not an integer >= 0",
-        "$.results.per_position['2'].kl: 3 is not of type 'array'",
+        f"$.results.per_position['{one}'].fvu[7]: 'x' is not a number or null",
+        f"$.results.per_position['{one}'].position[3]: -1 is not an integer >= 0",
+        f"$.results.per_position['{two}'].kl: 3 is not of type 'array'",
     ]

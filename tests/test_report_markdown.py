@@ -21,18 +21,19 @@ def test_summary_of_full_report(full):
     text = summary_markdown(full)
     assert text.startswith("## sae-checks: ❌ FAIL\n")
     assert "- **Model** `zoo`" in text
-    assert "`zoo:v2`, layers 0, 1, 2, 3 (context 32)" in text
+    assert "`zoo:v2`, 7 SAEs at 6 hooks, layers 0, 1, 2, 3 (context 32): `blocks.0.hook_resid_pre`" in text
+    assert "`blocks.1.hook_resid_pre.w1024`" in text
     assert "64 sequences x 256 tokens" in text
-    assert "2 fail, 1 new, 1 warn, 1 improved, 27 pass" in text
+    assert "2 fail, 1 new, 1 warn, 1 improved, 57 pass" in text
     order = [text.index(h) for h in ("### Failing checks (3)", "### Warnings (1)", "### Improved (1)",
                                      "### Unused baseline entries (2)")]
     assert order == sorted(order)
-    row = next(line for line in text.splitlines() if line.startswith("| `fvu/layer=0/bucket=32-256`"))
+    row = next(line for line in text.splitlines() if line.startswith("| `fvu-L0-pos32_256-blocks.0.hook_resid_pre`"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "fail"
-    assert cells[3].startswith("[") and cells[4].startswith("≤ ")  # CI, then limit (lower is better)
-    assert "training context" in cells[5]
-    assert "| `fvu/layer=0/bucket=1-32` |" not in text  # passing checks are counted, not listed
+    assert cells[1] == "`blocks.0.hook_resid_pre`" and cells[2] == "fail"
+    assert cells[4].startswith("[") and cells[5].startswith("≤ ")  # CI, then limit (lower is better)
+    assert "training context" in cells[6]
+    assert "| `fvu-L0-pos1_32-blocks.0.hook_resid_pre` |" not in text  # passing checks are counted, not listed
 
 
 def test_summary_of_passing_report():

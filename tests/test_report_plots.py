@@ -2,8 +2,9 @@
 ones, nothing left open in pyplot, readable PNGs.
 
 ``build_report`` makes a realistic report dict here (4 layers, 256 positions, buckets 1-32 and 32-256,
-a v1-style SAE trained at context 32 whose metrics jump past position 32), so these tests do not wait
-on tests/data/; when the hand-made example reports exist they are plotted as well.
+a v1-style SAE trained at context 32 whose metrics jump past position 32), written in the schema_version 1
+layout and upgraded (``upgrade_report``) as ``read_report`` does; the example suite report of tests/data
+(7 SAEs, a sweep) is plotted as well.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sae_checks.report import plots_data
+from sae_checks.report.io import read_report
 from sae_checks.report.plots import make_diff_plots, make_plots
+from sae_checks.report.upgrade import upgrade_report
 
 DATA = Path(__file__).parent / "data"
 LAYERS = (0, 1, 2, 3)
@@ -36,7 +40,12 @@ def _ci(mean: float, half: float) -> dict[str, Any]:
 
 
 def build_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
-    """A report dict shaped like DESIGN.md section 6 / docs/architecture.md, every section present.
+    """:func:`build_v1_report` upgraded to the current layout (keyed by SAE name)."""
+    return upgrade_report(build_v1_report(seed, blowup))
+
+
+def build_v1_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
+    """A version 1 report dict shaped like DESIGN.md section 6 / docs/architecture.md, every section present.
 
     ``blowup`` scales how much the metrics jump past the training context (a v2 SAE: smaller)."""
     rng = np.random.default_rng(seed)
@@ -168,10 +177,10 @@ def build_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
 
 def minimal_report() -> dict[str, Any]:
     """Provenance, one layer of per-position results and the checks; every other section missing."""
-    full = build_report()
-    return {"schema_version": 1, "provenance": full["provenance"], "config": {},
-            "results": {"per_position": {"2": full["results"]["per_position"]["2"]}},
-            "checks": full["checks"][:3], "summary": {"pass": 3}}
+    full = build_v1_report()
+    return upgrade_report({"schema_version": 1, "provenance": full["provenance"], "config": {},
+                           "results": {"per_position": {"2": full["results"]["per_position"]["2"]}},
+                           "checks": full["checks"][:3], "summary": {"pass": 3}})
 
 
 FULL_FIGURES = (
@@ -220,7 +229,7 @@ def test_full_report_produces_every_figure(full_plots) -> None:
     result, out = full_plots
     names = [p.name for p in result.paths]
     assert sorted(names) == sorted(FULL_FIGURES), set(names) ^ set(FULL_FIGURES)
-    assert result.notes == [], result.notes
+    assert result.notes == ["sweeps: no hook has two or more SAEs; skipped sweep_*.png"], result.notes
     for fig in result.figures:
         assert fig.path.parent == out and fig.title and fig.section
         _assert_png(fig.path)
@@ -251,8 +260,9 @@ def test_each_missing_section_is_skipped_alone(tmp_path: Path, section: str, no_
     report = build_report()
     del report["results"][section]
     result = make_plots(report, tmp_path)
-    assert any(n.startswith(f"{section}: section missing") for n in result.notes), result.notes
-    assert len(result.notes) == 1, result.notes
+    notes = [n for n in result.notes if not n.startswith("sweeps:")]
+    assert any(n.startswith(f"{section}: section missing") for n in notes), result.notes
+    assert len(notes) == 1, result.notes
     assert result.paths, "other sections still plotted"
 
 
@@ -288,7 +298,7 @@ def test_cloze_and_feature_key_variants(tmp_path: Path, no_raster: None) -> None
         task.setdefault("per_prompt", {})[layer] = [
             {"delta_logp": cols["delta_logp"][i], "delta_ce": cols["delta_ce"][i], "mse": cols["mse"][i],
              "outcome": cls[i]} for i in range(n)]
-    for metrics in task["per_layer"].values():  # bare numbers instead of {"mean", "ci"}
+    for metrics in task["per_sae"].values():  # bare numbers instead of {"mean", "ci"}
         for k in metrics:
             metrics[k] = metrics[k]["mean"]
     for entry in report["results"]["features"].values():  # centres instead of edges; raw scores
@@ -319,13 +329,49 @@ def test_builder_report_is_json(tmp_path: Path) -> None:
     assert json.loads(json.dumps(report, allow_nan=False)) == report
 
 
-@pytest.mark.parametrize("name", ["report_minimal.json", "report_full.json"])
-def test_example_reports_from_tests_data(tmp_path: Path, name: str) -> None:
-    """The hand-made example reports (another engineer's) plot without error, once they exist."""
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} not written yet")
-    result = make_plots(json.loads(path.read_text()), tmp_path)
+@pytest.mark.parametrize("name", ["report_minimal.json", "report_v1.json"])
+def test_example_reports_from_tests_data(tmp_path: Path, name: str, no_raster: None) -> None:
+    """The example reports of tests/data plot without error (version 1 upgraded on read)."""
+    result = make_plots(read_report(DATA / name), tmp_path)
     assert result.paths or result.notes
-    for p in result.paths:
-        _assert_png(p)
+
+
+@pytest.fixture(scope="module")
+def suite_plots(tmp_path_factory: pytest.TempPathFactory):
+    """The example suite (7 SAEs at 6 hooks, a sweep of two widths at blocks.1.hook_resid_pre), drawn once."""
+    out = tmp_path_factory.mktemp("suite")
+    report = read_report(DATA / "report_full.json")
+    return report, make_plots(report, out)
+
+
+def test_suite_report_draws_the_sweep_frontier(suite_plots) -> None:
+    report, result = suite_plots
+    sweep = [f for f in result.figures if f.name.startswith("sweep_")]
+    assert [f.name for f in sweep] == ["sweep_blocks.1.hook_resid_pre.png"]
+    assert sweep[0].section == "Sweeps" and "L0 against fvu and delta_ce" in sweep[0].title
+    _assert_png(sweep[0].path, (1000, 450))
+    assert not any(n.startswith("sweeps:") for n in result.notes), result.notes
+    for fig in result.figures:
+        _assert_png(fig.path)
+
+
+def test_sweep_figure_only_with_sweeps(tmp_path: Path, no_raster: None) -> None:
+    report = read_report(DATA / "report_full.json")
+    del report["results"]["sweeps"]
+    result = make_plots(report, tmp_path)
+    assert not any(p.name.startswith("sweep_") for p in result.paths)
+    assert "sweeps: no hook has two or more SAEs; skipped sweep_*.png" in result.notes
+    report["results"]["sweeps"] = {"blocks.9.hook_resid_pre": ["ghost1", "ghost2"]}  # no results for them
+    result = make_plots(report, tmp_path / "ghost")
+    assert not any(p.name.startswith("sweep_") for p in result.paths)
+    assert any("fewer than two SAEs at blocks.9.hook_resid_pre" in n for n in result.notes)
+
+
+def test_positions_one_panel_per_hook_and_names(suite_plots) -> None:
+    report, result = suite_plots
+    groups = plots_data.by_hook(report, list(plots_data.per_position(report)))
+    assert len(groups) == 6 and groups["blocks.1.hook_resid_pre"] == ["blocks.1.hook_resid_pre",
+                                                                       "blocks.1.hook_resid_pre.w1024"]
+    assert plots_data.propagation(report).labels == [f"blocks.{L}.hook_resid_pre" for L in range(4)]
+    names = {p.name for p in result.paths}
+    assert {"position_mse.png", "layer_mse.png", "propagation_mse.png", "cloze_lambada_accuracy.png"} <= names

@@ -1,17 +1,25 @@
 """Compare two reports: what regressed, improved, changed, appeared or disappeared, beyond the noise.
 
-Reads only the JSON dicts (``io.load_report``); never a model. The lead's ``sae-checks diff OLD NEW
-[--format table|markdown|json] [--force]`` is ``format_diff(diff_reports(...), fmt)`` plus
-``diff_exit_code``; ``ReportError`` (incompatible reports) exits 2 like every ``SaeChecksError``.
+Reads only the JSON dicts (``io.read_report``, which upgrades schema_version 1); never a model. The
+CLI's ``sae-checks diff OLD NEW [--format table|markdown|json] [--force] [--allow-different]
+[--exclude PATTERN ...]`` is ``format_diff(diff_reports(...), fmt)`` plus ``diff_exit_code``;
+``ReportError`` / ``DiffError`` (incompatible reports) exit 2 like every ``SaeChecksError``.
 
-Compared quantities (each one entry, keyed by a path-like string):
+SAEs are matched by name (schema_version 2). Compared quantities (each one entry, keyed by a path-like
+string):
 
+- ``saes/<name>``: the SAE itself: in the new report only, ``added`` (a new SAE, listed, never a
+  regression); in the old report only, ``regressed`` (it vanished);
 - ``checks/<check id>``: the check's ``value`` and ``ci``, and its ``status``;
-- ``per_bucket/layer=L/bucket=a-b/<metric>``: the bucket ``mean`` and ``ci``;
-- ``context_generalization/layer=L/<metric>``: the beyond/inside ``ratio`` and ``ci``;
-- ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/layer=L/<metric>``: every number, or
-  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_layer`` dicts (nested keys joined by ``/``);
+- ``per_bucket/sae=<name>/bucket=a-b/<metric>``: the bucket ``mean`` and ``ci``;
+- ``context_generalization/sae=<name>/<metric>``: the beyond/inside ``ratio`` and ``ci``;
+- ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/sae=<name>/<metric>``: every number, or
+  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_sae`` dicts (nested keys joined by ``/``);
 - ``summary/<status>``: the check counts.
+
+Anything in the old report and absent from the new one is a regression ("vanished"), unless excluded:
+``exclude`` patterns (shell globs) over SAE names and check ids put every matching entry, present or not,
+in the ``excluded`` category. Which way is better comes from ``sae_checks.metrics.registry``.
 
 Per-position arrays, propagation matrices and feature lists are not diffed: they are views for people
 (plots, html), and the checks and buckets already summarize them with CIs.
@@ -19,38 +27,35 @@ Per-position arrays, propagation matrices and feature lists are not diffed: they
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from sae_checks.errors import ReportError
+from sae_checks.metrics import registry
+from sae_checks.report.upgrade import sae_name
 
-Category = Literal["regressed", "improved", "changed", "unchanged", "added", "removed"]
+Category = Literal["regressed", "improved", "changed", "unchanged", "added", "excluded"]
 Direction = Literal["lower", "higher"]
-CATEGORIES: tuple[Category, ...] = ("regressed", "improved", "changed", "added", "removed", "unchanged")
+CATEGORIES: tuple[Category, ...] = ("regressed", "improved", "changed", "added", "excluded", "unchanged")
 FAILING = frozenset({"fail", "new"})  # check statuses that fail the gate (DESIGN.md 5: "new" fails)
 EXACT_REL_TOL = 1e-5  # without any CI, changes below this relative size are float rounding (6 significant digits)
-
-# Which way is better, for metrics whose checks do not say (a check's ``direction`` wins).
-# l0, feat_l1, resid_norm, ce_clean and counts have no universal good direction: they are "changed".
-BUILTIN_DIRECTION: dict[str, Direction] = {
-    "mse": "lower", "fvu": "lower", "delta_ce": "lower", "kl": "lower", "ce_spliced": "lower",
-    "only_clean_right": "lower",  # prompts the SAE broke
-    "explained_variance": "higher", "cos": "higher", "ce_loss_score": "higher",
-    "acc_first_token": "higher", "acc_word": "higher", "acc_choice": "higher",
-    "logp": "higher", "delta_logp": "higher",
-}
 # beyond/inside ratios: a larger ratio is a worse degradation past the SAE's training context (the post's
 # failure mode), for every metric including l0 (12 -> 1900 at gpt2-small layer 0).
 CONTEXT_RATIO_DIRECTION: Direction = "lower"
 SUMMARY_DIRECTION: dict[str, Direction] = {"fail": "lower", "new": "lower"}  # pass/warn/improved move with the check set
 
 
+class DiffError(ReportError):
+    """Two reports that measure different things: other models, or SAE sets that cannot be matched."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiffEntry:
-    key: str  # "checks/fvu/layer=3/bucket=1-128", "per_bucket/layer=3/bucket=1-128/fvu", ...
-    section: str  # "checks", "per_bucket", "context_generalization", "cloze", "summary"
+    key: str  # "checks/fvu-L3-pos1_128-blocks.3.hook_resid_pre", "per_bucket/sae=<name>/bucket=1-128/fvu", ...
+    section: str  # "saes", "checks", "per_bucket", "context_generalization", "cloze", "summary"
     category: Category
     old: float | None  # None: absent (added) or null in the report (NaN / undefined)
     new: float | None
@@ -62,6 +67,7 @@ class DiffEntry:
     old_status: str | None = None  # checks only
     new_status: str | None = None
     reason: str = ""  # why this category: "intervals ... do not overlap", "status pass -> fail", ...
+    sae: str | None = None  # the SAE this entry belongs to (None: summary, cloze baseline)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +78,10 @@ class ReportDiff:
     entries: tuple[DiffEntry, ...]  # sorted by category (CATEGORIES order), then key
     old_label: str = "old"
     new_label: str = "new"
-    incompatible: tuple[str, ...] = field(default=())  # mismatches compared anyway because force=True
+    incompatible: tuple[str, ...] = field(default=())  # mismatches compared anyway (force / allow_different)
+    new_saes: tuple[str, ...] = ()  # SAEs only in the new report (listed, not regressions)
+    vanished_saes: tuple[str, ...] = ()  # SAEs only in the old report, not excluded (regressions)
+    exclude: tuple[str, ...] = ()  # the exclude patterns applied
 
     def by_category(self, category: Category) -> list[DiffEntry]:
         return [e for e in self.entries if e.category == category]
@@ -99,6 +108,9 @@ class ReportDiff:
             "old": self.old_label,
             "new": self.new_label,
             "incompatible": list(self.incompatible),
+            "new_saes": list(self.new_saes),
+            "vanished_saes": list(self.vanished_saes),
+            "exclude": list(self.exclude),
             "counts": self.counts(),
             "exit_code": diff_exit_code(self),
             "entries": [e.to_dict() for e in self.entries],
@@ -110,8 +122,9 @@ class ReportDiff:
 
 
 def compatibility_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Differences that make two reports incomparable: model, data source (dataset, split, revision,
-    config name), ctx_len, position buckets. n_sequences, seed and SAEs may differ (that is the point)."""
+    """Differences in what two reports measured on: data source (dataset, split, revision, config name),
+    ctx_len, position buckets of the SAEs in both. n_sequences, seed and SAEs may differ (that is the
+    point); models and SAE sets are checked by :func:`identity_problems`."""
     def prov(r: Mapping[str, Any], *keys: str) -> Any:
         node: Any = r.get("provenance", {})
         for k in keys:
@@ -119,7 +132,6 @@ def compatibility_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
         return node
 
     pairs: list[tuple[str, Any, Any]] = [
-        ("model", prov(old, "model"), prov(new, "model")),
         ("data.dataset", prov(old, "data", "dataset"), prov(new, "data", "dataset")),
         ("data.split", prov(old, "data", "split"), prov(new, "data", "split")),
         ("data.revision", prov(old, "data", "revision"), prov(new, "data", "revision")),
@@ -128,9 +140,57 @@ def compatibility_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
         ("config.buckets", old.get("config", {}).get("buckets"), new.get("config", {}).get("buckets")),
     ]
     old_b, new_b = old.get("results", {}).get("buckets", {}), new.get("results", {}).get("buckets", {})
-    for layer in sorted(set(old_b) & set(new_b), key=_layer_order):
-        pairs.append((f"results.buckets[{layer}]", old_b[layer], new_b[layer]))
+    for sae in sorted(set(old_b) & set(new_b)):
+        pairs.append((f"results.buckets[{sae}]", old_b[sae], new_b[sae]))
     return [f"{name}: {a!r} vs {b!r}" for name, a, b in pairs if a != b]
+
+
+def sae_hooks(report: Mapping[str, Any]) -> dict[str, str | None]:
+    """``{SAE name: hook}`` of a (version 2) report: ``results.saes``, else ``provenance.saes``, else the
+    keys of ``results.per_bucket`` (hook unknown)."""
+    results = report.get("results", {})
+    saes = results.get("saes") if isinstance(results, Mapping) else None
+    if isinstance(saes, Mapping) and saes:
+        return {str(n): (i.get("hook") if isinstance(i, Mapping) else None) for n, i in saes.items()}
+    prov = report.get("provenance", {})
+    entries = [e for e in (prov.get("saes") or []) if isinstance(e, Mapping)] if isinstance(prov, Mapping) else []
+    if entries:
+        return {sae_name(e): e.get("hook") for e in entries}
+    per_bucket = results.get("per_bucket") if isinstance(results, Mapping) else None
+    return dict.fromkeys(map(str, per_bucket or {}))
+
+
+def identity_problems(old: Mapping[str, Any], new: Mapping[str, Any],
+                      exclude: Iterable[str] = ()) -> list[str]:
+    """Why two reports are not two runs of one suite: different models; SAE sets with no name in common
+    (after ``exclude``); an SAE name at different hooks. Each problem names the models or the SAEs."""
+    problems = []
+    old_model, new_model = old.get("provenance", {}).get("model"), new.get("provenance", {}).get("model")
+    if old_model != new_model:
+        problems.append(f"different models: {old_model!r} vs {new_model!r}")
+    patterns = tuple(exclude)
+    a = {n: h for n, h in sae_hooks(old).items() if not _excluded(patterns, n)}
+    b = {n: h for n, h in sae_hooks(new).items() if not _excluded(patterns, n)}
+    if a and b and not set(a) & set(b):
+        problems.append(f"no SAE in common: old has {_names(a)}; new has {_names(b)}")
+    for name in sorted(set(a) & set(b)):
+        if a[name] and b[name] and a[name] != b[name]:
+            problems.append(f"SAE {name!r} is at hook {a[name]!r} in the old report and {b[name]!r} in the new one")
+    return problems
+
+
+def _names(names: Iterable[str], limit: int = 8) -> str:
+    listed = sorted(names)
+    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
+    return ", ".join(repr(n) for n in listed[:limit]) + more
+
+
+def _excluded(patterns: tuple[str, ...], *names: str | None) -> str | None:
+    """The first pattern matching one of ``names`` (SAE names, check ids), or None."""
+    for pattern in patterns:
+        if any(n is not None and fnmatch.fnmatchcase(n, pattern) for n in names):
+            return pattern
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,6 +203,8 @@ def diff_reports(
     *,
     force: bool = False,
     labels: tuple[str, str] = ("old", "new"),
+    allow_different: bool = False,
+    exclude: Iterable[str] = (),
 ) -> ReportDiff:
     """Classify every compared quantity (see the module docstring) of ``new`` against ``old``.
 
@@ -157,17 +219,28 @@ def diff_reports(
       i.e. any change that survives the report's 6-significant-digit rounding.
 
     A significant change is ``regressed`` or ``improved`` according to the direction: the check's
-    ``direction`` field, else the direction of a check on the same metric, else ``BUILTIN_DIRECTION``;
-    without a known direction it is ``changed`` (never a regression). A value that becomes null
-    (non-finite) is ``regressed``. Not significant: ``unchanged`` (its ``reason`` says "within noise").
-    A check whose status goes from passing (pass, warn, improved) to failing (fail, new) is ``regressed``
-    whatever its value; failing to passing is ``improved``. Keys in one report only are ``added`` or
-    ``removed``.
+    ``direction`` field, else the direction of a check on the same metric, else the metric registry
+    (``sae_checks.metrics.registry``); without a known direction it is ``changed`` (never a
+    regression). A value that becomes null (non-finite) is ``regressed``. Not significant:
+    ``unchanged`` (its ``reason`` says "within noise"). A check whose status goes from passing (pass,
+    warn, improved) to failing (fail, new) is ``regressed`` whatever its value; failing to passing is
+    ``improved``. Keys in the new report only are ``added``; keys in the old report only are
+    ``regressed`` (vanished). Entries whose SAE name or check id matches an ``exclude`` glob are
+    ``excluded``, whatever they are.
 
-    Raises ``ReportError`` naming both values when the reports are incompatible (different model, data
-    source, ctx_len or buckets, see ``compatibility_problems``) unless ``force=True``; then the
-    mismatches are kept in ``ReportDiff.incompatible``.
+    Raises ``DiffError`` naming both models, or the SAE names, when the reports are not two runs of one
+    suite (see ``identity_problems``) unless ``allow_different=True``; raises ``ReportError`` naming both
+    values when they measure on different data (see ``compatibility_problems``) unless ``force=True``.
+    Mismatches compared anyway are kept in ``ReportDiff.incompatible``.
     """
+    patterns = tuple(exclude)
+    identity = identity_problems(old, new, patterns)
+    if identity and not allow_different:
+        raise DiffError(
+            f"cannot compare {labels[0]} with {labels[1]}: " + "; ".join(identity)
+            + " (pass --allow-different / allow_different=True to compare anyway, or leave SAEs out with"
+            " --exclude PATTERN)"
+        )
     problems = compatibility_problems(old, new)
     if problems and not force:
         raise ReportError(
@@ -177,10 +250,23 @@ def diff_reports(
     directions = _check_directions(old, new)
     old_points = dict(_points(old, directions))
     new_points = dict(_points(new, directions))
-    entries = [_compare(key, old_points.get(key), new_points.get(key)) for key in old_points.keys() | new_points.keys()]
+    entries = []
+    for key in old_points.keys() | new_points.keys():
+        a, b = old_points.get(key), new_points.get(key)
+        point = b or a
+        assert point is not None, key
+        pattern = _excluded(patterns, point.sae, point.upstream_sae, point.check_id)
+        entries.append(_compare(key, a, b, pattern))
     order = {c: i for i, c in enumerate(CATEGORIES)}
     entries.sort(key=lambda e: (order[e.category], e.key))
-    return ReportDiff(entries=tuple(entries), old_label=labels[0], new_label=labels[1], incompatible=tuple(problems))
+    saes = [e for e in entries if e.section == "saes"]
+    return ReportDiff(
+        entries=tuple(entries), old_label=labels[0], new_label=labels[1],
+        incompatible=tuple(identity + problems),
+        new_saes=tuple(sorted(e.sae or "" for e in saes if e.category == "added")),
+        vanished_saes=tuple(sorted(e.sae or "" for e in saes if e.category == "regressed")),
+        exclude=patterns,
+    )
 
 
 def diff_exit_code(diff: ReportDiff) -> int:
@@ -195,6 +281,9 @@ class _Point:
     ci: tuple[float | None, float | None] | None
     direction: Direction | None
     status: str | None = None
+    sae: str | None = None
+    upstream_sae: str | None = None  # propagation checks: an exclude pattern may name either SAE
+    check_id: str | None = None
 
 
 def _check_directions(*reports: Mapping[str, Any]) -> dict[str, Direction]:
@@ -207,64 +296,88 @@ def _check_directions(*reports: Mapping[str, Any]) -> dict[str, Direction]:
     return out
 
 
-def _direction(metric: str, directions: Mapping[str, Direction]) -> Direction | None:
-    return directions.get(metric) or BUILTIN_DIRECTION.get(metric)
+def _direction(metric: str, directions: Mapping[str, Direction],
+               family: registry.Family = "bucket") -> Direction | None:
+    return directions.get(metric) or registry.direction(metric, family)
+
+
+def _check_direction(metric: str) -> Direction | None:
+    """Direction of a check's policy metric: ``fvu``, ``context_ratio.fvu``, ``cloze.lambada.acc_word``,
+    ``propagation.mse``."""
+    family, _, rest = metric.partition(".")
+    if rest and family in registry.FAMILIES:
+        return registry.direction(rest.rpartition(".")[2], family)  # type: ignore[arg-type]
+    return registry.direction(metric)
 
 
 def _points(report: Mapping[str, Any], directions: Mapping[str, Direction]) -> Iterator[tuple[str, _Point]]:
+    for name in sae_hooks(report):
+        yield f"saes/{name}", _Point("saes", None, None, None, sae=name)
     for check in report.get("checks", []):
         metric = check.get("metric", "")
-        direction = check.get("direction") or _direction(metric, directions)
+        direction = check.get("direction") or directions.get(metric) or _check_direction(metric)
         yield f"checks/{check['id']}", _Point("checks", _num(check.get("value")), _ci(check.get("ci")),
-                                             direction, check.get("status"))
+                                             direction, check.get("status"), check.get("sae"),
+                                             check.get("upstream_sae"), str(check["id"]))
     results = report.get("results", {})
-    for layer, buckets in results.get("per_bucket", {}).items():
+    for sae, buckets in results.get("per_bucket", {}).items():
         for bucket, metrics in buckets.items():
             for metric, est in metrics.items():
-                yield (f"per_bucket/layer={layer}/bucket={bucket}/{metric}",
-                       _Point("per_bucket", _num(est.get("mean")), _ci(est.get("ci")), _direction(metric, directions)))
-    for layer, metrics in results.get("context_generalization", {}).items():
+                yield (f"per_bucket/sae={sae}/bucket={bucket}/{metric}",
+                       _Point("per_bucket", _num(est.get("mean")), _ci(est.get("ci")), _direction(metric, directions),
+                              sae=sae))
+    for sae, metrics in results.get("context_generalization", {}).items():
         for metric, ratio in metrics.items():
-            yield (f"context_generalization/layer={layer}/{metric}",
+            yield (f"context_generalization/sae={sae}/{metric}",
                    _Point("context_generalization", _num(ratio.get("ratio")), _ci(ratio.get("ci")),
-                          CONTEXT_RATIO_DIRECTION))
+                          registry.direction(metric, "context_ratio") or CONTEXT_RATIO_DIRECTION, sae=sae))
     for task, body in results.get("cloze", {}).items():
-        yield from _leaves(f"cloze/task={task}/baseline", body.get("baseline", {}), directions)
-        for layer, per_layer in body.get("per_layer", {}).items():
-            yield from _leaves(f"cloze/task={task}/layer={layer}", per_layer, directions)
+        yield from _leaves(f"cloze/task={task}/baseline", body.get("baseline", {}), directions, None)
+        for sae, per_sae in body.get("per_sae", {}).items():
+            yield from _leaves(f"cloze/task={task}/sae={sae}", per_sae, directions, sae)
     for status, count in report.get("summary", {}).items():
         yield f"summary/{status}", _Point("summary", _num(count), None, SUMMARY_DIRECTION.get(status))
 
 
-def _leaves(prefix: str, node: Any, directions: Mapping[str, Direction]) -> Iterator[tuple[str, _Point]]:
+def _leaves(prefix: str, node: Any, directions: Mapping[str, Direction],
+            sae: str | None) -> Iterator[tuple[str, _Point]]:
     """Numbers and {"mean", "ci"} pairs under ``node``, keyed by their joined path; lists are skipped."""
     if not isinstance(node, Mapping):
         return
     for key, value in node.items():
         path = f"{prefix}/{key}"
+        direction = _direction(key, directions, "cloze")
         if isinstance(value, Mapping) and "mean" in value:
-            yield path, _Point("cloze", _num(value.get("mean")), _ci(value.get("ci")), _direction(key, directions))
+            yield path, _Point("cloze", _num(value.get("mean")), _ci(value.get("ci")), direction, sae=sae)
         elif isinstance(value, Mapping):
-            yield from _leaves(path, value, directions)
+            yield from _leaves(path, value, directions, sae)
         elif isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
-            yield path, _Point("cloze", _num(value), None, _direction(key, directions))
+            yield path, _Point("cloze", _num(value), None, direction, sae=sae)
 
 
-def _compare(key: str, old: _Point | None, new: _Point | None) -> DiffEntry:
+def _compare(key: str, old: _Point | None, new: _Point | None, excluded_by: str | None = None) -> DiffEntry:
     point = new or old
     assert point is not None, key
-    if old is None or new is None:
-        category: Category = "added" if old is None else "removed"
-        return DiffEntry(key=key, section=point.section, direction=point.direction, category=category,
-                         old=old.value if old else None, new=new.value if new else None, delta=None, delta_pct=None,
-                         old_ci=old.ci if old else None, new_ci=new.ci if new else None,
-                         old_status=old.status if old else None, new_status=new.status if new else None,
-                         reason=f"only in the {'new' if old is None else 'old'} report")
-    delta = None if old.value is None or new.value is None else new.value - old.value
-    pct = None if delta is None or not old.value else 100.0 * delta / abs(old.value)
-    category, reason = _classify(old, new)
-    return DiffEntry(key=key, section=point.section, direction=point.direction, category=category, old=old.value, new=new.value, delta=delta, delta_pct=pct,
-                     old_ci=old.ci, new_ci=new.ci, old_status=old.status, new_status=new.status, reason=reason)
+    category: Category
+    if excluded_by is not None:
+        category, reason = "excluded", f"excluded by {excluded_by!r}"
+    elif old is None:
+        category, reason = "added", "new SAE" if point.section == "saes" else "only in the new report"
+    elif new is None:
+        category = "regressed"
+        reason = ("vanished: the SAE is not in the new report" if point.section == "saes"
+                  else "vanished: only in the old report")
+    elif point.section == "saes":
+        category, reason = "unchanged", "in both reports"
+    else:
+        category, reason = _classify(old, new)
+    delta = None if old is None or new is None or old.value is None or new.value is None else new.value - old.value
+    pct = None if delta is None or old is None or not old.value else 100.0 * delta / abs(old.value)
+    return DiffEntry(key=key, section=point.section, direction=point.direction, category=category,
+                     old=old.value if old else None, new=new.value if new else None, delta=delta, delta_pct=pct,
+                     old_ci=old.ci if old else None, new_ci=new.ci if new else None,
+                     old_status=old.status if old else None, new_status=new.status if new else None,
+                     reason=reason, sae=point.sae)
 
 
 def _classify(old: _Point, new: _Point) -> tuple[Category, str]:
@@ -329,77 +442,11 @@ def _ci(value: Any) -> tuple[float | None, float | None] | None:
     return None
 
 
-def _layer_order(key: str) -> tuple[int, str]:
-    return (int(key), "") if key.isdigit() else (1 << 30, key)
-
-
 def _g(x: float | None) -> str:
     return "null" if x is None else f"{x:.4g}"
 
 
-# --------------------------------------------------------------------------------------------------
-# output
+from sae_checks.report.diff_format import format_diff  # noqa: E402  (it imports the types above)
 
-
-def format_diff(
-    diff: ReportDiff, fmt: Literal["table", "markdown", "json"] = "table", *, show_unchanged: bool = False
-) -> str:
-    """Render ``diff``: ``table`` (aligned plain text for terminals), ``markdown`` (a GitHub table) or
-    ``json`` (every entry, unchanged ones included, canonical: sorted keys, rounded floats).
-
-    Table and Markdown list everything but ``unchanged`` entries (counted in the header) unless
-    ``show_unchanged``; rows are ordered regressed, improved, changed, added, removed, unchanged.
-    """
-    if fmt == "json":
-        from sae_checks.report.io import canonical_json
-
-        return canonical_json(diff.to_dict())
-    if fmt not in ("table", "markdown"):
-        raise ReportError(f"format={fmt!r}: unknown diff format; choose table, markdown or json")
-    counts = diff.counts()
-    within = sum(1 for e in diff.by_category("unchanged") if e.delta)
-    headline = ", ".join(f"{counts[c]} {c}" for c in CATEGORIES if c != "unchanged")
-    headline += f", {counts['unchanged']} unchanged ({within} moved within noise)"
-    verdict = "REGRESSED" if diff.regressions else "no regression"
-    rows = [e for e in diff.entries if show_unchanged or e.category != "unchanged"]
-    header = ["", "key", "old", "new", "delta", "delta %", "why"]
-    cells = [[e.category, e.key, _value(e.old, e.old_status), _value(e.new, e.new_status),
-              _signed(e.delta), _pct(e.delta_pct), e.reason] for e in rows]
-    if fmt == "markdown":
-        lines = [f"### sae-checks diff: {verdict}", "", f"`{diff.old_label}` → `{diff.new_label}`: {headline}", ""]
-        if diff.incompatible:
-            lines += [f"> **Compared with --force despite:** {'; '.join(diff.incompatible)}", ""]
-        if cells:
-            lines += ["| " + " | ".join(header[1:2] + ["change"] + header[2:]) + " |",
-                      "|" + "---|" * 2 + "---:|" * 4 + "---|"]
-            lines += ["| " + " | ".join(_md(c) for c in [row[1], row[0], *row[2:]]) + " |" for row in cells]
-        return "\n".join(lines) + "\n"
-    lines = [f"sae-checks diff: {verdict}", f"{diff.old_label} -> {diff.new_label}", headline]
-    if diff.incompatible:
-        lines.append("compared with --force despite: " + "; ".join(diff.incompatible))
-    if cells:
-        table = [header, *cells]
-        widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
-        right = {2, 3, 4, 5}
-        lines.append("")
-        for r in table:
-            parts = [r[i].rjust(w) if i in right else r[i].ljust(w) for i, w in enumerate(widths)]
-            lines.append("  ".join(parts + [r[-1]]).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def _value(x: float | None, status: str | None) -> str:
-    text = "-" if x is None else f"{x:.6g}"
-    return f"{text} ({status})" if status else text
-
-
-def _signed(x: float | None) -> str:
-    return "" if x is None else f"{x:+.4g}"
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:+.1f}%"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+__all__ = ["CATEGORIES", "DiffEntry", "DiffError", "ReportDiff", "beyond_noise", "compatibility_problems",
+           "diff_exit_code", "diff_reports", "format_diff", "identity_problems", "sae_hooks"]

@@ -1,5 +1,6 @@
-"""One self-contained HTML page for a report: verdict, provenance, checks, figures, and the diff
-against a baseline report.
+"""One self-contained HTML page for a report: verdict, a grid of SAEs x metric/bucket coloured by check
+status (each cell links to its check row), checks, figures (the sweep frontier among them), provenance,
+and the diff against a baseline report. Keyed by SAE name (schema_version 2).
 
 Self-contained means: figures embedded as ``data:image/png;base64`` URIs, CSS and the one small script
 inline, no network (a Content-Security-Policy forbids any fetch), so the file can be attached to a
@@ -14,6 +15,7 @@ import html
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,6 +56,9 @@ figcaption{font-size:12px;color:#555}
 pre{background:#f7f7f9;padding:8px;overflow:auto;font-size:12px}
 .filter{margin:6px 0}.filter label{margin-right:10px}
 tr[hidden]{display:none}
+table.grid td{padding:0;text-align:center;min-width:34px}table.grid td a{display:block;padding:3px 6px;
+ color:#fff;text-decoration:none;font-weight:600}table.grid th.sae{text-align:left;white-space:nowrap}
+table.grid td.none{background:#f4f4f6}tr:target{outline:3px solid #1565c0}
 """
 
 _SCRIPT = """
@@ -137,7 +142,7 @@ def _verdict(report: Mapping[str, Any]) -> str:
 
 
 def _generalization(report: Mapping[str, Any]) -> str:
-    """One line per layer: beyond/inside ratio of fvu, l0, delta_ce, coloured by size."""
+    """One line per SAE: beyond/inside ratio of fvu, l0, delta_ce, coloured by size."""
     gen = data.context_generalization(report)
     if not gen:
         return '<p class="notes">Context generalization: not in this report.</p>'
@@ -161,7 +166,7 @@ def _generalization(report: Mapping[str, Any]) -> str:
         where = f"{ctx}bucket {first.beyond} vs {first.inside}"
         if first.from_buckets:
             where += ", from per-bucket means"
-        items.append(f"<li>layer {_e(layer)} ({_e(where)}): " + " · ".join(bits) + "</li>")
+        items.append(f"<li>{_e(layer)} ({_e(where)}): " + " · ".join(bits) + "</li>")
     return ("<div><b>Context generalization</b> (mean beyond the training context / mean inside it; "
             "1 = no degradation):<ul class=\"ctx\">" + "".join(items) + "</ul></div>")
 
@@ -190,7 +195,7 @@ def _provenance(report: Mapping[str, Any]) -> str:
         out.append(_table(["field", "value"], ([f"<td>{_e(k)}</td>", _cell(v)] for k, v in scalars)))
     saes = [s for s in prov.get("saes") or [] if isinstance(s, Mapping)]
     if saes:
-        order = ["layer", "hook", "release", "id", "context_size", "architecture", "d_sae", "sha256"]
+        order = ["name", "layer", "hook", "release", "id", "context_size", "architecture", "d_sae", "sha256"]
         keys = [k for k in order if any(k in s for s in saes)]
         keys += sorted({k for s in saes for k in s} - set(keys))
         rows = []
@@ -218,8 +223,54 @@ def _provenance(report: Mapping[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------- checks
 
-_CHECK_COLUMNS = ("status", "id", "metric", "layer", "bucket", "value", "ci", "baseline", "limit",
+_CHECK_COLUMNS = ("status", "id", "sae", "metric", "layer", "bucket", "value", "ci", "baseline", "limit",
                   "direction", "message")
+
+
+def check_anchor(check_id: Any) -> str:
+    """The HTML id of a check's row: ``check-`` + the id with characters outside ``[A-Za-z0-9_.-]`` as ``_``."""
+    return "check-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(check_id))
+
+
+def _grid_column(check: Mapping[str, Any]) -> str | None:
+    """The grid column of a check: ``metric`` or ``metric @ bucket``; None for propagation checks (two
+    SAEs each: the heat maps show them) and checks without an SAE."""
+    metric = str(check.get("metric", ""))
+    if not check.get("sae") or metric.startswith("propagation") or check.get("upstream_sae"):
+        return None
+    return f"{metric} @ {check['bucket']}" if check.get("bucket") else metric
+
+
+def _grid(report: Mapping[str, Any]) -> str:
+    """SAEs (rows) x metric/bucket (columns), each cell coloured by its check's status and linking to
+    the check's row below. Empty when no check names an SAE."""
+    cells: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for c in data.checks(report):
+        column = _grid_column(c)
+        if column is not None:
+            cells.setdefault((str(c["sae"]), column), c)  # failures first: the worst check of a cell wins
+    if not cells:
+        return ""
+    order = data.sae_sort_key(report)
+    rows = sorted({sae for sae, _ in cells}, key=order)
+    columns = sorted({col for _, col in cells}, key=lambda col: (col.count(".") > 0, col))
+    head = "".join(f"<th>{_e(col)}</th>" for col in columns)
+    body = []
+    for sae in rows:
+        tds = []
+        for col in columns:
+            found = cells.get((sae, col))
+            if found is None:
+                tds.append('<td class="none"></td>')
+                continue
+            c = found
+            status = str(c.get("status", ""))
+            title = f"{c.get('id')}: {status}, value {_fmt(c.get('value'))}"
+            tds.append(f'<td class="{_status_class(status)}"><a href="#{_e(check_anchor(c.get("id")))}" '
+                       f'title="{_e(title)}">{_e(status[:4])}</a></td>')
+        body.append(f'<tr><th class="sae">{_e(sae)}</th>' + "".join(tds) + "</tr>")
+    return ('<section id="grid-section"><h2>SAEs by check</h2><table class="grid" id="grid"><thead><tr>'
+            f'<th>SAE</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>')
 
 
 def _checks(report: Mapping[str, Any]) -> str:
@@ -245,7 +296,8 @@ def _checks(report: Mapping[str, Any]) -> str:
                 cells.append(f'<td class="num">{_e(_ci(v))}</td>')
             else:
                 cells.append(_cell(v, num=col in ("value", "baseline", "limit")))
-        body.append(f'<tr data-status="{_e(status)}">' + "".join(cells) + "</tr>")
+        body.append(f'<tr id="{_e(check_anchor(c.get("id")))}" data-status="{_e(status)}">' + "".join(cells)
+                    + "</tr>")
     head = "".join(f"<th>{_e(h)}</th>" for h in _CHECK_COLUMNS)
     out.append(f'<table id="checks"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
     out.append("</section>")
@@ -279,7 +331,8 @@ def _diff_module_text(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[s
     except ImportError:
         return None, None
     try:
-        return str(format_diff(diff_reports(old, new, force=True), "markdown")), None
+        diff = diff_reports(old, new, force=True, allow_different=True)
+        return str(format_diff(diff, "markdown")), None
     except Exception as exc:  # the page must still render when the diff module rejects a report
         return None, f"sae_checks.report.diff failed: {type(exc).__name__}: {exc}"
 
@@ -370,6 +423,7 @@ def render_html(report: Mapping[str, Any], *, baseline: Mapping[str, Any] | None
             f"<p class=\"notes\">created {_e(prov.get('created'))} · schema "
             f"{_e(report.get('schema_version'))} · sae-checks {_e(prov.get('sae_checks'))}</p>",
             _verdict(report),
+            _grid(report),
             _checks(report),
         ]
         if baseline is not None and diff_plots is not None:

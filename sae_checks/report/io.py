@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sae_checks.errors import ReportError
-from sae_checks.report.schema import SCHEMA_VERSION, validate
+from sae_checks.report.schema import READABLE_VERSIONS, SCHEMA_VERSION, validate
+from sae_checks.report.upgrade import sae_name, sort_key, upgrade_report
+
+__all__ = ["build_report", "canonical_json", "load_report", "read_report", "upgrade_report", "write_report"]
 
 SIG_DIGITS = 6  # significant digits kept for every float: far below any CI, far above float32 noise
 STATUSES = ("pass", "fail", "warn", "improved", "new")  # check statuses counted in ``summary``
@@ -33,8 +36,10 @@ def build_report(
     checks: list[dict[str, Any]],
     unused_baseline: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a report: adds ``schema_version``, sorts checks by id and counts them per status in ``summary``.
+    """Assemble a report: adds ``schema_version`` (2), sorts checks by id and counts them per status in ``summary``.
 
+    ``provenance["saes"]`` entries get a ``"name"`` where they lack one (``upgrade.sae_name``: id, else
+    the folder name of ``path``, else ``layer<L>``) and are sorted by (layer, hook, name).
     ``unused_baseline`` (baseline check ids that a full run did not exercise) is stored sorted when given.
     Raises ``ReportError`` for a check without an id or with an unknown status (naming the check).
     """
@@ -46,6 +51,11 @@ def build_report(
                 f"checks[{i}] (id {check.get('id')!r}): status {status!r} is not one of {', '.join(STATUSES)}"
             )
         summary[status] += 1
+    saes = provenance.get("saes")
+    if isinstance(saes, list):
+        named = [{**e, "name": e.get("name") or sae_name(e)} if isinstance(e, Mapping) else e for e in saes]
+        provenance = {**provenance, "saes": sorted(named, key=lambda e: sort_key(e) if isinstance(e, Mapping)
+                                                      else (1 << 30, "", ""))}
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "provenance": provenance,
@@ -153,11 +163,14 @@ def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
     return path
 
 
-def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a report; ``ReportError`` names the file and says what is wrong and where.
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a report, upgrade it to the current layout and validate it; ``ReportError`` names the file
+    and says what is wrong and where.
 
-    Unreadable file; invalid JSON (line and column); NaN/Infinity literals (not JSON); a
-    ``schema_version`` other than ``SCHEMA_VERSION``; a schema violation (JSON path of each offending key).
+    A schema_version 1 report (keyed by layer) is upgraded to version 2 (keyed by SAE name) with
+    :func:`upgrade_report` before validation. Errors: unreadable file; invalid JSON (line and column);
+    NaN/Infinity literals (not JSON); a ``schema_version`` not in ``READABLE_VERSIONS``; a schema
+    violation (JSON path of each offending key, in the upgraded layout).
     """
     path = Path(path)
     try:
@@ -175,13 +188,18 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ReportError(f"{path}: a report is a JSON object, found a {type(report).__name__}")
     version = report.get("schema_version", "<missing>")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ReportError(
             f"{path}: unsupported schema_version {version!r}; this sae-checks reads schema_version "
-            f"{SCHEMA_VERSION} (regenerate the report with this version, or use the sae-checks that wrote it)"
+            f"{readable} (regenerate the report with this version, or use the sae-checks that wrote it)"
         )
-    validate(report, source=str(path))
+    report = upgrade_report(report)
+    validate(report, source=str(path) + (" (upgraded from schema_version 1)" if version == 1 else ""))
     return report
+
+
+load_report = read_report  # the name the CLI and the gate use
 
 
 def _reject_constant(name: str) -> Any:

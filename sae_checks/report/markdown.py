@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sae_checks.report.upgrade import sae_name
+
 MAX_ROWS = 50  # rows per table; GitHub caps a step summary at 1 MiB and nobody reads row 51
+MAX_NAMED = 12  # SAE names spelled out in the header; a larger suite is counted
 
 
 def summary_markdown(report: dict[str, Any]) -> str:
@@ -59,14 +62,19 @@ def append_github_summary(report: dict[str, Any], path: str | os.PathLike[str] |
 
 
 def _saes(saes: Iterable[dict[str, Any]]) -> str:
+    """``release``, the SAE count, hooks and layers, contexts; the names when there are a few."""
     saes = list(saes)
     if not saes:
         return "none"
     sources = sorted({str(s.get("release") or s.get("id") or s.get("hook")) for s in saes})
-    layers = ", ".join(str(s.get("layer")) for s in sorted(saes, key=lambda s: s.get("layer", 0)))
+    layers = ", ".join(map(str, sorted({int(s["layer"]) for s in saes if isinstance(s.get("layer"), int)})))
+    hooks = {s.get("hook") for s in saes}
     contexts = sorted({int(s["context_size"]) for s in saes if s.get("context_size")})
     ctx = f" (context {', '.join(map(str, contexts))})" if contexts else ""
-    return f"{', '.join(f'`{s}`' for s in sources)}, layers {layers}{ctx}"
+    names = [str(s.get("name") or sae_name(s)) for s in saes]
+    listed = ": " + ", ".join(f"`{n}`" for n in names) if len(names) <= MAX_NAMED else ""
+    count = f"{len(saes)} SAE{'s' if len(saes) != 1 else ''} at {len(hooks)} hook{'s' if len(hooks) != 1 else ''}"
+    return f"{', '.join(f'`{s}`' for s in sources)}, {count}, layers {layers}{ctx}{listed}"
 
 
 def _table(title: str, checks: list[dict[str, Any]], note: str = "") -> list[str]:
@@ -75,9 +83,9 @@ def _table(title: str, checks: list[dict[str, Any]], note: str = "") -> list[str
     lines = [f"### {title} ({len(checks)})", ""]
     if note:
         lines += [note, ""]
-    lines += ["| check | status | value | CI | limit / band | message |", "|---|---|---:|---|---|---|"]
+    lines += ["| check | SAE | status | value | CI | limit / band | message |", "|---|---|---|---:|---|---|---|"]
     for c in checks[:MAX_ROWS]:
-        cells = [f"`{c.get('id')}`", str(c.get("status")), _num(c.get("value")), _interval(c.get("ci")),
+        cells = [f"`{c.get('id')}`", f"`{c['sae']}`" if c.get("sae") else "", str(c.get("status")), _num(c.get("value")), _interval(c.get("ci")),
                  _bound(c), str(c.get("message") or "")]
         lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     if len(checks) > MAX_ROWS:

@@ -8,18 +8,21 @@ renamed key is fixed in one place.
 
 Figures written by :func:`make_plots` (when their data is present)::
 
-    position_{mse,l0,feat_l1,delta_ce,kl}.png   metric vs token position (log-x), per layer, context marked
+    position_{mse,l0,feat_l1,delta_ce,kl}.png   metric vs token position (log-x), one panel per hook, one
+                                                line per SAE (by name), context marked
     layer_{mse,l0,feat_l1,delta_ce,kl}.png      metric vs layer, one line per position 1, 2, 4, ..., T-2
+    sweep_<hook>.png                            per hook with >= 2 SAEs: L0 vs fvu and vs delta_ce, one
+                                                point per SAE per bucket
     resid_norm_by_layer.png                     mean residual norm vs layer
     mse_vs_resid_norm.png                       mse vs residual norm, coloured by position / by layer
-    propagation_{mse,l0,resid_norm}.png         upstream x downstream fractional change, centred on 0
-    cloze_<task>_accuracy.png                   accuracy per layer, clean baseline as a line
-    cloze_<task>_ce.png                         answer CE per layer, clean baseline as a line
-    cloze_<task>_delta_logp_strip.png           per-prompt Δlog p per layer
+    propagation_{mse,l0,resid_norm}.png         upstream x downstream SAE fractional change, centred on 0
+    cloze_<task>_accuracy.png                   accuracy per SAE, clean baseline as a line
+    cloze_<task>_ce.png                         answer CE per SAE, clean baseline as a line
+    cloze_<task>_delta_logp_strip.png           per-prompt Δlog p per SAE
     cloze_<task>_prompt_scatter.png             per-prompt mse vs ΔCE and Δlog p, coloured by class
-    features_helpfulness.png                    mean Δlog p and score histograms per layer
+    features_helpfulness.png                    mean Δlog p and score histograms per SAE
 
-and by :func:`make_diff_plots`: ``diff_buckets.png`` (per layer and bucket, new − old).
+and by :func:`make_diff_plots`: ``diff_buckets.png`` (per SAE and bucket, new − old).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from sae_checks.report.plots_base import FigureInfo, PlotResult
 from sae_checks.report.plots_positions import plot_per_position
+from sae_checks.report.plots_sweeps import plot_sweeps
 from sae_checks.report.plots_tasks import plot_bucket_diff, plot_cloze, plot_features, plot_propagation
 
 __all__ = ["FigureInfo", "PlotResult", "make_diff_plots", "make_plots"]
@@ -46,13 +50,13 @@ def make_plots(report: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
     if not isinstance(report, Mapping):
         result.notes.append(f"report is a {type(report).__name__}, not a JSON object; no figures")
         return result
-    for part in (plot_per_position, plot_propagation, plot_cloze, plot_features):
+    for part in (plot_per_position, plot_sweeps, plot_propagation, plot_cloze, plot_features):
         result.extend(part(report, out))
     return result
 
 
 def make_diff_plots(old: Mapping[str, Any], new: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
-    """Write the per-layer, per-bucket deltas (new − old) between two reports into ``out_dir``."""
+    """Write the per-SAE, per-bucket deltas (new − old) between two reports into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(old, Mapping) or not isinstance(new, Mapping):

@@ -1,4 +1,5 @@
-"""Read-only accessors over a report dict (DESIGN.md section 6, docs/architecture.md `results`).
+"""Read-only accessors over a report dict (DESIGN.md section 6, docs/architecture.md `results`), keyed
+by SAE name (schema_version 2; read version 1 reports through ``io.read_report``, which upgrades them).
 
 Every figure and the HTML page read the report through these functions only, so that when a producer
 (engine, cloze, features) renames an inner key, there is one place to align. Each accessor is
@@ -16,30 +17,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sae_checks.metrics import registry
+from sae_checks.report.upgrade import sae_name
+
 # The post's log-spaced view of positions (DESIGN.md section 3): 1, 2, 4, ..., 512, plus T-2.
 POST_POSITIONS = tuple(2**k for k in range(10))
 
-# Per-position metrics drawn against position and against layer, with axis labels carrying units.
-# mse is a sum over d (DESIGN.md section 3), so its unit is the squared activation unit.
-METRIC_LABELS: dict[str, str] = {
-    "mse": "MSE  Σ_d (x − x̂)²  [activation units²]",
-    "fvu": "FVU  [fraction of variance]",
-    "explained_variance": "explained variance  [fraction]",
-    "l0": "L0  [active features / token]",
-    "feat_l1": "feature L1  Σ_k |f_k|  [activation units]",
-    "resid_norm": "residual norm ‖x‖₂  [activation units]",
-    "cos": "cos(x, x̂)  [unitless]",
-    "ce_clean": "CE clean  [nats / token]",
-    "ce_spliced": "CE spliced  [nats / token]",
-    "delta_ce": "ΔCE = CE spliced − CE clean  [nats / token]",
-    "kl": "KL(p_clean ‖ p_spliced)  [nats / token]",
-    "ce_loss_score": "CE loss score  [fraction recovered]",
-}
-
 
 def metric_label(metric: str) -> str:
-    """Axis label with units for ``metric`` (the bare name where no unit is known)."""
-    return METRIC_LABELS.get(metric, metric)
+    """Axis label with units for ``metric``, from ``sae_checks.metrics.registry`` (the bare name where
+    the registry does not know it)."""
+    return registry.axis_label(metric)
 
 
 class Estimate(NamedTuple):
@@ -78,17 +66,80 @@ def estimate(value: Any) -> Estimate:
     return Estimate(to_float(value), math.nan, math.nan)
 
 
-def layer_sort_key(layer: str) -> tuple[int, float, str]:
-    """Numeric layers first, in numeric order; anything else after, by name."""
-    number = to_float(layer)
-    return (0, number, "") if math.isfinite(number) else (1, 0.0, str(layer))
+class SaeInfo(NamedTuple):
+    """What the figures need to know about one SAE."""
+
+    name: str
+    layer: int | None
+    hook: str  # "" when unknown
+    context_size: int | None
+    d_sae: int | None
+
+    @property
+    def kind(self) -> str:
+        """The hook without its block: ``hook_resid_pre``, ``attn.hook_z`` (the hook itself if not ``blocks.L.*``)."""
+        match = re.match(r"^blocks\.\d+\.(.+)$", self.hook)
+        return match.group(1) if match else self.hook
 
 
-def sorted_layers(section: Any) -> list[str]:
-    """The layer keys of a per-layer section, in layer order."""
+def _int(value: Any) -> int | None:
+    x = to_float(value)
+    return int(x) if math.isfinite(x) else None
+
+
+def saes(report: Mapping[str, Any]) -> dict[str, SaeInfo]:
+    """``{name: SaeInfo}`` from ``results.saes`` and ``provenance.saes``, ordered by (layer, hook, name)."""
+    out: dict[str, SaeInfo] = {}
+    for entry in provenance(report).get("saes") or []:
+        if isinstance(entry, Mapping):
+            name = sae_name(entry)
+            out[name] = SaeInfo(name, _int(entry.get("layer")), str(entry.get("hook") or ""),
+                                _int(entry.get("context_size")), _int(entry.get("d_sae")))
+    info = results(report).get("saes")
+    for name, entry in (info.items() if isinstance(info, Mapping) else ()):
+        if isinstance(entry, Mapping):
+            old = out.get(str(name))
+            out[str(name)] = SaeInfo(
+                str(name), _int(entry.get("layer")) if "layer" in entry else (old.layer if old else None),
+                str(entry.get("hook") or (old.hook if old else "")),
+                _int(entry.get("context_size")) or (old.context_size if old else None),
+                _int(entry.get("d_sae")) or (old.d_sae if old else None))
+    return dict(sorted(out.items(), key=lambda kv: _info_key(kv[1])))
+
+
+def _info_key(info: SaeInfo) -> tuple[int, str, str]:
+    return (info.layer if info.layer is not None else 1 << 30, info.hook, info.name)
+
+
+def sae_sort_key(report: Mapping[str, Any]) -> Any:
+    """A sort key over SAE names: (layer, hook, name) of the SAEs the report describes, others by name last."""
+    known = {name: i for i, name in enumerate(saes(report))}
+    return lambda name: (known.get(str(name), len(known)), str(name))
+
+
+def sorted_saes(section: Any, report: Mapping[str, Any]) -> list[str]:
+    """The SAE names keying ``section``, in (layer, hook, name) order."""
     if not isinstance(section, Mapping):
         return []
-    return sorted((str(k) for k in section), key=layer_sort_key)
+    return sorted((str(k) for k in section), key=sae_sort_key(report))
+
+
+def sweeps(report: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``results.sweeps``: ``{hook: [names]}`` for hooks with at least two SAEs (empty when absent)."""
+    sec = results(report).get("sweeps")
+    if not isinstance(sec, Mapping):
+        return {}
+    return {str(h): [str(n) for n in names] for h, names in sorted(sec.items())
+            if isinstance(names, Sequence) and not isinstance(names, str) and len(names) >= 2}
+
+
+def by_hook(report: Mapping[str, Any], names: Sequence[str]) -> dict[str, list[str]]:
+    """``names`` grouped by their SAE's hook (unknown hook: ``"?"``), hooks in (layer, hook) order."""
+    info = saes(report)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names, key=sae_sort_key(report)):
+        groups.setdefault(info[name].hook if name in info and info[name].hook else "?", []).append(name)
+    return groups
 
 
 def bucket_sort_key(bucket: str) -> tuple[float, str]:
@@ -113,10 +164,10 @@ def section(report: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
 
 
 def per_position(report: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer: {metric: array}}`` with ``position`` included; layers in order, nulls as nan."""
+    """``{sae: {metric: array}}`` with ``position`` included; SAEs in (layer, hook, name) order, nulls as nan."""
     sec = section(report, "per_position") or {}
     out: dict[str, dict[str, np.ndarray]] = {}
-    for layer in sorted_layers(sec):
+    for layer in sorted_saes(sec, report):
         entry = sec[layer]
         if not isinstance(entry, Mapping):
             continue
@@ -141,16 +192,16 @@ def post_positions(positions: np.ndarray) -> list[int]:
 
 
 def context_sizes(report: Mapping[str, Any]) -> dict[str, int]:
-    """Training context size per layer, from ``provenance.saes`` then ``results.context_size``."""
+    """Training context size per SAE name, from ``results.context_size`` then the SAEs' own entries."""
     out: dict[str, int] = {}
     fallback = results(report).get("context_size")
     if isinstance(fallback, Mapping):
-        for layer, size in fallback.items():
+        for name, size in fallback.items():
             if math.isfinite(to_float(size)):
-                out[str(layer)] = int(to_float(size))
-    for sae in provenance(report).get("saes") or []:
-        if isinstance(sae, Mapping) and math.isfinite(to_float(sae.get("context_size"))):
-            out[str(sae.get("layer"))] = int(to_float(sae["context_size"]))
+                out[str(name)] = int(to_float(size))
+    for name, info in saes(report).items():
+        if info.context_size is not None:
+            out[name] = info.context_size
     return out
 
 
@@ -164,10 +215,10 @@ def provenance(report: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def per_bucket(report: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Estimate]]]:
-    """``{layer: {bucket: {metric: Estimate}}}``, layers and buckets in order."""
+    """``{sae: {bucket: {metric: Estimate}}}``, SAEs and buckets in order."""
     sec = section(report, "per_bucket") or {}
     out: dict[str, dict[str, dict[str, Estimate]]] = {}
-    for layer in sorted_layers(sec):
+    for layer in sorted_saes(sec, report):
         buckets = sec[layer]
         if not isinstance(buckets, Mapping):
             continue
@@ -180,7 +231,7 @@ def per_bucket(report: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Estim
 
 
 class ContextRatio(NamedTuple):
-    """beyond-context mean / inside-context mean of one metric at one layer."""
+    """beyond-context mean / inside-context mean of one metric of one SAE."""
 
     inside: str
     beyond: str
@@ -189,12 +240,12 @@ class ContextRatio(NamedTuple):
 
 
 def context_generalization(report: Mapping[str, Any]) -> dict[str, dict[str, ContextRatio]]:
-    """``results.context_generalization`` per layer and metric; falls back to per_bucket means
+    """``results.context_generalization`` per SAE and metric; falls back to per_bucket means
     (first bucket = inside, last = beyond) when the section is absent."""
     sec = section(report, "context_generalization")
     out: dict[str, dict[str, ContextRatio]] = {}
     if sec is not None:
-        for layer in sorted_layers(sec):
+        for layer in sorted_saes(sec, report):
             metrics = sec[layer]
             if not isinstance(metrics, Mapping):
                 continue
@@ -227,9 +278,9 @@ def context_generalization(report: Mapping[str, Any]) -> dict[str, dict[str, Con
 
 
 class Propagation(NamedTuple):
-    """``matrices[metric][i, j]`` for upstream ``layers[i]`` < downstream ``layers[j]``; nan elsewhere."""
+    """``matrices[metric][i, j]`` for upstream SAE ``labels[i]``, downstream ``labels[j]``; nan where undefined."""
 
-    layers: list[str]
+    labels: list[str]  # SAE names (``saes``), else the layers of an old report
     window: tuple[float, float] | None
     matrices: dict[str, np.ndarray]
 
@@ -247,7 +298,7 @@ def propagation(report: Mapping[str, Any]) -> Propagation | None:
         return None
     nested = sec.get("matrices")
     source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else sec
-    layers = [str(x) for x in sec.get("layers") or []]
+    layers = [str(x) for x in sec.get("saes") or sec.get("layers") or []]
     matrices: dict[str, np.ndarray] = {}
     for metric in PROPAGATION_METRICS:
         rows = source.get(metric)
@@ -318,18 +369,18 @@ class ClozeTask:
     """One cloze task, normalized: scalars as :class:`Estimate`, per-prompt columns as arrays."""
 
     baseline: dict[str, Estimate] = field(default_factory=dict)
-    per_layer: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    per_sae: dict[str, dict[str, Estimate]] = field(default_factory=dict)
     prompts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     classes: dict[str, list[str]] = field(default_factory=dict)
 
     def accuracy_metrics(self) -> list[str]:
-        """Metric names starting with ``acc`` present per layer (e.g. acc_first_token, acc_word)."""
-        names = {m for metrics in self.per_layer.values() for m in metrics}
+        """Metric names starting with ``acc`` present per SAE (e.g. acc_first_token, acc_word)."""
+        names = {m for metrics in self.per_sae.values() for m in metrics}
         return sorted(m for m in names if m.startswith("acc"))
 
     def ce_metric(self) -> tuple[str, float] | None:
-        """(metric name, sign): the answer CE per layer, or ``("logp", -1)`` to plot −log p."""
-        names = {m for metrics in self.per_layer.values() for m in metrics}
+        """(metric name, sign): the answer CE per SAE, or ``("logp", -1)`` to plot −log p."""
+        names = {m for metrics in self.per_sae.values() for m in metrics}
         for key in _CE_KEYS:
             if key in names:
                 return key, 1.0
@@ -360,7 +411,7 @@ def _columns(prompts: Any) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def cloze(report: Mapping[str, Any]) -> dict[str, ClozeTask]:
-    """``{task: ClozeTask}`` for every task with at least a baseline, per-layer values or prompts."""
+    """``{task: ClozeTask}`` for every task with at least a baseline, per-SAE values or prompts."""
     sec = section(report, "cloze") or {}
     out: dict[str, ClozeTask] = {}
     for task, entry in sorted(sec.items()):
@@ -370,20 +421,20 @@ def cloze(report: Mapping[str, Any]) -> dict[str, ClozeTask]:
         base = entry.get("baseline", entry.get("clean"))
         if isinstance(base, Mapping):
             t.baseline = {str(k): estimate(v) for k, v in base.items() if not isinstance(v, Sequence)}
-        per_layer = entry.get("per_layer")
-        if isinstance(per_layer, Mapping):
-            for layer in sorted_layers(per_layer):
-                metrics = per_layer[layer]
+        per_sae = entry.get("per_sae")
+        if isinstance(per_sae, Mapping):
+            for name in sorted_saes(per_sae, report):
+                metrics = per_sae[name]
                 if isinstance(metrics, Mapping):
-                    t.per_layer[layer] = {str(m): estimate(v) for m, v in metrics.items()}
+                    t.per_sae[name] = {str(m): estimate(v) for m, v in metrics.items()}
         prompts = next((entry[k] for k in _PROMPT_KEYS if isinstance(entry.get(k), Mapping)), None)
         if isinstance(prompts, Mapping):
-            for layer in sorted_layers(prompts):
+            for layer in sorted_saes(prompts, report):
                 cols, classes = _columns(prompts[layer])
                 if cols:
                     t.prompts[layer] = cols
                     t.classes[layer] = classes
-        if t.baseline or t.per_layer or t.prompts:
+        if t.baseline or t.per_sae or t.prompts:
             out[str(task)] = t
     return out
 
@@ -418,10 +469,10 @@ def _hist(entry: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def feature_hists(report: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """``{kind: {layer: (edges, counts)}}`` for kind in ``mean_delta_logp``, ``score``."""
+    """``{kind: {sae: (edges, counts)}}`` for kind in ``mean_delta_logp``, ``score``."""
     sec = section(report, "features") or {}
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {k: {} for k in FEATURE_HISTS}
-    for layer in sorted_layers(sec):
+    for layer in sorted_saes(sec, report):
         entry = sec[layer]
         if not isinstance(entry, Mapping):
             continue

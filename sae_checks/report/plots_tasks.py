@@ -2,8 +2,8 @@
 diff between two reports.
 
 Reproduces Anders & Bloom (2024): error-propagation heatmaps (fractional change of a downstream SAE's
-metric when an upstream SAE is spliced in, red = larger), cloze accuracy and CE per layer against the
-clean model, the per-layer Δlog p strip plot, the per-prompt scatter coloured by outcome class, and
+metric when an upstream SAE is spliced in, red = larger), cloze accuracy and CE per SAE against the
+clean model per SAE, the per-SAE Δlog p strip plot, the per-prompt scatter coloured by outcome class, and
 the feature-helpfulness histograms.
 """
 
@@ -34,8 +34,8 @@ DIFF_METRICS = ("fvu", "mse", "l0", "delta_ce", "kl", "explained_variance", "fea
 
 
 def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
-    """One heatmap per metric (mse, l0, resid_norm): x = spliced upstream layer, y = downstream layer,
-    colour = metric_with_upstream / metric_clean − 1, diverging and centred on zero."""
+    """One heatmap per metric (mse, l0, resid_norm): x = spliced upstream SAE, y = downstream SAE
+    (labelled by name), colour = metric_with_upstream / metric_clean − 1, diverging and centred on zero."""
     result = PlotResult()
     prop = data.propagation(report)
     if prop is None:
@@ -47,7 +47,7 @@ def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         if matrix is None or not np.isfinite(matrix).any():
             result.notes.append(f"propagation: no '{metric}' matrix; skipped propagation_{metric}.png")
             continue
-        _heatmap(matrix, prop.layers, metric, window, out_dir, result)
+        _heatmap(matrix, prop.labels, metric, window, out_dir, result)
     return result
 
 
@@ -61,7 +61,8 @@ def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, ou
     norm = TwoSlopeNorm(vmin=min(float(finite.min()), -0.1 * span), vcenter=0.0,
                         vmax=max(float(finite.max()), 0.1 * span))
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.92")
-    fig, axes = new_figure()
+    longest = max((len(x) for x in layers), default=1)
+    fig, axes = new_figure((8.0 + 0.05 * longest, 5.0 + 0.06 * longest))
     ax = axes[0, 0]
     mesh = ax.imshow(img, cmap=cmap, norm=norm, origin="lower", aspect="auto")
     n = len(layers)
@@ -72,10 +73,11 @@ def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, ou
                 if np.isfinite(v):
                     ax.text(i, j, f"{100 * v:+.0f}%", ha="center", va="center", fontsize=8,
                             color="white" if abs(norm(v) - 0.5) > 0.35 else "black")
-    ax.set_xticks(range(n), layers)
-    ax.set_yticks(range(n), layers)
-    ax.set_xlabel("upstream layer i (its SAE spliced in)")
-    ax.set_ylabel("downstream layer j (SAE_j applied)")
+    ax.set_xticks(range(n), layers, rotation=30 if longest > 3 else 0, ha="right" if longest > 3 else "center",
+                  fontsize=8)
+    ax.set_yticks(range(n), layers, fontsize=8)
+    ax.set_xlabel("upstream SAE i (spliced in)")
+    ax.set_ylabel("downstream SAE j (applied)")
     fig.colorbar(mesh, ax=ax, label=f"fractional change of {PROPAGATION_LABELS[metric]}\n"
                                     "(with upstream / clean − 1; 1 = +100%)")
     ax.legend(handles=[Patch(color="0.92", label="undefined (i ≥ j)")], fontsize=8, loc="lower right")
@@ -87,7 +89,7 @@ def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, ou
 
 
 def plot_cloze(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
-    """Per task: accuracy and CE per layer with the clean baseline, the Δlog p strip plot and the
+    """Per task: accuracy and CE per SAE with the clean baseline, the Δlog p strip plot and the
     per-prompt scatter; a note for each figure without data."""
     result = PlotResult()
     tasks = data.cloze(report)
@@ -103,9 +105,14 @@ def plot_cloze(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     return result
 
 
-def _layer_x(layers: list[str]) -> np.ndarray:
-    xs = np.array([data.to_float(layer) for layer in layers])
-    return xs if np.isfinite(xs).all() else np.arange(len(layers), dtype=float)
+def _layer_x(names: list[str]) -> np.ndarray:
+    """x positions of SAEs along a per-SAE axis (their order), tick labels are their names."""
+    return np.arange(len(names), dtype=float)
+
+
+def _sae_ticks(ax: Any, xs: np.ndarray, names: list[str]) -> None:
+    long = max((len(n) for n in names), default=0) > 3
+    ax.set_xticks(xs, names, rotation=30 if long else 0, ha="right" if long else "center", fontsize=8)
 
 
 def _errorbar(ax: Any, xs: np.ndarray, ests: list[data.Estimate], scale: float, **kw: Any) -> None:
@@ -119,54 +126,54 @@ def _errorbar(ax: Any, xs: np.ndarray, ests: list[data.Estimate], scale: float, 
 def _cloze_accuracy(task: str, name: str, t: data.ClozeTask, out_dir: Path, result: PlotResult) -> None:
     metrics = t.accuracy_metrics()
     if not metrics:
-        result.notes.append(f"cloze/{task}: no accuracy per layer; skipped cloze_{name}_accuracy.png")
+        result.notes.append(f"cloze/{task}: no accuracy per SAE; skipped cloze_{name}_accuracy.png")
         return
-    layers = list(t.per_layer)
+    layers = list(t.per_sae)
     xs = _layer_x(layers)
-    values = [t.per_layer[lay][m].mean for lay in layers for m in metrics if m in t.per_layer[lay]]
+    values = [t.per_sae[lay][m].mean for lay in layers for m in metrics if m in t.per_sae[lay]]
     scale = 100.0 if np.nanmax(np.abs(values)) <= 1.0 else 1.0  # fractions shown as percent
     fig, axes = new_figure()
     ax = axes[0, 0]
     for k, metric in enumerate(metrics):
         color = f"C{k}"
-        ests = [t.per_layer[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan)) for lay in layers]
+        ests = [t.per_sae[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan)) for lay in layers]
         _errorbar(ax, xs, ests, scale, color=color, label=f"{metric}, SAE spliced")
         if metric in t.baseline and np.isfinite(t.baseline[metric].mean):
             ax.axhline(t.baseline[metric].mean * scale, color=color, ls="--", lw=1.2,
                        label=f"{metric}, clean baseline")
-    ax.set_xticks(xs, layers)
-    ax.set_xlabel("layer L where the SAE is spliced in")
+    _sae_ticks(ax, xs, layers)
+    ax.set_xlabel("SAE spliced in")
     ax.set_ylabel("accuracy  [%]" if scale == 100.0 else "accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    save(fig, out_dir, f"cloze_{name}_accuracy.png", f"{task}: accuracy per layer vs clean model",
+    save(fig, out_dir, f"cloze_{name}_accuracy.png", f"{task}: accuracy per SAE vs clean model",
          f"Cloze: {task}", result)
 
 
 def _cloze_ce(task: str, name: str, t: data.ClozeTask, out_dir: Path, result: PlotResult) -> None:
     ce = t.ce_metric()
     if ce is None:
-        result.notes.append(f"cloze/{task}: no answer CE or logp per layer; skipped cloze_{name}_ce.png")
+        result.notes.append(f"cloze/{task}: no answer CE or logp per SAE; skipped cloze_{name}_ce.png")
         return
     metric, sign = ce
     label = "−log p(answer first token)" if sign < 0 else metric
-    layers = list(t.per_layer)
+    layers = list(t.per_sae)
     xs = _layer_x(layers)
     ests = []
     for lay in layers:
-        e = t.per_layer[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan))
+        e = t.per_sae[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan))
         ests.append(data.Estimate(sign * e.mean, sign * e.hi, sign * e.lo) if sign < 0 else e)
     fig, axes = new_figure()
     ax = axes[0, 0]
     _errorbar(ax, xs, ests, 1.0, color="C3", label=f"{label}, SAE spliced")
     if metric in t.baseline and np.isfinite(t.baseline[metric].mean):
         ax.axhline(sign * t.baseline[metric].mean, color="black", ls="--", lw=1.2, label="clean baseline")
-    ax.set_xticks(xs, layers)
-    ax.set_xlabel("layer L where the SAE is spliced in")
+    _sae_ticks(ax, xs, layers)
+    ax.set_xlabel("SAE spliced in")
     ax.set_ylabel(f"{label}  [nats / prompt, mean]")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save(fig, out_dir, f"cloze_{name}_ce.png", f"{task}: answer CE per layer vs clean model",
+    save(fig, out_dir, f"cloze_{name}_ce.png", f"{task}: answer CE per SAE vs clean model",
          f"Cloze: {task}", result)
 
 
@@ -185,14 +192,14 @@ def _cloze_strip(task: str, name: str, t: data.ClozeTask, out_dir: Path, result:
         ax.scatter(k + rng.uniform(-0.3, 0.3, y.size), y, s=6, alpha=0.5, color=colors[lay], linewidths=0)
         ax.plot([k - 0.38, k + 0.38], [y.mean()] * 2, color="black", lw=2)
     ax.axhline(0.0, color="0.4", lw=1, ls=":")
-    ax.set_xticks(range(len(layers)), layers)
-    ax.set_xlabel("layer L where the SAE is spliced in")
+    _sae_ticks(ax, np.arange(len(layers), dtype=float), layers)
+    ax.set_xlabel("SAE spliced in")
     ax.set_ylabel("Δlog p(answer) = log p spliced − log p clean  [nats]")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(handles=[Line2D([], [], ls="", marker="o", color="0.5", label="one prompt"),
                        Line2D([], [], color="black", lw=2, label="mean over prompts"),
                        Line2D([], [], color="0.4", ls=":", label="no change")], fontsize=8)
-    save(fig, out_dir, f"cloze_{name}_delta_logp_strip.png", f"{task}: Δlog p of the answer per layer",
+    save(fig, out_dir, f"cloze_{name}_delta_logp_strip.png", f"{task}: Δlog p of the answer per SAE",
          f"Cloze: {task}", result)
 
 
@@ -230,14 +237,14 @@ def _cloze_scatter(task: str, name: str, t: data.ClozeTask, out_dir: Path, resul
                       label=data.CLASS_LABELS.get(c, c)) for c in sorted(seen, key=str)]
     axes[0, 0].legend(handles=handles, fontsize=8, title="outcome (clean vs spliced)")
     save(fig, out_dir, f"cloze_{name}_prompt_scatter.png",
-         f"{task}: per prompt, MSE against ΔCE and Δlog p (all layers)", f"Cloze: {task}", result)
+         f"{task}: per prompt, MSE against ΔCE and Δlog p (all SAEs)", f"Cloze: {task}", result)
 
 
 # ---------------------------------------------------------------------------------------- features
 
 
 def plot_features(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
-    """Feature-helpfulness histograms: mean Δlog p (top) and score (bottom), one step line per layer."""
+    """Feature-helpfulness histograms: mean Δlog p (top) and score (bottom), one step line per SAE."""
     result = PlotResult()
     hists = data.feature_hists(report)
     if not hists:
@@ -250,7 +257,7 @@ def plot_features(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     for ax, kind in zip(axes[:, 0], kinds, strict=True):
         colors = layer_colors(list(hists[kind]))
         for lay, (edges, counts) in hists[kind].items():
-            ax.stairs(counts, edges, color=colors[lay], lw=1.4, label=f"layer {lay}")
+            ax.stairs(counts, edges, color=colors[lay], lw=1.4, label=lay)
         ax.axvline(0.0, color="black", lw=1.2, label="zero (no effect)")
         if max(float(c.max()) for _, c in hists[kind].values()) > 100:
             ax.set_yscale("log")
@@ -258,7 +265,7 @@ def plot_features(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         ax.set_ylabel("features  [count]")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, ncol=2 if len(hists[kind]) > 6 else 1)
-    save(fig, out_dir, "features_helpfulness.png", "Feature helpfulness histograms per layer",
+    save(fig, out_dir, "features_helpfulness.png", "Feature helpfulness histograms per SAE",
          "Features", result)
     return result
 
@@ -267,15 +274,15 @@ def plot_features(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
 
 
 def plot_bucket_diff(old: Mapping[str, Any], new: Mapping[str, Any], out_dir: Path) -> PlotResult:
-    """Per layer and bucket, the relative change (new − old) / |old| of each shared per-bucket metric,
+    """Per SAE (matched by name) and bucket, the relative change (new − old) / |old| of each shared per-bucket metric,
     in percent: one panel per metric, bars per bucket, error bars √(h_old² + h_new²) / |old| from the
     two CI half-widths. Relative, so a 10% regression inside the context is as visible as one past it
     (absolute deltas past the context dwarf everything else)."""
     result = PlotResult()
     a, b = data.per_bucket(old), data.per_bucket(new)
-    layers = sorted(set(a) & set(b), key=data.layer_sort_key)
+    layers = sorted(set(a) & set(b), key=data.sae_sort_key(new))
     if not layers:
-        result.notes.append("diff: no layer has per_bucket results in both reports; skipped diff_buckets.png")
+        result.notes.append("diff: no SAE has per_bucket results in both reports; skipped diff_buckets.png")
         return result
     buckets = sorted({bk for lay in layers for bk in set(a[lay]) & set(b[lay])}, key=data.bucket_sort_key)
     shared = {m for lay in layers for bk in buckets if bk in a[lay] and bk in b[lay]
@@ -305,8 +312,8 @@ def plot_bucket_diff(old: Mapping[str, Any], new: Mapping[str, Any], out_dir: Pa
             ax.bar(xs + (q - (len(buckets) - 1) / 2) * width, d, width, yerr=err, capsize=2,
                    color=f"C{q}", label=f"bucket {bk}")
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_xticks(xs, layers)
-        ax.set_xlabel("layer")
+        _sae_ticks(ax, xs, layers)
+        ax.set_xlabel("SAE")
         ax.set_ylabel(f"{metric}: (new − old) / |old|  [%]")
         ax.set_title(data.metric_label(metric), fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)

@@ -13,7 +13,8 @@ from typing import Any
 
 from sae_checks.errors import ReportError
 
-SCHEMA_VERSION = 1  # the only schema_version this sae-checks reads and writes
+SCHEMA_VERSION = 2  # the schema_version written (version 1 is upgraded on read: ``upgrade.upgrade_report``)
+READABLE_VERSIONS = (1, 2)  # schema_versions ``io.read_report`` accepts
 SCHEMA_FILE = "report.schema.json"
 MAX_LISTED = 10  # violations spelled out in one error message; the rest are counted
 
@@ -38,7 +39,7 @@ def _validator() -> Any:
 def schema_errors(report: Any) -> list[str]:
     """Every schema violation of ``report`` as ``"$.json.path: problem"``, sorted by path (empty when valid).
 
-    Speed: jsonschema checks ~25k array items a second, and ``per_position`` holds layers x metrics x
+    Speed: jsonschema checks ~25k array items a second, and ``per_position`` holds SAEs x metrics x
     positions numbers (160k for gpt2-small at 1024 tokens). Those arrays are checked here in plain Python,
     by the same rule as the schema (``position``: integers >= 0; the rest: number or null), and handed
     to jsonschema empty; everything else goes through jsonschema unchanged.
@@ -57,21 +58,21 @@ def _check_per_position(report: Any) -> tuple[Any, list[tuple[str, str]]]:
         return report, []
     problems: list[tuple[str, str]] = []
     emptied: dict[str, Any] = {}
-    for layer, arrays in per_position.items():
+    for sae, arrays in per_position.items():
         if not isinstance(arrays, dict):
-            emptied[layer] = arrays
+            emptied[sae] = arrays
             continue
-        emptied[layer] = {}
+        emptied[sae] = {}
         for name, values in arrays.items():
             if not isinstance(values, list):
-                emptied[layer][name] = values  # jsonschema reports the wrong type
+                emptied[sae][name] = values  # jsonschema reports the wrong type
                 continue
             ok, expected = (_is_position, "an integer >= 0") if name == "position" else (_is_num, "a number or null")
             bad = next((i for i, x in enumerate(values) if not ok(x)), None)
             if bad is not None:
-                problems.append((f"$.results.per_position['{layer}'].{name}[{bad}]",
+                problems.append((f"$.results.per_position['{sae}'].{name}[{bad}]",
                                  f"{values[bad]!r} is not {expected}"))
-            emptied[layer][name] = []
+            emptied[sae][name] = []
     return {**report, "results": {**results, "per_position": emptied}}, problems
 
 
