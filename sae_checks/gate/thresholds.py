@@ -408,7 +408,10 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
     p = Path(path)
     if not p.exists():
         return Baselines(path=p)
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThresholdError(str(p), "-", f"cannot read the baseline file: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -420,6 +423,8 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
 
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise err("format", f"not a sae-checks baseline file (expected \"format\": \"{BASELINE_FORMAT}\")")
+    if not isinstance(data.get("entries") or {}, dict):
+        raise err("entries", f"must be an object of check id -> entry, got {type(data['entries']).__name__}")
     entries: dict[str, BaselineEntry] = {}
     for cid, entry in (data.get("entries") or {}).items():
         if not isinstance(entry, dict) or set(entry) - {"value", "ci"}:
@@ -428,8 +433,11 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err(cid, f"value must be a number, got {value!r}")
         if ci is not None and not (isinstance(ci, list) and len(ci) == 2
-                                   and all(isinstance(c, (int, float)) for c in ci)):
+                                   and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in ci)):
             raise err(cid, f"ci must be [lo, hi] or null, got {ci!r}")
+        # Python's json reads NaN / Infinity; a NaN baseline would make every comparison false (= pass)
+        if not math.isfinite(value) or (ci is not None and not all(math.isfinite(c) for c in ci)):
+            raise err(cid, f"non-finite number (value {value!r}, ci {ci!r}); baselines hold finite numbers only")
         entries[cid] = BaselineEntry(value=float(value), ci=(float(ci[0]), float(ci[1])) if ci else None)
     return Baselines(path=p, entries=entries)
 
