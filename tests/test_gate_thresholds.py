@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import textwrap
 from pathlib import Path
 
@@ -231,3 +233,16 @@ def test_policy_nan_limit_and_infinite_tolerance_are_errors(tmp_path: Path, valu
         load_policy(path)
     assert info.value.key == f"metrics.fvu.{key}" and info.value.line == 2
 
+
+def test_baseline_write_long_name_and_umask(tmp_path: Path) -> None:
+    # the temporary name must not be longer than the target (a 250-char name failed), and the file gets the
+    # mode any new file gets under the umask (mkstemp made it 0600: unreadable for a CI job or the group)
+    path = tmp_path / ("b" * 245 + ".json")
+    old = os.umask(0o022)
+    try:
+        write_baselines(path, {"fvu/layer=0/bucket=1-32": BaselineEntry(value=0.1)})
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert load_baselines(path).get("fvu/layer=0/bucket=1-32") == BaselineEntry(value=0.1)

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -443,20 +442,15 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
 
 
 def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, BaselineEntry]) -> None:
-    """Write atomically (temporary file in the same folder, then os.replace); sorted keys."""
+    """Write atomically (short temporary file in the same folder, then os.replace; mode per the umask);
+    sorted keys."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": BASELINE_FORMAT, "version": 1,
             "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from sae_checks.report.io import atomic_write_text
+
+    atomic_write_text(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def updated_baselines(old: Baselines, checks: Iterable[Mapping[str, Any]],
