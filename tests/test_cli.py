@@ -147,3 +147,14 @@ def test_output_paths_checked_before_any_work(tmp_path, capsys, monkeypatch, com
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"={str(path)!r}: " in err and what in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+def test_wrong_type_in_pyproject_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    import sae_checks.api
+
+    monkeypatch.setattr(sae_checks.api, "run", _no_model)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.sae-checks]\nn_seqs = "4"\n')
+    assert main(["run"]) == 4
+    err = capsys.readouterr().err
+    assert err == "sae-checks: error: [tool.sae-checks]: n_seqs='4': must be an integer (or unset), got a string\n"
