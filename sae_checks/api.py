@@ -18,6 +18,7 @@ from sae_checks.aggregate import bucket_name
 from sae_checks.config import RunConfig
 from sae_checks.engine.run import Evaluation, evaluate, layer_buckets, resolve_device
 from sae_checks.errors import CompatibilityError, LoadError
+from sae_checks.loading.saes import check_sae_cfg
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def sae_metadata(config: RunConfig) -> dict[int, dict[str, Any]]:
                 cfg = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise LoadError(f"{path}: unreadable SAE config: {err}") from err
+            check_sae_cfg(cfg, path)
             meta = {**cfg, **(cfg.get("metadata") or {})}
             hook = meta.get("hook_name")
             m = re.match(r"^blocks\.(\d+)\.", hook or "")
