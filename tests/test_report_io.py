@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sae_checks.errors import ConfigError, ReportError
 from sae_checks.report import build_report, canonical_json, load_report, validate, write_report
@@ -249,3 +251,37 @@ def test_check_writable_read_only_directory(tmp_path, monkeypatch):
         assert "is not writable" in _writable_error(ro, "-o", directory=True)
     finally:
         ro.chmod(0o755)
+
+
+WHERE = ("logits_clean", "activations", "features", "reconstruction", "logits_spliced")
+_index = st.none() | st.integers(min_value=0, max_value=10**6)
+_nonfinite_entry = st.fixed_dictionaries(
+    {"layer": _index, "where": st.sampled_from(WHERE), "sequence": _index, "position": _index},
+    optional={"sae": st.none() | st.text(min_size=1, max_size=40)},  # SAE names (the re-keyed engine)
+)
+_value = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(nonfinite=st.lists(_nonfinite_entry, max_size=6), value=_value, ci=st.none() | st.tuples(_value, _value),
+       sae=st.none() | st.text(min_size=1, max_size=40))
+def test_schema_accepts_what_the_engine_emits(nonfinite, value, ci, sae):
+    # a nonfinite entry from non-finite clean logits has "layer": null (and "sae": null): the report must
+    # still validate, or it is lost exactly when it matters
+    minimal = load_report(DATA / "report_minimal.json")
+    check = dict(minimal["checks"][0], value=value, ci=list(ci) if ci else None, status="fail")
+    if sae is not None:
+        check["sae"] = sae
+    report = build_report(provenance=minimal["provenance"], config={}, results={"nonfinite": nonfinite},
+                          checks=[check])
+    validate(json.loads(canonical_json(report)), source="generated")
+
+
+def test_nonfinite_clean_logits_entry_is_written(tmp_path, minimal):
+    report = copy.deepcopy(minimal)
+    report["results"]["nonfinite"] = [
+        {"layer": None, "sae": None, "where": "logits_clean", "sequence": 0, "position": 3},
+        {"layer": 0, "sae": "blocks.0.hook_resid_pre", "where": "reconstruction", "sequence": 1, "position": 2},
+    ]
+    write_report(tmp_path / "r.json", report)
+    assert load_report(tmp_path / "r.json")["results"]["nonfinite"][0]["layer"] is None
