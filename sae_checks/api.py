@@ -17,6 +17,7 @@ from sae_checks.aggregate import bucket_name
 from sae_checks.config import RunConfig
 from sae_checks.engine.run import Evaluation, evaluate, layer_buckets, resolve_device
 from sae_checks.errors import CompatibilityError, LoadError
+from sae_checks.loading.saes import check_sae_cfg
 from sae_checks.names import hook_site, sae_sort_key, supported_hooks_text
 
 
@@ -62,6 +63,7 @@ def _folder_metadata(folder: Path, source: str) -> list[tuple[str, dict[str, Any
             raise LoadError(f"{path}: unreadable SAE config: {err}") from err
         if not isinstance(cfg, dict):
             raise LoadError(f"{path}: an SAE config must be a JSON object")
+        check_sae_cfg(cfg, path)
         out.append((path.parent.name, {**cfg, **(cfg.get("metadata") or {}), "_where": str(path)}))
     return out
 

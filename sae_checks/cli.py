@@ -2,12 +2,14 @@
 
 Every ``run`` option maps onto a RunConfig field (dashes for underscores); ``[tool.sae-checks]`` in the
 current directory's pyproject.toml supplies defaults, command-line flags win. Bad input exits with
-status 2 and a one-line message naming the option, file or key at fault.
+status 4 and a one-line message naming the option, file or key at fault; the exit codes follow pytest's
+(``EXIT_CODES``, shown by ``sae-checks --help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -15,6 +17,27 @@ from pathlib import Path
 from typing import Any
 
 from sae_checks.errors import ConfigError, SaeChecksError
+
+# Exit codes, with pytest's meanings (pytest.ExitCode), so CI treats the gate and the CLI alike.
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3, 4, 5
+EXIT_CODES = """\
+exit codes (pytest's meanings):
+  0  all checks passed; diff: no regression
+  1  a check failed; diff: a result regressed
+  2  interrupted (Ctrl-C)
+  3  internal error: a bug in sae-checks (rerun with SAE_CHECKS_DEBUG=1 for the traceback)
+  4  usage or input error: a bad option, file, key or value (one line names it)
+  5  nothing selected (e.g. --layers with no layer)
+"""
+DEBUG_ENV = "SAE_CHECKS_DEBUG"  # set to 1: an internal error prints its traceback
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors exiting 4 (argparse's own 2 means "interrupted" in pytest's table)."""
+
+    def error(self, message: str) -> Any:  # NoReturn in argparse
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -98,10 +121,15 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sae_checks.api import run
-    from sae_checks.report.io import build_report, write_report
+    from sae_checks.report.io import build_report, check_writable, write_report
     from sae_checks.summary import print_summary
 
     config = config_from_args(args, pyproject_defaults())
+    if config.layers == ():
+        print("sae-checks: nothing selected: --layers names no layer", file=sys.stderr)
+        return EXIT_NOTHING
+    if args.report:
+        check_writable(args.report, "--report")  # before the model loads, not after the run
     evaluation = run(config)
     report = build_report(provenance=evaluation.provenance, config=config.to_dict(),
                           results=evaluation.results, checks=[])
@@ -123,9 +151,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from sae_checks.report.io import load_report
+    from sae_checks.report.io import check_writable, load_report
     from sae_checks.report.plots import make_diff_plots, make_plots
 
+    check_writable(args.out, "--out", directory=True)
     report = load_report(args.report)
     result = make_plots(report, Path(args.out))
     if args.baseline:
@@ -139,8 +168,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_html(args: argparse.Namespace) -> int:
     from sae_checks.report.html import write_html
-    from sae_checks.report.io import load_report
+    from sae_checks.report.io import check_writable, load_report
 
+    check_writable(args.out, "--out")
     baseline = load_report(args.baseline) if args.baseline else None
     write_html(load_report(args.report), Path(args.out), baseline=baseline)
     print(args.out)
@@ -153,12 +183,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     rest = list(args.rest)
     if not rest or rest[0] != "build":
         print("usage: sae-checks zoo build [--out DIR] [--quick]", file=sys.stderr)
-        return 2
-    return int(build.main(rest[1:]) or 0)
+        return EXIT_USAGE
+    try:
+        return int(build.main(rest[1:]) or 0)
+    except SystemExit as exc:  # its argparse: 2 on a usage error, which is 4 here
+        return EXIT_USAGE if exc.code == 2 else exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sae-checks", description=__doc__.splitlines()[0])
+    p = _Parser(prog="sae-checks", description=__doc__.splitlines()[0], epilog=EXIT_CODES,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="evaluate SAEs (the zoo when nothing is named) and write the JSON report")
     add_run_options(r)
@@ -187,12 +221,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run one command; returns its exit code (``EXIT_CODES``)."""
     try:
+        args = parser().parse_args(argv)
         return int(args.func(args))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (4)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sae-checks: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except SaeChecksError as err:
         print(f"sae-checks: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Exception as err:  # a bug: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"sae-checks: internal error: {type(err).__name__}: {first} (rerun with {DEBUG_ENV}=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from sae_checks.errors import ConfigError
 
@@ -119,10 +121,68 @@ class RunConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             kwargs[name] = value
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():  # before __init__/validate compare or compute with a wrong type
+            name = key.replace("-", "_")
+            if not conforms(kwargs[name], hints[name]):
+                raise ConfigError(f"{source}: {key}", value,
+                                  f"must be {describe(hints[name])}, got {_type_name(kwargs[name])}")
         return cls(**kwargs).validate()
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes).validate()
+
+
+def conforms(value: Any, tp: Any) -> bool:
+    """Whether ``value`` has the annotated type ``tp`` (the field types RunConfig uses: int, float, str,
+    bool, None, unions, Literal, tuple[X, ...], tuple[X, Y]). bool is not an int; an int is a float."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(conforms(v, args[0]) for v in value)
+        return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def describe(tp: Any) -> str:
+    """``tp`` in words, for error messages: ``tuple[int, ...] | None`` -> "a list of integers (or unset)"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        kinds = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(kinds) + (" (or unset)" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = args[0]
+            if typing.get_origin(inner) is tuple:
+                return "a list of lists [" + ", ".join(describe(a) for a in typing.get_args(inner)) + "]"
+            return f"a list of {_PLURAL.get(inner, describe(inner))}"
+        return "a list [" + ", ".join(describe(a) for a in args) + "]"
+    return _WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_PLURAL = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _type_name(value: Any) -> str:
+    return {tuple: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a float"}.get(type(value), type(value).__name__)
 
 
 def json_ready(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """Exceptions that say where (file, key, argument), what (the value) and how to fix it.
 
 Every error sae-checks raises on bad input is a ``SaeChecksError``; the CLI prints its message on one
-line and exits with status 2, the pytest plugin turns it into a usage error.
+line and exits with status 4 (pytest's usage error), the pytest plugin turns it into a usage error.
 """
 
 from __future__ import annotations

@@ -195,3 +195,17 @@ def test_merge_results_and_provenance() -> None:
                          {"model": "m", "saes": [{"name": "y", "layer": 0, "hook": "blocks.0.hook_resid_pre"},
                                                  {"name": "x", "layer": 2, "hook": "blocks.2.hook_resid_pre"}]})
     assert [s["name"] for s in p["saes"]] == ["y", "x", "z"]
+
+
+@pytest.mark.parametrize("rule, baseline", [
+    (Rule(direction="lower", abs_tol=0.01), math.nan),  # band NaN: compares false both ways
+    (Rule(direction="lower", abs_tol=0.01), math.inf),
+    (Rule(direction="higher", rel_tol=0.1), -math.inf),
+    (Rule(direction="lower", limit=math.nan, abs_tol=0.01), 0.1),  # NaN limit
+    (Rule(direction="lower", abs_tol=math.nan), 0.1),  # NaN tolerance
+])
+def test_nonfinite_limit_or_baseline_never_passes(rule: Rule, baseline: float) -> None:
+    # load_baselines and the policy parser reject these; judge must not pass them either way
+    c = judge(FVU, results(0.1), rule, Baselines(entries={FVU.id: BaselineEntry(value=baseline)}))
+    assert c.status == "fail" and c.failed and c.reason == "bad_baseline"
+    assert "--sae-update-baseline" in c.message

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import textwrap
 from pathlib import Path
 
@@ -207,3 +209,40 @@ def test_unsafe_tolerances_flag_bands_below_ci_half_width() -> None:
     rules = {k: Rule(direction="lower", abs_tol=0.05) for k in ("x", "y", "z", "w")}
     unsafe = unsafe_tolerances(rules, base)
     assert len(unsafe) == 1 and unsafe[0].startswith("x: band 0.05 < CI half-width 0.2")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("where", ["value", "ci"])
+def test_nonfinite_baseline_number_is_an_error(tmp_path: Path, literal: str, where: str) -> None:
+    # Python's json reads NaN / Infinity; a NaN baseline made every comparison false, so every check passed
+    entry = f'{{"value": {literal}, "ci": null}}' if where == "value" else f'{{"value": 0.1, "ci": [0.0, {literal}]}}'
+    path = tmp_path / "b.json"
+    path.write_text('{"format": "sae-checks-baseline", "version": 1,\n "entries": {\n'
+                    f'  "fvu/layer=0/bucket=1-32": {entry}}}}}\n')
+    with pytest.raises(ThresholdError) as info:
+        load_baselines(path)
+    assert (info.value.path, info.value.key, info.value.line) == (str(path), "fvu/layer=0/bucket=1-32", 3)
+    assert "non-finite" in str(info.value) and "--sae-update-baseline" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "+nan", "inf"])
+def test_policy_nan_limit_and_infinite_tolerance_are_errors(tmp_path: Path, value: str) -> None:
+    key = "limit" if "nan" in value else "abs_tol"  # limit = inf means "no limit"; tolerances must be finite
+    path = write(tmp_path, f"[metrics.fvu]\n{key} = {value}\n")
+    with pytest.raises(ThresholdError) as info:
+        load_policy(path)
+    assert info.value.key == f"metrics.fvu.{key}" and info.value.line == 2
+
+
+def test_baseline_write_long_name_and_umask(tmp_path: Path) -> None:
+    # the temporary name must not be longer than the target (a 250-char name failed), and the file gets the
+    # mode any new file gets under the umask (mkstemp made it 0600: unreadable for a CI job or the group)
+    path = tmp_path / ("b" * 245 + ".json")
+    old = os.umask(0o022)
+    try:
+        write_baselines(path, {"fvu/layer=0/bucket=1-32": BaselineEntry(value=0.1)})
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert load_baselines(path).get("fvu/layer=0/bucket=1-32") == BaselineEntry(value=0.1)

@@ -266,3 +266,19 @@ def test_web_text_hf_dataset_from_the_local_datasets_cache(tok, offline_datasets
 def test_unknown_task():
     with pytest.raises(ConfigError, match=r"tasks='hellaswag'"):
         load_cloze("hellaswag", "zoo", n_prompts=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_non_utf8_text_names_file_and_byte_offset(tok, tmp_path, suffix):
+    path = tmp_path / f"latin1{suffix}"
+    first = b'{"text": "all fine"}\n' if suffix == ".jsonl" else b"all fine\n"
+    path.write_bytes(first + '{"text": "caf\u00e9"}\n'.encode("latin-1"))  # 0xe9 is not UTF-8 here
+    offset = len(first) + len(b'{"text": "caf')
+    with pytest.raises(DataError) as info:
+        load_sequences(str(path), tok, n_seqs=1, ctx_len=4)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not UTF-8 text at byte offset {offset} (line 2, byte 0xe9")
+    assert "iconv" in msg and "\n" not in msg
+    if suffix == ".jsonl":  # cloze files go through the same reader
+        with pytest.raises(DataError, match=f"byte offset {offset} "):
+            load_cloze("lambada", str(path), n_prompts=2)

@@ -187,3 +187,31 @@ def test_the_real_zoo_loads_without_warnings():
         saes = load_saes("zoo:v1", zoo_model)
     assert list(saes) == list(range(zoo_model.cfg.n_layers))
     assert all(s.release == "zoo:v1" and s.sha256 and s.d_in == zoo_model.cfg.d_model for s in saes.values())
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("hook_name", 5, "must be a string, got 5"),
+    ("context_size", "256", "must be an integer or null, got '256'"),
+    ("d_sae", "512", "must be an integer, got '512'"),
+    ("d_in", "64", "must be an integer, got '64'"),
+    ("d_sae", True, "must be an integer, got True"),
+    ("d_sae", 0, "must be an integer >= 1, got 0"),
+])
+def test_wrong_types_in_cfg_json_name_the_file_and_key(model, tmp_path, key, value, words):
+    from sae_checks.api import sae_metadata
+    from sae_checks.config import RunConfig
+
+    path = tmp_path / "typed"
+    tiny_sae(model, 0, path=path)
+    cfg = json.loads((path / "cfg.json").read_text())
+    where = cfg if key in cfg else cfg["metadata"]
+    where[key] = value
+    (path / "cfg.json").write_text(json.dumps(cfg))
+    shown = key if where is cfg else f"metadata.{key}"
+    expected = f"{path / 'cfg.json'}: key {shown!r} {words}"
+    with pytest.raises(LoadError) as info:  # before sae_lens loads it (which crashed or blamed the weights)
+        load_saes(str(path), model)
+    assert str(info.value).startswith(expected)
+    with pytest.raises(LoadError) as info:  # the gate's planning reads the same file
+        sae_metadata(RunConfig(saes=str(path)))
+    assert str(info.value).startswith(expected)

@@ -6,15 +6,19 @@ import copy
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sae_checks.errors import ReportError
+from sae_checks.errors import ConfigError, ReportError
 from sae_checks.report import build_report, canonical_json, load_report, validate, write_report
+from sae_checks.report.io import atomic_write_text, check_writable
 
 DATA = Path(__file__).parent / "data"
 
@@ -201,3 +205,88 @@ def test_per_position_items_are_checked(full):
         f"$.results.per_position['{one}'].position[3]: -1 is not an integer >= 0",
         f"$.results.per_position['{two}'].kl: 3 is not of type 'array'",
     ]
+
+
+def test_long_name_and_umask(tmp_path, minimal):
+    # a valid 250-character name must work (the temporary name used to be longer than the target), and
+    # the report gets the mode any new file gets under the umask
+    path = tmp_path / ("r" * 245 + ".json")
+    old = os.umask(0o022)
+    try:
+        write_report(path, minimal)
+        page = atomic_write_text(tmp_path / "page.html", "<html></html>\n")  # html.write_html's writer
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "page.html"])  # no temp left
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE(page.stat().st_mode) == 0o644
+    assert load_report(path) == load_report(DATA / "report_minimal.json")
+
+
+def _writable_error(path, option="--report", **kw) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_writable(path, option, **kw)
+    msg = str(info.value)
+    assert msg.startswith(f"{option}={str(path)!r}: ") and "\n" not in msg
+    return msg
+
+
+def test_check_writable_names_option_and_path(tmp_path):
+    assert check_writable(tmp_path / "r.json", "--report") == tmp_path / "r.json"
+    assert check_writable(tmp_path / "new-folder", "-o", directory=True) == tmp_path / "new-folder"
+    assert "does not exist" in _writable_error(tmp_path / "missing" / "r.json")
+    assert "mkdir -p" in _writable_error(tmp_path / "missing" / "r.json")
+    assert "is a directory" in _writable_error(tmp_path)
+    (tmp_path / "file").write_text("x")
+    assert "is not a directory" in _writable_error(tmp_path / "file" / "r.json")
+    assert "is not a directory" in _writable_error(tmp_path / "file", "-o", directory=True)
+    assert "longer than this file system allows" in _writable_error(tmp_path / ("r" * 300 + ".json"))
+    check_writable(tmp_path / ("r" * 250), "--report")  # within NAME_MAX
+
+
+def test_check_writable_read_only_directory(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.geteuid() != 0:  # root may write anywhere: simulate below instead
+            assert "is not writable" in _writable_error(ro / "r.json")
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+        assert "is not writable" in _writable_error(ro / "r.json")
+        assert "is not writable" in _writable_error(ro, "-o", directory=True)
+    finally:
+        ro.chmod(0o755)
+
+
+WHERE = ("logits_clean", "activations", "features", "reconstruction", "logits_spliced")
+_index = st.none() | st.integers(min_value=0, max_value=10**6)
+_nonfinite_entry = st.fixed_dictionaries(
+    {"layer": _index, "where": st.sampled_from(WHERE), "sequence": _index, "position": _index},
+    optional={"sae": st.none() | st.text(min_size=1, max_size=40)},  # SAE names (the re-keyed engine)
+)
+_value = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(nonfinite=st.lists(_nonfinite_entry, max_size=6), value=_value, ci=st.none() | st.tuples(_value, _value),
+       sae=st.none() | st.text(min_size=1, max_size=40))
+def test_schema_accepts_what_the_engine_emits(nonfinite, value, ci, sae):
+    # a nonfinite entry from non-finite clean logits has "layer": null (and "sae": null): the report must
+    # still validate, or it is lost exactly when it matters
+    minimal = load_report(DATA / "report_minimal.json")
+    check = dict(minimal["checks"][0], value=value, ci=list(ci) if ci else None, status="fail")
+    if sae is not None:
+        check["sae"] = sae
+    report = build_report(provenance=minimal["provenance"], config={}, results={"nonfinite": nonfinite},
+                          checks=[check])
+    validate(json.loads(canonical_json(report)), source="generated")
+
+
+def test_nonfinite_clean_logits_entry_is_written(tmp_path, minimal):
+    report = copy.deepcopy(minimal)
+    report["results"]["nonfinite"] = [
+        {"layer": None, "sae": None, "where": "logits_clean", "sequence": 0, "position": 3},
+        {"layer": 0, "sae": "blocks.0.hook_resid_pre", "where": "reconstruction", "sequence": 1, "position": 2},
+    ]
+    write_report(tmp_path / "r.json", report)
+    assert load_report(tmp_path / "r.json")["results"]["nonfinite"][0]["layer"] is None

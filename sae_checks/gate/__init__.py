@@ -140,6 +140,22 @@ def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, roo
     return RunConfig.from_dict(run, source="sae-checks options"), policy, options
 
 
+def check_gate_paths(options: GateOptions, policy: Policy) -> None:
+    """Before any model loads: a baseline named by an option must exist (only the policy's own
+    ``baseline =`` may be absent, or any file being created by --sae-update-baseline), and the report
+    and the baseline to update must be writable. Raises ConfigError naming the option and the path."""
+    from sae_checks.report.io import check_writable
+
+    baseline = options.baseline
+    if baseline is not None and baseline != policy.baseline and not options.update_baseline \
+            and not baseline.exists():
+        raise ConfigError("--sae-baseline", str(baseline), "no such file",
+                          "check the path, or create it with --sae-update-baseline all")
+    check_writable(options.report, "--sae-report")
+    if options.update_baseline:
+        check_writable(options.baseline or options.report.parent / DEFAULT_BASELINE, "--sae-baseline")
+
+
 @dataclass
 class GateSession:
     """Per-process gate state (kept in ``config.stash`` by the plugin)."""
@@ -168,6 +184,7 @@ class GateSession:
                worker: int | None = None) -> GateSession:
         config, policy, options = resolve_options(cli, read_pyproject(rootdir), rootdir=rootdir,
                                                   invocation_dir=invocation_dir)
+        check_gate_paths(options, policy)
         return cls(config=config, policy=policy, options=options,
                    baselines=load_baselines(options.baseline), worker=worker)
 

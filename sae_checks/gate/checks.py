@@ -236,6 +236,11 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
     if not math.isfinite(value):
         return make("fail", "nonfinite", f"{head}: non-finite value; see results['nonfinite'] for the first "
                     "sequence and position")
+    # defensive: a NaN limit, or a band from a non-finite baseline, compares false both ways (= pass)
+    bad_rule = rule.limit is not None and math.isnan(rule.limit)
+    if bad_rule or (base is not None and not (math.isfinite(base) and tol is not None and math.isfinite(tol))):
+        return make("fail", "bad_baseline", f"{head}: non-finite limit {_fmt(rule.limit)} or baseline {_fmt(base)}"
+                    " cannot be compared; fix the policy, or regenerate the baseline with --sae-update-baseline all")
     if rule.limit is not None and (value > rule.limit if lower else value < rule.limit):
         word = "above the limit" if lower else "below the limit"
         return make(soft, "limit", f"{head}: {word} {_fmt(rule.limit)} ({band_txt}). Fix the SAE, or relax "

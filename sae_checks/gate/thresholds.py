@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -417,7 +416,10 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
     p = Path(path)
     if not p.exists():
         return Baselines(path=p)
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThresholdError(str(p), "-", f"cannot read the baseline file: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -429,6 +431,8 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
 
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise err("format", f"not a sae-checks baseline file (expected \"format\": \"{BASELINE_FORMAT}\")")
+    if not isinstance(data.get("entries") or {}, dict):
+        raise err("entries", f"must be an object of check id -> entry, got {type(data['entries']).__name__}")
     entries: dict[str, BaselineEntry] = {}
     for cid, entry in (data.get("entries") or {}).items():
         if not isinstance(entry, dict) or set(entry) - {"value", "ci"}:
@@ -437,27 +441,25 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err(cid, f"value must be a number, got {value!r}")
         if ci is not None and not (isinstance(ci, list) and len(ci) == 2
-                                   and all(isinstance(c, (int, float)) for c in ci)):
+                                   and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in ci)):
             raise err(cid, f"ci must be [lo, hi] or null, got {ci!r}")
+        # Python's json reads NaN / Infinity; a NaN baseline would make every comparison false (= pass)
+        if not math.isfinite(value) or (ci is not None and not all(math.isfinite(c) for c in ci)):
+            raise err(cid, f"non-finite number (value {value!r}, ci {ci!r}); baselines hold finite numbers only")
         entries[cid] = BaselineEntry(value=float(value), ci=(float(ci[0]), float(ci[1])) if ci else None)
     return Baselines(path=p, entries=entries)
 
 
 def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, BaselineEntry]) -> None:
-    """Write atomically (temporary file in the same folder, then os.replace); sorted keys."""
+    """Write atomically (short temporary file in the same folder, then os.replace; mode per the umask);
+    sorted keys."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": BASELINE_FORMAT, "version": 1,
             "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from sae_checks.report.io import atomic_write_text
+
+    atomic_write_text(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def updated_baselines(old: Baselines, checks: Iterable[Mapping[str, Any]],

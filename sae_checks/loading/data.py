@@ -132,7 +132,11 @@ def _is_local(source: str) -> bool:
 def _local_documents(path: Path, field: str, seed: int) -> list[str]:
     """Every document of a local file, shuffled with ``random.Random(seed)``."""
     if path.suffix == ".txt":
-        return [path.read_text(encoding="utf-8")]
+        data = path.read_bytes()
+        try:
+            return [data.decode("utf-8")]
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path, data, 0, err) from None
     if path.suffix in (".jsonl", ".json"):
         docs = [_text_field(rec, field, f"{path}:{line}") for line, rec in iter_jsonl(path)]
     elif path.suffix == ".parquet":
@@ -154,8 +158,14 @@ def _local_documents(path: Path, field: str, seed: int) -> list[str]:
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_number, record)`` for each non-blank line; ``DataError`` naming ``file:line`` when a line
     is not a JSON object."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    offset = 0  # byte offset of the line's start, to name a byte that is not UTF-8
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(path, raw, offset, err, line_no) from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -165,6 +175,14 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
             yield line_no, record
+
+
+def _not_utf8(path: str | Path, data: bytes, base: int, err: UnicodeDecodeError, line: int | None = None) -> DataError:
+    """One line naming the file, the byte offset (and line) of the first byte that is not UTF-8."""
+    line = line if line is not None else data.count(b"\n", 0, err.start) + 1
+    return DataError(f"{path}: not UTF-8 text at byte offset {base + err.start} (line {line}, byte "
+                      f"0x{data[err.start]:02x}: {err.reason}); convert it to UTF-8, e.g. "
+                      f"iconv -f latin1 -t utf-8 {path} > fixed{Path(path).suffix}")
 
 
 def _text_field(record: dict[str, Any], field: str, where: str) -> str:

@@ -33,7 +33,8 @@ from sae_checks.errors import CompatibilityError, ConfigError, LoadError, Offlin
 from sae_checks.loading import cached_file, hub_offline
 from sae_checks.names import hook_site, hook_width, sae_sort_key, supported_hooks_text
 
-__all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "id_matcher", "load_saes", "sha256_file", "split_sources"]
+__all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "check_sae_cfg", "id_matcher", "load_saes", "sha256_file",
+           "split_sources"]
 
 DEFAULT_SAE_ID = "blocks.{layer}.hook_resid_pre"
 CFG_FILE = "cfg.json"
@@ -220,9 +221,10 @@ def _load_folder(folder: Path, model: Any, *, device: str, release: str | None) 
         if not needed.is_file():
             raise LoadError(f"SAE folder {folder}: missing file {needed}")
     try:
-        json.loads(cfg_path.read_text())
+        cfg = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as err:
         raise LoadError(f"SAE {folder}: cannot read {cfg_path}: {_one_line(err)}") from err
+    check_sae_cfg(cfg, cfg_path)
     try:
         sae = SAE.load_from_disk(str(folder), device=device)
     except Exception as err:  # corrupt safetensors / wrong tensors: name the file, keep the cause
@@ -238,6 +240,36 @@ def _load_folder(folder: Path, model: Any, *, device: str, release: str | None) 
     )
     _check_fits(loaded, model, where)
     return loaded
+
+
+# cfg.json keys sae-checks reads (top level, or inside "metadata" for sae_lens >= 6), with their types:
+# checked before sae_lens loads the folder, which would crash later or blame the weights file.
+_CFG_TYPES: dict[str, tuple[type, ...]] = {
+    "d_in": (int,), "d_sae": (int,), "hook_name": (str,), "context_size": (int, type(None)),
+    "hook_head_index": (int, type(None)), "model_name": (str, type(None)), "architecture": (str,),
+    "dtype": (str,),
+}
+_CFG_WORDS = {int: "an integer", str: "a string", type(None): "null"}
+
+
+def check_sae_cfg(cfg: Any, path: Path) -> None:
+    """Raise LoadError naming ``path`` and the key when an SAE's ``cfg.json`` holds a value of the wrong
+    type (``"d_sae": "512"``, ``"hook_name": 5``; bool is not an integer) or a size below 1."""
+    if not isinstance(cfg, dict):
+        raise LoadError(f"{path}: an SAE config is a JSON object, found {type(cfg).__name__}")
+    meta = cfg.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise LoadError(f"{path}: key 'metadata' must be an object, got {meta!r}")
+    located = [(k, v) for k, v in cfg.items()] + [(f"metadata.{k}", v) for k, v in meta.items()]
+    for key, value in located:
+        kinds = _CFG_TYPES.get(key.removeprefix("metadata."))
+        if kinds is None:
+            continue
+        ok = isinstance(value, kinds) and not isinstance(value, bool)
+        if not ok or (key in ("d_in", "d_sae") and value < 1):
+            want = " or ".join(_CFG_WORDS[k] for k in kinds) + (" >= 1" if ok else "")
+            raise LoadError(f"{path}: key {key!r} must be {want}, got {value!r}; fix the value in this file "
+                            "(e.g. a number without quotes)")
 
 
 # --- pretrained releases ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import base64
 import html
 import json
 import math
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -442,12 +441,6 @@ def write_html(report: Mapping[str, Any], path: Path | str, baseline: Mapping[st
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     page = render_html(report, baseline=baseline, diff_text=diff_text)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    from sae_checks.report.io import atomic_write_text
+
+    return atomic_write_text(target, page)
