@@ -1,4 +1,4 @@
-"""``sae-checks run | diff | plot | html | zoo``: thin shells over the library.
+"""``sae-checks run | gate | diff | merge | plot | html | zoo``: thin shells over the library.
 
 Every ``run`` option maps onto a RunConfig field (dashes for underscores); ``[tool.sae-checks]`` in the
 current directory's pyproject.toml supplies defaults, command-line flags win. Bad input exits with
@@ -40,54 +40,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _buckets(text: str) -> tuple[tuple[int, int], ...]:
-    """``1-32,32-256`` -> ((1, 32), (32, 256))."""
-    try:
-        return tuple((int(a), int(b)) for a, b in (part.split("-") for part in _names(text)))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected buckets like 1-128,128-1024, got {text!r}") from err
-
-
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    """The RunConfig options shared by ``run`` and the demo (defaults None: the config's own apply)."""
-    g = p.add_argument_group("run configuration (RunConfig fields; see sae_checks/config.py)")
-    g.add_argument("--model", help="TransformerLens pretrained name (gpt2-small) or 'zoo' (default)")
-    g.add_argument("--saes", help="sae_lens release, local SAE folder(s), or zoo:v1 / zoo:v2 (default zoo:v2)")
-    g.add_argument("--sae-id", help="id template inside a release (default blocks.{layer}.hook_resid_pre)")
-    g.add_argument("--layers", type=_ints, help="comma-separated layers (default: every layer with an SAE)")
-    g.add_argument("--data", help="HF dataset id, local .jsonl/.txt/.parquet, or 'zoo' (default)")
-    g.add_argument("--data-split", help="split of a HF dataset (default train)")
-    g.add_argument("--data-config", help="config name of a HF dataset")
-    g.add_argument("--text-field", help="field holding the text (default text)")
-    g.add_argument("--n-seqs", type=int, help="sequences to evaluate (default: about 100k tokens, ceil(100000 / ctx-len); 64 on the zoo)")
-    g.add_argument("--ctx-len", type=int, help="tokens per sequence incl. BOS (default: model n_ctx)")
-    g.add_argument("--seed", type=int, help="data sampling and bootstrap seed (default 0)")
-    g.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    g.add_argument("--dtype", choices=["float32", "bfloat16"], help="bfloat16 = autocast, CUDA only")
-    g.add_argument("--batch-size", type=int, help="sequences per forward pass (default 8; halved on OOM)")
-    g.add_argument("--buckets", type=_buckets, help="position buckets, e.g. 1-128,128-1024")
-    g.add_argument("--no-fast-attention", dest="fast_attention", action="store_const", const=False,
-                   help="TransformerLens' own attention instead of the fused kernel (same function, slower)")
-    g.add_argument("--splice-bos", action="store_const", const=True, help="also splice the BOS position")
-    g.add_argument("--no-zero-ablation", dest="zero_ablation", action="store_const", const=False,
-                   help="skip the zero-ablation pass (no ce_loss_score)")
-    g.add_argument("--no-propagation", dest="propagation", action="store_const", const=False,
-                   help="skip the error-propagation matrix")
-    g.add_argument("--n-bootstrap", type=int, help="bootstrap resamples per bucket CI (default 1000)")
-    g.add_argument("--tasks", type=_names, help="cloze tasks: lambada,cbt (on the zoo, lambada = zoo cloze set)")
-    g.add_argument("--n-prompts", type=int, help="prompts per task (default 1000)")
-    g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
+    """The RunConfig options (``sae_checks.options.RUN``; defaults None: the config's own apply)."""
+    from sae_checks.options import RUN, add_argparse
+
+    add_argparse(p.add_argument_group("run configuration (RunConfig fields; the same options as the pytest "
+                                      "plugin's --sae-* and [tool.sae-checks])"), RUN)
 
 
 def pyproject_defaults(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
@@ -104,12 +62,10 @@ def pyproject_defaults(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> Any:
     """RunConfig from ``[tool.sae-checks]`` defaults overridden by the flags that were given."""
     from sae_checks.config import RunConfig
+    from sae_checks.gate import ALIASES, GATE_KEYS
 
     fields = set(RunConfig.__dataclass_fields__)
-    # keys of the pyproject table that belong to the gate, not the run
-    from sae_checks.gate import ALIASES
-
-    gate_keys = {"thresholds", "baseline", "report", "update_baseline"}
+    gate_keys = set(GATE_KEYS)  # keys of the pyproject table that belong to the gate, not the run
     values = {}
     for key, value in (defaults or {}).items():
         name = key.replace("-", "_")
@@ -145,6 +101,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from sae_checks.report.io import load_report
 
     diff = diff_reports(load_report(args.old), load_report(args.new), force=args.force,
+                        allow_different=args.allow_different, exclude=tuple(args.exclude),
                         labels=(str(args.old), str(args.new)))
     print(format_diff(diff, args.format))
     return diff_exit_code(diff)
@@ -177,6 +134,37 @@ def cmd_html(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from sae_checks.report.io import check_writable, load_report, write_report
+    from sae_checks.report.merge import merge_reports
+    from sae_checks.summary import print_summary
+
+    check_writable(args.out, "--out")
+    report = merge_reports([load_report(p) for p in args.parts], labels=[str(p) for p in args.parts])
+    write_report(args.out, report)
+    print(f"report: {args.out} (merged from {len(args.parts)} parts)")
+    print_summary(report)
+    failed = report.get("summary", {}).get("fail", 0) + report.get("summary", {}).get("new", 0)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """The shipped gate module under pytest, with the same options, report and exit codes."""
+    import pytest
+
+    from sae_checks.options import GATE, RUN, as_pytest_args
+
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    argv = ["--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider", *as_pytest_args(values, RUN),
+            *as_pytest_args({k: str(v) for k, v in values.items() if k in ("thresholds", "baseline", "report")},
+                            GATE)]
+    if args.update_baseline:
+        argv.append(f"--sae-update-baseline={args.update_baseline}")
+    rest = list(args.pytest_args)
+    argv += rest[1:] if rest[:1] == ["--"] else rest
+    return int(pytest.main(argv))
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from sae_checks.zoo import build
 
@@ -191,9 +179,22 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from sae_checks import __version__
+    from sae_checks.options import GATE, add_argparse
+
     p = _Parser(prog="sae-checks", description=__doc__.splitlines()[0], epilog=EXIT_CODES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"sae-checks {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    gt = sub.add_parser("gate", help="run the gate (the same as `pytest --pyargs sae_checks.gate.gate_tests`); "
+                        "pytest arguments after --", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(gt)
+    add_argparse(gt.add_argument_group("gate"), GATE)
+    gt.add_argument("--update-baseline", nargs="?", const="new", choices=("new", "all"),
+                    help="rewrite the baseline at the end: 'new' (default) adds new and failing checks, 'all' every check")
+    gt.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest arguments (-k, -n 2 --dist loadgroup, -q)")
+    gt.set_defaults(func=cmd_gate)
     r = sub.add_parser("run", help="evaluate SAEs (the zoo when nothing is named) and write the JSON report")
     add_run_options(r)
     r.add_argument("--report", type=Path, help="write the JSON report here (atomically)")
@@ -202,8 +203,17 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("old", type=Path)
     d.add_argument("new", type=Path)
     d.add_argument("--format", choices=["table", "markdown", "json"], default="table")
-    d.add_argument("--force", action="store_true", help="compare reports of different models/configs anyway")
+    d.add_argument("--force", action="store_true", help="compare reports of different data/configs anyway")
+    d.add_argument("--allow-different", action="store_true",
+                   help="compare reports of different models or SAE sets anyway")
+    d.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="glob over SAE names or check ids to leave out of the diff (repeatable); an excluded "
+                   "result that vanished is not a regression")
     d.set_defaults(func=cmd_diff)
+    m = sub.add_parser("merge", help="merge the partial reports of a sharded run (--shard I/N) into one")
+    m.add_argument("parts", type=Path, nargs="+", help="partial reports")
+    m.add_argument("-o", "--out", type=Path, required=True, help="merged report")
+    m.set_defaults(func=cmd_merge)
     pl = sub.add_parser("plot", help="PNG figures from a report")
     pl.add_argument("report", type=Path)
     pl.add_argument("-o", "--out", type=Path, required=True, help="output folder")

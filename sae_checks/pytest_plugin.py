@@ -4,9 +4,10 @@ Run the gate with ``pytest --pyargs sae_checks.gate.gate_tests [--sae-* options]
 Every option can also be set in ``[tool.sae-checks]`` of the rootdir's pyproject.toml (the command line
 wins). The work happens in ``sae_checks.gate.GateSession``; this module only wires it into pytest:
 
-- ``pytest_generate_tests``: one test per check id (``test_metric[fvu/layer=3/bucket=1-128]``), planned
-  from ``api.plan(config)`` and the policy: cheap and identical on every xdist worker; each test is in
-  the ``xdist_group`` of its layer, so ``-n N --dist loadgroup`` keeps a layer on one worker.
+- ``pytest_generate_tests``: one test per check id (``test_metric[fvu-L3-pos1_128-<sae>]``, selectable
+  with ``-k "fvu and L3"``), planned from ``api.plan(config)`` and the policy: cheap and identical on
+  every xdist worker; each test is in the ``xdist_group`` of its SAE (propagation: its upstream SAE), so
+  ``-n N --dist loadgroup`` keeps an SAE on one worker and each SAE's engine run happens once.
 - fixture ``sae_judge``: runs the engine for the layers this process needs (cached in ``config.stash``),
   judges one check, fails the test with the check's message.
 - ``pytest_sessionfinish``: workers send results and checks as plain data through
@@ -27,40 +28,12 @@ import pytest
 _SESSION = pytest.StashKey[Any]()  # the process's GateSession (created lazily: only gate runs pay for it)
 _ERROR = pytest.StashKey[str]()  # an error raised while writing the report, shown in the summary
 
-# (option, type, RunConfig field or gate key, help)
-_OPTIONS: list[tuple[str, Any, str]] = [
-    ("model", str, "TransformerLens model name, or 'zoo' (default)"),
-    ("saes", str, "SAEs: a sae_lens release, a local folder (of folders), or zoo:v1 / zoo:v2"),
-    ("id", str, "sae_id template inside a release, e.g. 'blocks.{layer}.hook_resid_pre'"),
-    ("layers", "ints", "comma-separated layers to check (default: every layer with an SAE)"),
-    ("data", str, "evaluation text: HF dataset id, local .jsonl/.txt/.parquet, or 'zoo'"),
-    ("n-seqs", int, "number of sequences evaluated"),
-    ("ctx", int, "tokens per sequence including BOS (default: the model's n_ctx)"),
-    ("device", str, "cpu, cuda or cuda:N (default: CUDA when available)"),
-    ("dtype", str, "float32 or bfloat16"),
-    ("batch-size", int, "sequences per forward pass"),
-    ("thresholds", str, "policy TOML (default: the packaged zoo policy)"),
-    ("baseline", str, "baseline JSON (default: 'baseline' in the policy)"),
-    ("report", str, "where to write the JSON report (default: sae-report.json)"),
-    ("tasks", "strs", "comma-separated cloze tasks: lambada, cbt"),
-    ("seed", int, "data sampling and bootstrap seed"),
-]
-
-
-def _list(kind: str) -> Callable[[str], list[Any]]:
-    def parse(text: str) -> list[Any]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        return [int(t) for t in items] if kind == "ints" else items
-
-    parse.__name__ = "comma-separated list"
-    return parse
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("sae-checks", "sae-checks gate (also settable in [tool.sae-checks])")
-    for name, kind, help_ in _OPTIONS:
-        group.addoption(f"--sae-{name}", dest=f"sae_{name.replace('-', '_')}", default=None,
-                        type=_list(kind) if isinstance(kind, str) else kind, help=help_)
+    from sae_checks.options import GATE, RUN, add_pytest
+
+    group = parser.getgroup("sae-checks", "sae-checks gate (the same options as `sae-checks gate`; also "
+                            "settable in [tool.sae-checks])")
+    add_pytest(group, RUN + GATE)
     group.addoption("--sae-update-baseline", dest="sae_update_baseline", nargs="?", const="new", default=None,
                     choices=("new", "all"), help="rewrite the baseline file at the end: 'new' (default) adds "
                     "new and failing checks, 'all' rewrites every check run")
@@ -78,8 +51,9 @@ def _gate(config: pytest.Config) -> Any:
     """The process's GateSession, created on first use from the options and [tool.sae-checks]."""
     if _SESSION not in config.stash:
         from sae_checks.gate import GateSession
+        from sae_checks.options import GATE, RUN, pytest_values
 
-        cli = {name.replace("-", "_"): config.getoption(f"sae_{name.replace('-', '_')}") for name, _, _ in _OPTIONS}
+        cli = pytest_values(config.getoption, RUN + GATE)
         cli["update_baseline"] = config.getoption("sae_update_baseline")
         workerid = getattr(config, "workerinput", {}).get("workerid")
         config.stash[_SESSION] = GateSession.create(

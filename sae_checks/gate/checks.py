@@ -282,47 +282,4 @@ def unused_baselines(baselines: Baselines, judged_ids: Iterable[str]) -> list[st
     return sorted(set(baselines.entries) - set(judged_ids))
 
 
-# --------------------------------------------------------------------------------------------------
-# Merging results from several engine runs (per SAE set, per xdist worker).
-
-
-def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Union of two results dicts from runs over different SAEs. Per-SAE tables merge by key;
-    ``nonfinite`` lists concatenate; ``propagation`` keeps the run that covered more SAEs."""
-    out = dict(a)
-    for key, bv in b.items():
-        av = out.get(key)
-        if av is None:
-            out[key] = bv
-        elif key == "propagation":
-            out[key] = merge_propagation(av, bv)
-        elif key == "nonfinite" and isinstance(av, list):
-            out[key] = av + [x for x in bv if x not in av]
-        elif isinstance(av, dict) and isinstance(bv, dict):
-            out[key] = merge_results(av, bv)
-    return out
-
-
-def merge_propagation(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two propagation matrices over the same suite (each run fills the rows of its own upstream SAEs)
-    combined cell by cell; over different SAE lists, the one with more SAEs wins (older behaviour)."""
-    if list(a.get("saes", ())) != list(b.get("saes", ())):
-        return dict(b) if len(b.get("saes", ())) > len(a.get("saes", ())) else dict(a)
-    out = dict(a)
-    for key, bv in b.items():
-        av = a.get(key)
-        if isinstance(bv, list) and bv and isinstance(bv[0], list) and isinstance(av, list):
-            out[key] = [[x if x is not None else y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(av, bv, strict=True)]
-    return out
-
-
-def merge_provenance(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Provenance of the union: the first run's fields, ``saes`` unioned by name, in forward order."""
-    from sae_checks.names import sae_sort_key
-
-    out = dict(a) if a else dict(b)
-    if a and b:
-        seen = {s.get("name") or str(s.get("layer")): s for s in list(b.get("saes", [])) + list(a.get("saes", []))}
-        out["saes"] = sorted(seen.values(), key=lambda s: sae_sort_key(s.get("layer") or 0, s.get("hook") or "",
-                                                                        s.get("name") or ""))
-    return out
+from sae_checks.report.merge import merge_propagation, merge_provenance, merge_results  # noqa: E402,F401

@@ -22,20 +22,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sae_checks.names import slug
 from sae_checks.report.schema import SCHEMA_VERSION
 
 LAYER_KEYED = ("per_position", "per_bucket", "context_generalization", "buckets", "context_size", "features")
 SAE_FIELDS = ("layer", "hook", "d_in", "d_sae", "architecture", "context_size", "release", "id")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 _BUCKET_ID = re.compile(r"^(?P<metric>[^/]+)/layer=(?P<layer>\d+)/bucket=(?P<a>\d+)-(?P<b>\d+)$")
 _PROPAGATION_ID = re.compile(r"^propagation/(?P<metric>[^/]+)/up=(?P<up>\d+)/down=(?P<down>\d+)$")
 _LAYER_ID = re.compile(r"^(?P<path>.+)/layer=(?P<layer>\d+)$")
-
-
-def slug(name: str) -> str:
-    """``name`` with every character outside ``[A-Za-z0-9_.+-]`` replaced by ``_`` (the ``<sae>`` part
-    of a check id; the same rule as ``sae_checks.names.slug`` of the spec)."""
-    return _UNSAFE.sub("_", str(name))
 
 
 def sae_name(entry: Mapping[str, Any]) -> str:
@@ -77,11 +71,13 @@ def _named_saes(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(entries, key=sort_key)
 
 
-def sort_key(entry: Mapping[str, Any]) -> tuple[int, str, str]:
-    """(layer, hook, name) for sorting ``provenance.saes`` (a missing layer sorts last)."""
+def sort_key(entry: Mapping[str, Any]) -> tuple[int, int, str]:
+    """Forward order (layer, hook stage, name) for sorting ``provenance.saes`` (a missing layer sorts last)."""
+    from sae_checks.names import sae_sort_key
+
     layer = entry.get("layer")
     number = layer if isinstance(layer, int) and not isinstance(layer, bool) else 1 << 30
-    return number, str(entry.get("hook") or ""), str(entry.get("name") or sae_name(entry))
+    return sae_sort_key(number, str(entry.get("hook") or ""), str(entry.get("name") or sae_name(entry)))
 
 
 def upgrade_check_id(check_id: str, names: Mapping[str, list[str]]) -> tuple[str, dict[str, Any]]:
