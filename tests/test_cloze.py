@@ -150,9 +150,9 @@ def test_batched_equals_one_at_a_time(world: dict[str, Any]) -> None:
             for g, w in zip(got, want, strict=True):
                 assert (g is None and w is None) or math.isclose(g, w, rel_tol=1e-4, abs_tol=1e-4), (L, key, got, want)
         assert a["prompts"][L]["class"] == b["prompts"][L]["class"]
-        assert a["per_layer"][L]["classes"] == b["per_layer"][L]["classes"]
+        assert a["per_sae"][L]["classes"] == b["per_sae"][L]["classes"]
         for m in ("acc_first_token", "acc_word"):
-            assert a["per_layer"][L][m]["mean"] == b["per_layer"][L][m]["mean"]
+            assert a["per_sae"][L][m]["mean"] == b["per_sae"][L][m]["mean"]
     for m in ("acc_first_token", "acc_word", "logp", "ce"):
         assert math.isclose(a["baseline"][m]["mean"], b["baseline"][m]["mean"], rel_tol=1e-5, abs_tol=1e-6)
 
@@ -204,10 +204,10 @@ def test_matches_unbatched_reference(world: dict[str, Any]) -> None:
 
 def test_section_shape_and_classes(world: dict[str, Any]) -> None:
     out = run(world, ITEMS, n_bootstrap=20).cloze
-    assert set(out) >= {"n_prompts", "n_truncated", "baseline", "per_layer", "prompts", "prompt_lengths"}
+    assert set(out) >= {"n_prompts", "n_truncated", "baseline", "per_sae", "prompts", "prompt_lengths"}
     assert out["n_prompts"] == len(ITEMS)
     for L in ("0", "1"):
-        layer = out["per_layer"][L]
+        layer = out["per_sae"][L]
         for m in ("acc_first_token", "acc_word", "logp", "delta_logp", "ce", "delta_ce", "mse", "l0", "resid_norm"):
             assert set(layer[m]) == {"mean", "ci"}
             lo, hi = layer[m]["ci"]
@@ -237,13 +237,13 @@ def test_by_bucket_follows_the_given_buckets_and_an_empty_one_holds_only_its_cou
     of null metrics (which ``sae-checks diff`` would call a regression)."""
     out = run(world, ITEMS, n_bootstrap=20, buckets={0: [(1, 4), (4, 30), (30, 32)], 1: [(1, 32)]}).cloze
     lengths = out["prompt_lengths"]
-    by0 = out["per_layer"]["0"]["by_bucket"]
+    by0 = out["per_sae"]["0"]["by_bucket"]
     assert list(by0) == ["1-4", "4-30", "30-32"]
     assert [by0[k]["n"] for k in by0] == [sum(a <= n - 1 < b for n in lengths) for a, b in ((1, 4), (4, 30), (30, 32))]
     assert by0["30-32"] == {"n": 0}
-    by1 = out["per_layer"]["1"]["by_bucket"]
+    by1 = out["per_sae"]["1"]["by_bucket"]
     assert list(by1) == ["1-32"] and by1["1-32"]["n"] == len(ITEMS)
-    assert by1["1-32"]["delta_logp"]["mean"] == pytest.approx(out["per_layer"]["1"]["delta_logp"]["mean"])
+    assert by1["1-32"]["delta_logp"]["mean"] == pytest.approx(out["per_sae"]["1"]["delta_logp"]["mean"])
 
 
 def test_identity_sae_changes_nothing(world: dict[str, Any]) -> None:
@@ -258,9 +258,9 @@ def test_identity_sae_changes_nothing(world: dict[str, Any]) -> None:
         assert all(v is None or abs(v) < 1e-5 for v in p["delta_ce"])
         assert all(v < 1e-10 for v in p["mse"])
         for m in ("acc_first_token", "acc_word", "acc_choice"):
-            assert out["per_layer"][L][m]["mean"] == out["baseline"][m]["mean"]
-        assert out["per_layer"][L]["classes"]["clean_only"] == 0
-        assert out["per_layer"][L]["classes"]["spliced_only"] == 0
+            assert out["per_sae"][L][m]["mean"] == out["baseline"][m]["mean"]
+        assert out["per_sae"][L]["classes"]["clean_only"] == 0
+        assert out["per_sae"][L]["classes"]["spliced_only"] == 0
 
 
 def test_acc_choice_end_to_end(world: dict[str, Any]) -> None:
@@ -282,7 +282,7 @@ def test_acc_choice_end_to_end(world: dict[str, Any]) -> None:
     items = [ClozeItem(it.prompt, ans, options) for it, ans in zip(ITEMS[:3], answers, strict=True)]
     out = run(world, items, task="cbt", batch_size=5).cloze
     assert out["baseline"]["acc_choice"]["mean"] == pytest.approx(2 / 3)
-    assert set(out["per_layer"]["0"]["acc_choice"]) == {"mean", "ci"}
+    assert set(out["per_sae"]["0"]["acc_choice"]) == {"mean", "ci"}
 
 
 def test_leaked_hook_before_run_is_caught(world: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import torch
 from sae_checks.api import plan
 from sae_checks.config import RunConfig
 from sae_checks.engine.run import evaluate
-from sae_checks.gate.checks import judge, plan_checks, rules_for
+from sae_checks.gate.checks import judge, legacy_id, plan_checks, rules_for
 from sae_checks.gate.thresholds import load_baselines, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +46,11 @@ def _gate(zoo, saes, seed=0):
     policy, config, model, _, _ = zoo
     config = config.replace(seed=seed)
     p = plan(config)
-    specs = plan_checks(policy, layers=p.layers, buckets=p.buckets, tasks=[])
+    specs = plan_checks(policy, saes=p.saes, buckets=p.buckets, tasks=[])
     rules = rules_for(policy, specs)
     tokens = load_sequences("zoo", model.tokenizer, n_seqs=config.n_seqs_for(model.cfg.n_ctx), ctx_len=model.cfg.n_ctx, seed=seed)
     results = evaluate(model, saes, tokens, config).results
-    baselines = load_baselines(policy.baseline)
+    baselines = load_baselines(policy.baseline).remapped(lambda k: legacy_id(k, specs))
     return {s.id: judge(s, results, rules[s.id], baselines) for s in specs}
 
 
@@ -85,9 +85,9 @@ def test_decoder_noise_raising_fvu_by_about_10_percent_fails_fvu(zoo):
                        * sae.W_dec.norm(dim=1, keepdim=True))
 
     checks = _gate(zoo, _perturbed(zoo[3], noise))
-    rises = [checks[i].value / clean[i].value - 1 for i in clean if i.startswith("fvu/")]
+    rises = [checks[i].value / clean[i].value - 1 for i in clean if i.startswith("fvu-")]
     assert 0.05 < sum(rises) / len(rises) < 0.2, f"plant should raise fvu ~10%, raised {rises}"
-    assert any(i.startswith("fvu/") for i in _failed(checks)), _failed(checks)
+    assert any(i.startswith("fvu-") for i in _failed(checks)), _failed(checks)
 
 
 NOISE_SCALE = 0.022  # per-element noise, as a fraction of each decoder row's norm: fvu +~10%
@@ -102,12 +102,12 @@ def test_killing_5_percent_of_features_fails(zoo):
         sae.b_enc[dead] = -1.0
 
     failed = _failed(_gate(zoo, _perturbed(zoo[3], kill)))
-    assert any(i.startswith(("fvu/", "mse/", "delta_ce/", "kl/")) for i in failed), failed
+    assert any(i.startswith(("fvu-", "mse-", "delta_ce-", "kl-")) for i in failed), failed
 
 
 def test_short_context_v1_in_place_of_v2_fails_context_generalization(zoo):
     failed = _failed(_gate(zoo, zoo[4]))
-    ratio_fails = {i.split("/")[1] for i in failed if i.startswith("context_ratio/")}
+    ratio_fails = {i.split("-")[1] for i in failed if i.startswith("context_ratio-")}
     assert ratio_fails, failed
-    layers = {i.rsplit("layer=", 1)[1] for i in failed if i.startswith("context_ratio/")}
+    layers = {i.split("-")[2] for i in failed if i.startswith("context_ratio-")}  # "L0", "L1", ...
     assert len(layers) >= 3, f"most layers should fail context generalization: {failed}"

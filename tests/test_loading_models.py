@@ -71,7 +71,8 @@ HUB_SCRIPT = textwrap.dedent(
     saes = load_saes("gpt2-small-res-jb", model, layers=[0])
     out = {"model_name": model.cfg.model_name, "d_model": model.cfg.d_model, "n_layers": model.cfg.n_layers,
            "n_ctx": model.cfg.n_ctx, "training": model.training, "bos": model.tokenizer.bos_token_id,
-           "saes": {k: v._replace(sae=None)._asdict() for k, v in saes.items()}}
+           "saes": {k: v._replace(sae=None)._asdict() for k, v in saes.items()},
+           "by_regex": list(load_saes("gpt2-small-res-jb", model, ids=r"blocks\\.0\\.hook_resid_p.*"))}
     start = time.perf_counter()
     try:
         load_saes("gpt2-small-res-jb", model)  # layers=None: blocks.0 and blocks.1; blocks.1 is not cached
@@ -100,7 +101,8 @@ def test_hub_path_offline_from_a_local_cache(tmp_path):
     assert (result["d_model"], result["n_layers"], result["n_ctx"]) == (world["d_model"], world["n_layers"],
                                                                          world["n_ctx"])
     assert result["model_name"] == "gpt2" and result["training"] is False and result["bos"] == 0
-    sae = result["saes"]["0"]
+    assert list(result["saes"]) == ["blocks.0.hook_resid_pre"] == result["by_regex"]
+    sae = result["saes"]["blocks.0.hook_resid_pre"]
     assert sae["release"] == "gpt2-small-res-jb" and sae["sae_id"] == "blocks.0.hook_resid_pre"
     assert sae["sha256"] == world["sha256"][0]
     assert str(hf_home) in sae["path"] and JB_REPO.replace("/", "--") in sae["path"]

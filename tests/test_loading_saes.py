@@ -28,9 +28,9 @@ def test_every_architecture_loads_from_a_local_folder(model, tmp_path, arch):
     path = tmp_path / "blocks.1.hook_resid_pre"
     original = tiny_sae(model, 1, arch=arch, path=path, context_size=12)
     saes = load_saes(str(path), model)
-    assert list(saes) == [1]
-    got = saes[1]
-    assert isinstance(got, LoadedSAE)
+    assert list(saes) == ["blocks.1.hook_resid_pre"]  # keyed by name: the folder name
+    got = saes["blocks.1.hook_resid_pre"]
+    assert isinstance(got, LoadedSAE) and got.name == "blocks.1.hook_resid_pre"
     assert (got.layer, got.hook_name, got.architecture) == (1, "blocks.1.hook_resid_pre", arch)
     assert (got.d_in, got.d_sae, got.context_size, got.model_name) == (16, 32, 12, "tiny")
     assert got.release is None and got.sae_id is None and got.path == str(path)
@@ -40,13 +40,15 @@ def test_every_architecture_loads_from_a_local_folder(model, tmp_path, arch):
     torch.testing.assert_close(got.sae.decode(got.sae.encode(x)), original.decode(original.encode(x)))
 
 
-def test_folder_of_folders_keys_by_layer_from_hook_name(model, tmp_path):
+def test_folder_of_folders_keys_by_name_layer_from_hook_name(model, tmp_path):
     root = tiny_sae_folder(model, tmp_path / "saes", layers=[1, 0])
-    (root / "blocks.1.hook_resid_pre").rename(root / "zz_not_the_layer_name")  # layer comes from metadata
+    (root / "blocks.0.hook_resid_pre").rename(root / "zz_layer_zero")  # layer comes from metadata
     saes = load_saes(str(root), model)
-    assert list(saes) == [0, 1]
-    assert saes[1].path.endswith("zz_not_the_layer_name")
-    assert list(load_saes(str(root), model, layers=[1])) == [1]
+    assert list(saes) == ["zz_layer_zero", "blocks.1.hook_resid_pre"]  # forward order, not name order
+    assert saes["zz_layer_zero"].layer == 0 and saes["zz_layer_zero"].path.endswith("zz_layer_zero")
+    assert list(load_saes(str(root), model, layers=[1])) == ["blocks.1.hook_resid_pre"]
+    assert list(load_saes(str(root), model, ids="zz_*")) == ["zz_layer_zero"]  # a glob over names
+    assert list(load_saes(str(root), model, ids=r"blocks\.[0-9]+\.hook_resid_pre")) == ["blocks.1.hook_resid_pre"]
 
 
 def test_requested_layer_without_sae(model, tmp_path):
@@ -55,22 +57,30 @@ def test_requested_layer_without_sae(model, tmp_path):
         load_saes(str(root), model, layers=[0, 1])
 
 
-def test_same_layer_twice_prefers_the_sae_id_template(model, tmp_path):
+def test_several_saes_per_layer_and_hook_are_all_loaded(model, tmp_path):
     tiny_sae(model, 0, path=tmp_path / "a")
     tiny_sae(model, 0, path=tmp_path / "b", hook_name="blocks.0.hook_resid_post")
+    tiny_sae(model, 0, path=tmp_path / "c", d_sae=64)  # a second width at the hook of "a"
     saes = load_saes(str(tmp_path), model)
-    assert saes[0].hook_name == "blocks.0.hook_resid_pre"
-    post = load_saes(str(tmp_path), model, sae_id="blocks.{layer}.hook_resid_post")
-    assert post[0].hook_name == "blocks.0.hook_resid_post"
-    tiny_sae(model, 0, path=tmp_path / "c")
-    with pytest.raises(LoadError, match=r"two SAEs for layer 0 .*[/\\]a: .*[/\\]c: "):
-        load_saes(str(tmp_path), model)
+    assert list(saes) == ["a", "c", "b"]  # resid_pre before resid_post
+    assert [s.hook_name for s in saes.values()] == ["blocks.0.hook_resid_pre"] * 2 + ["blocks.0.hook_resid_post"]
+    assert saes["c"].d_sae == 64
+
+
+def test_two_sources_with_one_name_are_refused(model, tmp_path):
+    tiny_sae(model, 0, path=tmp_path / "x" / "s")
+    tiny_sae(model, 1, path=tmp_path / "y" / "s")
+    with pytest.raises(LoadError, match=r"two SAEs are named 's'"):
+        load_saes(f"{tmp_path / 'x'}, {tmp_path / 'y'}", model)
+    both = load_saes(f"{tmp_path / 'x' / 's'},{tmp_path / 'y'}", model, layers=[0])
+    assert list(both) == ["s"]
 
 
 def test_d_in_mismatch_names_sae_and_both_widths(model, tmp_path):
     path = tmp_path / "wide"
     tiny_sae(model, 0, path=path, d_in=24)
-    with pytest.raises(CompatibilityError, match=rf"SAE {path}: d_in=24 but model 'tiny' has d_model=16"):
+    with pytest.raises(CompatibilityError, match=rf"SAE {path}: d_in=24 but the activation at blocks.0.hook_resid_pre "
+                                                 r"of model 'tiny' has width 16"):
         load_saes(str(path), model)
 
 
@@ -139,7 +149,9 @@ def test_zoo_spec_records_release_and_id(model, tmp_path, monkeypatch):
     fake.zoo_sae_dir = lambda version: {"v1": root}[version]  # type: ignore[attr-defined]  # KeyError: unknown
     monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
     saes = load_saes("zoo:v1", model, layers=[1])
-    assert list(saes) == [1] and saes[1].release == "zoo:v1" and saes[1].sae_id == "blocks.1.hook_resid_pre"
+    assert list(saes) == ["blocks.1.hook_resid_pre"]
+    got = saes["blocks.1.hook_resid_pre"]
+    assert got.release == "zoo:v1" and got.sae_id == "blocks.1.hook_resid_pre"
     with pytest.raises(LoadError, match=r"'zoo:v9': unknown zoo version 'v9'"):
         load_saes("zoo:v9", model)
 
@@ -169,7 +181,7 @@ def test_release_without_the_requested_id(model, empty_offline_hub):
 
 def test_loaded_sae_is_json_ready_without_the_module(model, tmp_path):
     tiny_sae(model, 0, path=tmp_path / "s")
-    record = load_saes(str(tmp_path / "s"), model)[0]._replace(sae=None)._asdict()
+    record = load_saes(str(tmp_path / "s"), model)["s"]._replace(sae=None)._asdict()
     json.dumps(record)
 
 
@@ -185,7 +197,7 @@ def test_the_real_zoo_loads_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         saes = load_saes("zoo:v1", zoo_model)
-    assert list(saes) == list(range(zoo_model.cfg.n_layers))
+    assert [s.layer for s in saes.values()] == list(range(zoo_model.cfg.n_layers))
     assert all(s.release == "zoo:v1" and s.sha256 and s.d_in == zoo_model.cfg.d_model for s in saes.values())
 
 

@@ -14,9 +14,9 @@ def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
     setup_gate(pytester, baseline=full_baseline())
     result = pytester.runpytest(*GATE, "--collect-only", "-q")
     out = result.stdout.str()
-    for nodeid in ("test_metric[fvu/layer=0/bucket=1-16]", "test_metric[l0/layer=2/bucket=16-32]",
-                   "test_context_ratio[context_ratio/fvu/layer=1]",
-                   "test_propagation[propagation/mse/up=0/down=2]", "test_cloze[none]"):
+    for nodeid in ("test_metric[fvu-L0-pos1_16-blocks.0.hook_resid_pre]", "test_metric[l0-L2-pos16_32-blocks.2.hook_resid_pre]",
+                   "test_context_ratio[context_ratio-fvu-L1-blocks.1.hook_resid_pre]",
+                   "test_propagation[propagation-mse-L0-blocks.0.hook_resid_pre-to-L2-blocks.2.hook_resid_pre]", "test_cloze[none]"):
         assert nodeid in out
     assert "19 tests collected" in out
     assert engine_calls(pytester.path) == []  # planning never runs the engine
@@ -24,10 +24,16 @@ def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
 
 def test_k_selection_runs_engine_once_for_selected_layers(pytester: pytest.Pytester) -> None:
     setup_gate(pytester, baseline=full_baseline())
-    result = pytester.runpytest(*GATE, "-k", "fvu and 1-16 and not context", "-v")
+    result = pytester.runpytest(*GATE, "-k", "fvu and pos1_16 and not context", "-v")
     result.assert_outcomes(passed=3, deselected=16)
     calls = engine_calls(pytester.path)
     assert [c["layers"] for c in calls] == [[0, 1, 2]]
+    result = pytester.runpytest(*GATE, "-k", "fvu and L1", "-v")  # what a person types: fvu checks of layer 1
+    result.assert_outcomes(passed=3, deselected=16)
+    result.stdout.fnmatch_lines(["*test_metric[[]fvu-L1-pos1_16-blocks.1.hook_resid_pre] PASSED*",
+                                 "*test_metric[[]fvu-L1-pos16_32-blocks.1.hook_resid_pre] PASSED*",
+                                 "*test_context_ratio[[]context_ratio-fvu-L1-blocks.1.hook_resid_pre] PASSED*"])
+    assert engine_calls(pytester.path)[-1]["saes"] == ["blocks.1.hook_resid_pre"]  # only the selected SAE ran
     result = pytester.runpytest(*GATE, "-k", "context_ratio")
     result.assert_outcomes(passed=3, deselected=16)
 
@@ -36,6 +42,7 @@ def test_layers_option_and_pyproject_precedence(pytester: pytest.Pytester) -> No
     root = setup_gate(pytester, baseline=full_baseline())
     (root / "pyproject.toml").write_text('[tool.sae-checks]\nthresholds = "policy.toml"\nn-seqs = 7\nseed = 3\n'
                                          'report = "out/r.json"\n')
+    (root / "out").mkdir()  # an output folder that does not exist is an error before any work
     result = pytester.runpytest(*GATE, "--sae-layers", "1", "--sae-seed", "5")
     result.assert_outcomes(passed=5, skipped=2)  # 2 fvu + 2 l0 + 1 context ratio; no cloze, no propagation
     assert "unused baseline" not in result.stdout.str()  # a layer subset is not a full run
@@ -46,14 +53,14 @@ def test_layers_option_and_pyproject_precedence(pytester: pytest.Pytester) -> No
 
 def test_failing_check_message(pytester: pytest.Pytester) -> None:
     baseline = full_baseline()
-    baseline["fvu/layer=1/bucket=1-16"]["value"] = 0.05  # the run measures 0.11: worse than the band
+    baseline["fvu-L1-pos1_16-blocks.1.hook_resid_pre"]["value"] = 0.05  # the run measures 0.11: worse than the band
     setup_gate(pytester, baseline=baseline)
-    result = pytester.runpytest(*GATE, "-k", "fvu and layer and 1-16")
+    result = pytester.runpytest(*GATE, "-k", "fvu and pos1_16 and not context")
     result.assert_outcomes(passed=2, failed=1, deselected=16)
     result.stdout.fnmatch_lines([
-        "*fvu at layer 1, positions [[]1, 16) = 0.11 (CI 0.105..0.115): worse than baseline 0.05, band*"
+        "*fvu at SAE blocks.1.hook_resid_pre (layer 1), positions [[]1, 16) = 0.11 (CI 0.105..0.115): worse than baseline 0.05, band*"
         "rerun with --sae-update-baseline*",
-        "FAILED *test_metric[[]fvu/layer=1/bucket=1-16]*",
+        "FAILED *test_metric[[]fvu-L1-pos1_16-blocks.1.hook_resid_pre]*",
     ])
 
 
@@ -77,7 +84,7 @@ def test_gpu_checks_skip_without_cuda(pytester: pytest.Pytester) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA present: nothing to skip")
     setup_gate(pytester, baseline=full_baseline())
-    result = pytester.runpytest(*GATE, "--sae-device", "cuda", "-k", "fvu and layer and 1-16", "-rs")
+    result = pytester.runpytest(*GATE, "--sae-device", "cuda", "-k", "fvu and pos1_16 and not context", "-rs")
     result.assert_outcomes(skipped=3, deselected=16)
     result.stdout.fnmatch_lines(["*needs CUDA*"])
     assert not (pytester.path / "sae-report.json").exists()

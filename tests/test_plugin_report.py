@@ -22,8 +22,8 @@ _io.write_report = _counting_write
 
 def test_report_written_once_with_all_checks(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     baseline = full_baseline()
-    baseline["gone/layer=0/bucket=1-16"] = {"value": 1.0, "ci": None}  # not exercised by any check
-    del baseline["l0/layer=2/bucket=16-32"]  # -> new
+    baseline["gone-L0-pos1_16-blocks.0.hook_resid_pre"] = {"value": 1.0, "ci": None}  # not exercised by any check
+    del baseline["l0-L2-pos16_32-blocks.2.hook_resid_pre"]  # -> new
     root = setup_gate(pytester, baseline=baseline)
     with (root / "conftest.py").open("a") as fh:
         fh.write(COUNT_WRITES)
@@ -33,22 +33,22 @@ def test_report_written_once_with_all_checks(pytester: pytest.Pytester, monkeypa
     result.assert_outcomes(passed=17, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["sae-checks: 17 pass, 0 fail, 0 warn, 0 improved, 1 new",
                                  "sae-checks: report written to *gate.json",
-                                 "sae-checks: 1 unused baseline entries: gone/layer=0/bucket=1-16"])
+                                 "sae-checks: 1 unused baseline entries: gone-L0-pos1_16-blocks.0.hook_resid_pre"])
     assert (root / "report_writes.txt").read_text().splitlines() == [str(root / "gate.json")]
     assert len(engine_calls(root)) == 1
     report = json.loads((root / "gate.json").read_text())
     assert report["summary"] == {"pass": 17, "fail": 0, "warn": 0, "improved": 0, "new": 1}
-    assert len(report["checks"]) == 18 and report["unused_baseline"] == ["gone/layer=0/bucket=1-16"]
+    assert len(report["checks"]) == 18 and report["unused_baseline"] == ["gone-L0-pos1_16-blocks.0.hook_resid_pre"]
     new = next(c for c in report["checks"] if c["status"] == "new")
-    assert new["id"] == "l0/layer=2/bucket=16-32" and new["value"] == 17.0
-    assert report["results"]["per_bucket"]["2"]["16-32"]["fvu"]["mean"] == pytest.approx(0.17)
+    assert new["id"] == "l0-L2-pos16_32-blocks.2.hook_resid_pre" and new["value"] == 17.0
+    assert report["results"]["per_bucket"]["blocks.2.hook_resid_pre"]["16-32"]["fvu"]["mean"] == pytest.approx(0.17)
     assert report["provenance"]["model"] == "stub"
     assert summary.exists() and summary.read_text().strip()
 
 
 def test_partial_run_does_not_report_unused(pytester: pytest.Pytester) -> None:
     baseline = full_baseline()
-    baseline["gone/layer=0/bucket=1-16"] = {"value": 1.0, "ci": None}
+    baseline["gone-L0-pos1_16-blocks.0.hook_resid_pre"] = {"value": 1.0, "ci": None}
     root = setup_gate(pytester, baseline=baseline)
     pytester.runpytest(*GATE, "-k", "context").assert_outcomes(
         passed=3, deselected=16)
@@ -57,10 +57,10 @@ def test_partial_run_does_not_report_unused(pytester: pytest.Pytester) -> None:
 
 def test_unsafe_tolerance_warns(pytester: pytest.Pytester) -> None:
     baseline = full_baseline()
-    baseline["fvu/layer=0/bucket=1-16"]["ci"] = [0.0, 0.2]  # half-width 0.1 > band 0.01
+    baseline["fvu-L0-pos1_16-blocks.0.hook_resid_pre"]["ci"] = [0.0, 0.2]  # half-width 0.1 > band 0.01
     setup_gate(pytester, baseline=baseline)
     result = pytester.runpytest(*GATE, "-k", "context")
-    result.stdout.fnmatch_lines(["*1 tolerances are below the baseline CI half-width*fvu/layer=0/bucket=1-16*"])
+    result.stdout.fnmatch_lines(["*1 tolerances are below the baseline CI half-width*fvu-L0-pos1_16-blocks.0.hook_resid_pre*"])
 
 
 def test_no_gate_tests_no_report(pytester: pytest.Pytester) -> None:

@@ -1,9 +1,9 @@
 """Shared set-up for the pytester-driven plugin tests (no tests here).
 
 ``setup_gate(pytester)`` writes into the pytester folder: a ``conftest.py`` that replaces
-``sae_checks.api`` by a stub (``plan`` / ``run`` over hand-made results for layers 0..2, buckets 1-16 and
-16-32; every ``run`` call appends ``{"pid", "layers"}`` to ``engine_calls.jsonl``), a policy TOML and
-optionally a baseline. The stub conftest is loaded by xdist workers too (they share the folder).
+``sae_checks.api`` by a stub (``plan`` / ``run`` over hand-made results for SAEs ``blocks.L.hook_resid_pre``
+at layers 0..2, buckets 1-16 and 16-32; every ``run`` call appends ``{"pid", "layers", "saes"}`` to
+``engine_calls.jsonl``), a policy TOML and optionally a baseline. The stub conftest is loaded by xdist workers too (they share the folder).
 """
 
 from __future__ import annotations
@@ -30,35 +30,55 @@ STUB_CONFTEST = textwrap.dedent('''
     FAKE = json.loads((HERE / "fake_results.json").read_text())
 
     @dataclass
+    class PlannedSAE:
+        name: str
+        layer: int
+        hook: str
+        context_size: int
+
+    @dataclass
     class Plan:
-        layers: list
+        saes: dict
         buckets: dict
         tasks: list
+
+        @property
+        def layers(self):
+            return sorted({s.layer for s in self.saes.values()})
 
     @dataclass
     class Evaluation:
         provenance: dict
         results: dict
 
+    def name(l):
+        return f"blocks.{l}.hook_resid_pre"
+
     def plan(config):
         layers = [l for l in FAKE["layers"] if config.layers is None or l in config.layers]
-        return Plan(layers=layers, buckets={l: list(FAKE["buckets"]) for l in layers}, tasks=list(config.tasks))
+        saes = {name(l): PlannedSAE(name(l), l, name(l), 16) for l in layers}
+        return Plan(saes=saes, buckets={n: list(FAKE["buckets"]) for n in saes}, tasks=list(config.tasks))
 
-    def run(config, *, layers=None):
-        layers = sorted(layers if layers is not None else plan(config).layers)
+    def run(config, *, layers=None, saes=None):
+        names = list(saes) if saes is not None else list(plan(config).saes)
+        if layers is not None:
+            names = [n for n in names if int(n.split(".")[1]) in layers]
+        layers = sorted(int(n.split(".")[1]) for n in names)
         with open(HERE / "engine_calls.jsonl", "a") as fh:
-            fh.write(json.dumps({"pid": os.getpid(), "layers": layers, "device": config.device}) + "\\n")
-        keep = {str(l) for l in layers}
+            fh.write(json.dumps({"pid": os.getpid(), "layers": layers, "saes": names,
+                                 "device": config.device}) + "\\n")
+        keep = set(names)
         r = FAKE["results"]
-        results = {k: {l: v for l, v in r[k].items() if l in keep} for k in ("per_bucket", "context_generalization")}
-        results["cloze"] = {t: {"baseline": d["baseline"], "per_layer": {l: v for l, v in d["per_layer"].items() if l in keep}}
+        results = {k: {n: v for n, v in r[k].items() if n in keep} for k in ("per_bucket", "context_generalization")}
+        results["cloze"] = {t: {"baseline": d["baseline"], "per_sae": {n: v for n, v in d["per_sae"].items() if n in keep}}
                             for t, d in r["cloze"].items()}
-        idx = [FAKE["layers"].index(l) for l in layers]
-        results["propagation"] = {"layers": layers, "window": [1, 101],
-                                  **{m: [[r["propagation"][m][i][j] for j in idx] for i in idx] for m in ("mse", "l0")}}
+        every = [name(l) for l in FAKE["layers"]]  # the suite: each run fills its own upstream rows
+        results["propagation"] = {"saes": every, "layers": list(FAKE["layers"]), "window": [1, 101],
+                                  **{m: [[v if every[i] in keep else None for v in row]
+                                         for i, row in enumerate(r["propagation"][m])] for m in ("mse", "l0")}}
         results["nonfinite"] = []
         prov = dict(FAKE["provenance"])
-        prov["saes"] = [s for s in prov["saes"] if s["layer"] in layers]
+        prov["saes"] = [s for s in prov["saes"] if s["name"] in keep]
         return Evaluation(provenance=prov, results=results)
 
     _api = types.ModuleType("sae_checks.api")
@@ -102,23 +122,24 @@ def fake_results(fvu: float = 0.1, l0: float = 10.0) -> dict[str, Any]:
     """Hand-made results: fvu grows by 0.01 per layer and 0.05 beyond position 16."""
     per_bucket, ctx, cloze = {}, {}, {}
     for L in LAYERS:
-        per_bucket[str(L)] = {}
+        name = sae(L)
+        per_bucket[name] = {}
         for k, b in enumerate(BUCKETS):
             v, n = fvu + 0.01 * L + 0.05 * k, l0 + L + 5 * k
-            per_bucket[str(L)][b] = {"fvu": {"mean": v, "ci": [v - 0.005, v + 0.005]},
-                                     "l0": {"mean": n, "ci": [n - 0.5, n + 0.5]}}
-        ctx[str(L)] = {"fvu": {"inside": "1-16", "beyond": "16-32", "ratio": 1.5, "ci": [1.4, 1.6]}}
-        cloze[str(L)] = {"acc_first_token": {"mean": 0.3, "ci": [0.25, 0.35]}}
+            per_bucket[name][b] = {"fvu": {"mean": v, "ci": [v - 0.005, v + 0.005]},
+                                   "l0": {"mean": n, "ci": [n - 0.5, n + 0.5]}}
+        ctx[name] = {"fvu": {"inside": "1-16", "beyond": "16-32", "ratio": 1.5, "ci": [1.4, 1.6]}}
+        cloze[name] = {"acc_first_token": {"mean": 0.3, "ci": [0.25, 0.35]}}
     prop = [[0.1 * (j - i) if i < j else None for j in LAYERS] for i in LAYERS]
     return {
         "layers": list(LAYERS), "buckets": list(BUCKETS),
         "results": {"per_bucket": per_bucket, "context_generalization": ctx,
-                    "cloze": {"lambada": {"baseline": {"acc_first_token": 0.35}, "per_layer": cloze}},
+                    "cloze": {"lambada": {"baseline": {"acc_first_token": 0.35}, "per_sae": cloze}},
                     "propagation": {"mse": prop, "l0": prop}},
         "provenance": {
             "sae_checks": "0.1.0", "torch": None, "transformer_lens": None, "sae_lens": None, "device": "cpu",
             "dtype": "float32", "git_commit": None, "created": "2025-01-01T00:00:00Z", "model": "stub",
-            "saes": [{"layer": L, "hook": f"blocks.{L}.hook_resid_pre", "release": None, "id": None,
+            "saes": [{"name": sae(L), "layer": L, "hook": sae(L), "release": None, "id": None,
                       "sha256": None, "context_size": 16} for L in LAYERS],
             "data": {"dataset": "stub", "split": None, "revision": None, "n_sequences": 4, "ctx_len": 32,
                      "seed": 0},
@@ -145,20 +166,35 @@ def engine_calls(root: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def full_baseline(fvu: float = 0.1, l0: float = 10.0) -> dict[str, Any]:
-    """Baseline entries equal to ``fake_results(fvu, l0)`` for every check of POLICY."""
+def sae(layer: int) -> str:
+    """The stub's SAE name at ``layer``."""
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def bucket_id(metric: str, layer: int, bucket: str) -> str:
+    a, b = bucket.split("-")
+    return f"{metric}-L{layer}-pos{a}_{b}-{sae(layer)}"
+
+
+def full_baseline(fvu: float = 0.1, l0: float = 10.0, *, legacy: bool = False) -> dict[str, Any]:
+    """Baseline entries equal to ``fake_results(fvu, l0)`` for every check of POLICY; ``legacy``: under the
+    schema-1 ids (``fvu/layer=0/bucket=1-16``) that published baselines still carry."""
     data = fake_results(fvu, l0)["results"]
     out: dict[str, Any] = {}
     for L in LAYERS:
         for b in BUCKETS:
             for m in ("fvu", "l0"):
-                e = data["per_bucket"][str(L)][b][m]
-                out[f"{m}/layer={L}/bucket={b}"] = {"value": e["mean"], "ci": e["ci"]}
-        out[f"context_ratio/fvu/layer={L}"] = {"value": 1.5, "ci": [1.4, 1.6]}
+                e = data["per_bucket"][sae(L)][b][m]
+                key = f"{m}/layer={L}/bucket={b}" if legacy else bucket_id(m, L, b)
+                out[key] = {"value": e["mean"], "ci": e["ci"]}
+        key = f"context_ratio/fvu/layer={L}" if legacy else f"context_ratio-fvu-L{L}-{sae(L)}"
+        out[key] = {"value": 1.5, "ci": [1.4, 1.6]}
     for i in LAYERS:
         for j in LAYERS:
             if i < j:
-                out[f"propagation/mse/up={i}/down={j}"] = {"value": data["propagation"]["mse"][i][j], "ci": None}
+                key = (f"propagation/mse/up={i}/down={j}" if legacy
+                       else f"propagation-mse-L{i}-{sae(i)}-to-L{j}-{sae(j)}")
+                out[key] = {"value": data["propagation"]["mse"][i][j], "ci": None}
     return out
 
 

@@ -35,8 +35,9 @@ def reports(tmp_path_factory):
 def test_v1_degrades_past_its_context_and_v2_does_not(reports):
     v1 = reports["v1"]["results"]["context_generalization"]
     v2 = reports["v2"]["results"]["context_generalization"]
-    assert v1["0"]["fvu"]["ratio"] > 2.0 and v1["0"]["fvu"]["ci"][0] > 1.5, v1["0"]["fvu"]
-    assert v1["0"]["l0"]["ratio"] > 1.5, v1["0"]["l0"]
+    L0 = "blocks.0.hook_resid_pre"
+    assert v1[L0]["fvu"]["ratio"] > 2.0 and v1[L0]["fvu"]["ci"][0] > 1.5, v1[L0]["fvu"]
+    assert v1[L0]["l0"]["ratio"] > 1.5, v1[L0]["l0"]
     for layer, ratios in v2.items():
         assert ratios["fvu"]["ratio"] < 1.3, (layer, ratios["fvu"])
         assert ratios["l0"]["ratio"] < 1.3, (layer, ratios["l0"])
@@ -49,7 +50,7 @@ def test_cloze_clean_above_chance_and_every_sae_lowers_it(reports):
         clean = cloze["baseline"]["acc_first_token"]
         # A model that does not copy got 0.022 on this set (the zoo before its induction init).
         assert clean["ci"][0] > 0.1, clean
-        for layer, res in cloze["per_layer"].items():
+        for layer, res in cloze["per_sae"].items():
             assert res["acc_first_token"]["mean"] < clean["mean"], (version, layer, res["acc_first_token"])
             assert res["delta_logp"]["ci"][1] < 0, (version, layer, res["delta_logp"])
 
@@ -65,7 +66,8 @@ def test_v1_loses_more_than_v2_on_prompts_past_its_context(reports):
         for v, c in cloze.items()
     }
     assert np.mean(list(loss["v1"].values())) < np.mean(list(loss["v2"].values())), loss
-    assert loss["v1"]["0"] < loss["v2"]["0"] - 0.3, loss  # where v1 breaks most (see the fvu ratios)
+    L0 = "blocks.0.hook_resid_pre"
+    assert loss["v1"][L0] < loss["v2"][L0] - 0.3, loss  # where v1 breaks most (see the fvu ratios)
 
 
 def test_report_carries_every_section(reports):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ZOO_DIR",
+    "ZOO_SAE_SETS",
     "ZOO_VERSIONS",
     "load_zoo_model",
     "load_zoo_tokenizer",
@@ -32,7 +33,8 @@ __all__ = [
 ]
 
 ZOO_DIR: Path = Path(__file__).resolve().parent / "files"
-ZOO_VERSIONS: tuple[str, ...] = ("v1", "v2", "suite")
+ZOO_VERSIONS: tuple[str, ...] = ("v1", "v2")  # per-layer SAE versions
+ZOO_SAE_SETS: tuple[str, ...] = (*ZOO_VERSIONS, "suite")  # everything zoo_sae_dir knows
 
 
 def _existing(path: Path) -> Path:
@@ -70,9 +72,9 @@ def zoo_sae_dir(version: str) -> Path:
 
     Each is loadable with ``sae_lens.SAE.load_from_disk``; ``cfg.metadata.context_size`` is 32 (v1) or 256.
     """
-    if version not in ZOO_VERSIONS:
+    if version not in ZOO_SAE_SETS:
         raise ValueError(
-            f"zoo SAE version {version!r} does not exist; choose one of {', '.join(ZOO_VERSIONS)}"
+            f"zoo SAE version {version!r} does not exist; choose one of {', '.join(ZOO_SAE_SETS)}"
         )
     return _existing(ZOO_DIR / "saes" / version)
 
