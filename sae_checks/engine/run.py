@@ -87,9 +87,10 @@ def special_token_ids(tokenizer: Any) -> list[int]:
 class _Propagation:
     """Sums for the error-propagation matrix over the position window (upstream i, downstream j)."""
 
-    def __init__(self, names: Sequence[str], layers: Sequence[int]) -> None:
+    def __init__(self, names: Sequence[str], layers: Sequence[int], hooks: Sequence[str]) -> None:
         self.names = list(names)
         self.layers = list(layers)
+        self.hooks = list(hooks)
         n = len(names)
         self.clean = torch.zeros(n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (j, metric + count)
         self.up = torch.zeros(n, n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (i, j, metric + count)
@@ -110,7 +111,8 @@ class _Propagation:
     def to_json(self, window: tuple[int, int]) -> dict[str, Any]:
         """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 when SAE j's hook comes after SAE i's,
         else None; rows and columns follow ``saes`` (names), ``layers`` holds their layers."""
-        out: dict[str, Any] = {"saes": self.names, "layers": self.layers, "window": list(window)}
+        out: dict[str, Any] = {"saes": self.names, "layers": self.layers, "hooks": self.hooks,
+                               "window": list(window)}
         for k, name in enumerate(PROP_METRICS):
             rows = []
             for i in range(len(self.names)):
@@ -224,7 +226,8 @@ def _new_state(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any],
              if config.propagation else [])
     return _State(
         accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in saes},
-        prop=_Propagation(list(every), [s.layer for s in every.values()]) if pairs else None,
+        prop=_Propagation(list(every), [s.layer for s in every.values()], [s.hook_name for s in every.values()])
+        if pairs else None,
         pairs=pairs,
     )
 
@@ -314,12 +317,11 @@ def _run_batch(
         if state.prop is not None:
             i = index[name]
             m = tok_mask[:, win]
-            state.prop.clean[i] += torch.stack([
-                (rec.sse[:, win].double() * m).sum(), (rec.l0[:, win].double() * m).sum(),
-                (rec.resid_norm[:, win].double() * m).sum(), m.double().sum()]).cpu()
+            # the window re-encoded, exactly as for downstream-only SAEs: a shard's cells equal the unsharded
+            state.prop.clean[i] += _Propagation.sums(x[:, win], sae, m)
             for down in downstream_of[name]:
                 state.prop.up[i, index[down]] += _Propagation.sums(captured[hooks[down]][:, win], every[down].sae, m)
-    if state.prop is not None:  # downstream-only SAEs: their clean sums (own SAEs' come from rec above)
+    if state.prop is not None:  # downstream-only SAEs: their clean sums (own SAEs' are summed above)
         m = tok_mask[:, win]
         for down in sorted({d for _, d in state.pairs if d in extra}):
             state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m)

@@ -196,8 +196,11 @@ class GateSession:
             plan = plan_fn(self.config)
             buckets = {k: list(v) for k, v in plan.buckets.items()}
             self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.restricted)
-            pairs = propagation_pairs({n: s.hook for n, s in plan.saes.items()}) if self.config.propagation else []
-            self.specs = plan_checks(self.policy, saes=plan.saes, buckets=buckets, tasks=plan.tasks, pairs=pairs)
+            suite = plan_fn(self.config.replace(shard=None)) if self.config.shard is not None else plan
+            pairs = ([(u, d) for u, d in propagation_pairs({n: s.hook for n, s in suite.saes.items()})
+                      if u in plan.saes] if self.config.propagation else [])
+            self.specs = plan_checks(self.policy, saes=plan.saes, buckets=buckets, tasks=plan.tasks, pairs=pairs,
+                                     others=suite.saes)
             self.rules = rules_for(self.policy, self.specs)
             self.planned_ids = [s.id for s in self.specs]
             self.baselines = self.baselines.remapped(lambda old: legacy_id(old, self.specs))

@@ -140,11 +140,14 @@ def legacy_id(old: str, specs: Iterable[CheckSpec]) -> str | None:
 
 
 def plan_checks(policy: Policy, *, saes: Mapping[str, Any], buckets: Mapping[str, Sequence[str]],
-                tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = ()) -> list[CheckSpec]:
+                tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = (),
+                others: Mapping[str, Any] | None = None) -> list[CheckSpec]:
     """Every check the policy names for these SAEs (name -> object with ``layer`` and ``hook``, in
     forward order), buckets and tasks, in a deterministic order (family, metric in policy order, SAE,
-    bucket) so every xdist worker plans the same list. ``pairs``: (upstream, downstream) propagation pairs."""
+    bucket) so every xdist worker plans the same list. ``pairs``: (upstream, downstream) propagation pairs;
+    ``others``: SAEs outside this run (a shard's) that pairs may name as downstream."""
     specs: list[CheckSpec] = []
+    every = {**(others or {}), **saes}
 
     def spec(family: Family, m: Any, name: str, bucket: str | None = None) -> CheckSpec:
         s = saes[name]
@@ -159,10 +162,10 @@ def plan_checks(policy: Policy, *, saes: Mapping[str, Any], buckets: Mapping[str
         elif m.family == "cloze" and m.task in tasks:
             specs += [spec("cloze", m, n) for n in saes]
         elif m.family == "propagation":
-            specs += [CheckSpec(id=check_id("propagation", m.name, saes[d].layer, d, upstream=saes[u].layer,
+            specs += [CheckSpec(id=check_id("propagation", m.name, every[d].layer, d, upstream=every[u].layer,
                                             upstream_sae=u),
-                                family="propagation", metric=m.name, sae=d, layer=saes[d].layer,
-                                hook=saes[d].hook, upstream=saes[u].layer, upstream_sae=u)
+                                family="propagation", metric=m.name, sae=d, layer=every[d].layer,
+                                hook=every[d].hook, upstream=every[u].layer, upstream_sae=u)
                       for u, d in pairs]
     order = {"bucket": 0, "context_ratio": 1, "cloze": 2, "propagation": 3}
     return sorted(specs, key=lambda s: order[s.family])  # stable: keeps policy order within a family

@@ -16,7 +16,8 @@ from sae_checks.errors import ReportError
 
 def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Union of two results dicts from runs over different SAEs. Per-SAE tables merge by key;
-    ``nonfinite`` lists concatenate; ``propagation`` keeps the run that covered more SAEs."""
+    ``nonfinite`` lists concatenate; ``propagation`` merges cell by cell; ``sweeps`` are recomputed
+    from the union of ``saes``."""
     out = dict(a)
     for key, bv in b.items():
         av = out.get(key)
@@ -28,19 +29,39 @@ def merge_results(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = av + [x for x in bv if x not in av]
         elif isinstance(av, dict) and isinstance(bv, dict):
             out[key] = merge_results(av, bv)
+    if isinstance(out.get("saes"), dict) and "per_bucket" in out:  # sweeps span the runs' SAEs
+        by_hook: dict[str, list[str]] = {}
+        for name, entry in out["saes"].items():
+            by_hook.setdefault(entry.get("hook", ""), []).append(name)
+        out["sweeps"] = {h: sorted(ns) for h, ns in sorted(by_hook.items()) if len(ns) > 1}
     return out
 
 
 def merge_propagation(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two propagation matrices over the same suite (each run fills the rows of its own upstream SAEs)
-    combined cell by cell; over different SAE lists, the one with more SAEs wins (older behaviour)."""
-    if list(a.get("saes", ())) != list(b.get("saes", ())):
+    """Two propagation sections combined cell by cell, by SAE name: each run (a shard, an xdist worker)
+    fills the rows of its own upstream SAEs over the SAEs it could see downstream; the union of names is
+    put in forward order (layer, hook stage, name: ``names.sae_sort_key``). Sections without ``hooks``
+    (older reports) fall back to the one with more SAEs."""
+    from sae_checks.names import sae_sort_key
+
+    if "hooks" not in a or "hooks" not in b:
         return dict(b) if len(b.get("saes", ())) > len(a.get("saes", ())) else dict(a)
-    out = dict(a)
-    for key, bv in b.items():
-        av = a.get(key)
-        if isinstance(bv, list) and bv and isinstance(bv[0], list) and isinstance(av, list):
-            out[key] = [[x if x is not None else y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(av, bv, strict=True)]
+    where: dict[str, tuple[int, str]] = {}
+    for sec in (a, b):
+        for name, layer, hook in zip(sec["saes"], sec["layers"], sec["hooks"], strict=True):
+            where[name] = (layer, hook)
+    names = sorted(where, key=lambda n: sae_sort_key(where[n][0], where[n][1], n))
+    out: dict[str, Any] = {"saes": names, "layers": [where[n][0] for n in names],
+                           "hooks": [where[n][1] for n in names], "window": a.get("window", b.get("window"))}
+    for key in sorted((set(a) | set(b)) - {"saes", "layers", "hooks", "window"}):
+        cells: dict[tuple[str, str], Any] = {}
+        for sec in (a, b):
+            matrix = sec.get(key) or []
+            for i, row in enumerate(matrix):
+                for j, v in enumerate(row):
+                    if v is not None:
+                        cells[(sec["saes"][i], sec["saes"][j])] = v
+        out[key] = [[cells.get((u, d)) for d in names] for u in names]
     return out
 
 
