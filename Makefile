@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only -p no:xdist -s
+	$(BIN)/python -m pytest benchmarks -p no:xdist -s
 
 zoo: $(STAMP)
 	$(BIN)/python -m sae_checks.zoo.build

@@ -132,7 +132,8 @@ def test_run_evals_loop(benchmark, world):
 
 
 def test_ratios():
-    """Prints the issue's targets: run_evals loop / engine >= 4, engine / floor <= 1.3."""
+    """Prints the issue's targets (run_evals loop / engine >= 4, engine / floor <= 1.3) and asserts them
+    with a margin for a shared machine (>= 3, <= 1.6)."""
     if not {"engine", "floor", "run_evals_loop"} <= TIMES.keys():
         pytest.skip("run the whole file to get the ratios")
     print(f"\nrun_evals_loop / engine = {TIMES['run_evals_loop'] / TIMES['engine']:.2f}x (target >= 4)")
@@ -144,6 +145,9 @@ def test_ratios():
               "(both with TransformerLens' attention)")
     if "engine_propagation" in TIMES:
         print(f"propagation overhead    = {TIMES['engine_propagation'] / TIMES['engine'] - 1:+.1%}")
+    # the targets, with a generous margin for a shared machine (measured: 5.7x and 1.02x, README)
+    assert TIMES["run_evals_loop"] / TIMES["engine"] >= 3.0, TIMES
+    assert TIMES["engine"] / TIMES["floor"] <= 1.6, TIMES
 
 
 @pytest.mark.parametrize("n_seqs", [16, 64])

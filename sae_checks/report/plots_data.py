@@ -107,8 +107,11 @@ def saes(report: Mapping[str, Any]) -> dict[str, SaeInfo]:
     return dict(sorted(out.items(), key=lambda kv: _info_key(kv[1])))
 
 
-def _info_key(info: SaeInfo) -> tuple[int, str, str]:
-    return (info.layer if info.layer is not None else 1 << 30, info.hook, info.name)
+def _info_key(info: SaeInfo) -> tuple[int, int, str]:
+    """Forward order: (layer, hook stage, name), as ``names.sae_sort_key``."""
+    from sae_checks.names import sae_sort_key
+
+    return sae_sort_key(info.layer if info.layer is not None else 1 << 30, info.hook, info.name)
 
 
 def sae_sort_key(report: Mapping[str, Any]) -> Any:
