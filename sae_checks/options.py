@@ -75,7 +75,9 @@ RUN: tuple[Option, ...] = (
     Option("layers", "layers", "ints", "comma-separated layers: keep the SAEs at these layers (default: all)"),
     Option("shard", "shard", "shard", "I/N: evaluate the I-th (0-based) of N cost-balanced parts of the SAEs; "
            "merge the parts with `sae-checks merge`"),
-    Option("data", "data", "str", "evaluation text: HF dataset id, local .jsonl/.txt/.parquet, or 'zoo'"),
+    Option("data", "data", "str", "evaluation data: HF dataset id or local .jsonl/.txt/.parquet (text, or "
+           "pre-tokenized input_ids/tokens), or 'zoo' (zoo model only); default: zoo on the zoo model, "
+           "Skylion007/openwebtext otherwise"),
     Option("data-split", "data_split", "str", "split of a HF dataset (default train)"),
     Option("data-config", "data_config", "str", "config name of a HF dataset"),
     Option("text-field", "text_field", "str", "field holding the text (default text)"),

@@ -411,7 +411,7 @@ def provenance(
         except md.PackageNotFoundError:
             return ""
 
-    data = {"dataset": config.data, "split": config.data_split, "revision": "", "seed": config.seed}
+    data = {"dataset": config.data_source, "split": config.data_split, "revision": "", "seed": config.seed}
     data.update(data_info or {})
     data.update({"n_sequences": n_seqs, "ctx_len": n_ctx})
     return {
