@@ -44,7 +44,8 @@ class RunConfig:
     # --- how to run ---------------------------------------------------------------------------
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
     dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
-    batch_size: int = 8  # sequences per forward pass; halved on CUDA out-of-memory
+    batch_size: int | None = None  # sequences per forward pass; None = auto from the device's free memory
+    # and the model's size (engine/memory.py); halved on CUDA out-of-memory
     fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
     # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
     # --- what to measure ----------------------------------------------------------------------
@@ -83,7 +84,7 @@ class RunConfig:
         """Check every field; raise ConfigError naming the first one at fault. Returns self."""
         if self.n_seqs is not None and self.n_seqs < 1:
             raise ConfigError("n_seqs", self.n_seqs, "must be >= 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
         if self.data == "zoo" and self.model != "zoo":
             raise ConfigError("data", self.data, f"the zoo's tokens are ids of the zoo's tokenizer, not of model "

@@ -88,7 +88,8 @@ RUN: tuple[Option, ...] = (
     Option("seed", "seed", "int", "data sampling and bootstrap seed (default 0)"),
     Option("device", "device", "str", "cpu, cuda or cuda:N (default: CUDA when available)"),
     Option("dtype", "dtype", "choice", "float32 or bfloat16 (autocast, CUDA only)", choices=("float32", "bfloat16")),
-    Option("batch-size", "batch_size", "int", "sequences per forward pass (default 8; halved on CUDA OOM)"),
+    Option("batch-size", "batch_size", "int", "sequences per forward pass (default: from the free memory; halved on "
+           "CUDA OOM)"),
     Option("buckets", "buckets", "buckets", "position buckets, e.g. 1-128,128-1024 (default: inside / beyond "
            "each SAE's training context)"),
     Option("no-fast-attention", "fast_attention", "off", "TransformerLens' own attention instead of the fused "
