@@ -170,10 +170,29 @@ def test_lambada_prompt_and_answer(tmp_path):
         {"text": "  trailing space is stripped\n"},
         {"text": "a third record"},
     ])
-    items = load_cloze("lambada", str(path), n_prompts=2)
-    assert items == [ClozeItem("she handed him the cup and he drank the", "tea"),
-                     ClozeItem("  trailing space is", "stripped")]
+    items = load_cloze("lambada", str(path), n_prompts=2)  # lm-eval's split: whitespace left where it is
+    assert items == [ClozeItem("she handed him the cup and he drank the", "tea", None, " tea"),
+                     ClozeItem("  trailing space is", "stripped\n", None, " stripped\n")]
     assert items[0].options is None
+    words = load_cloze("lambada", str(path), n_prompts=2, lambada_split="words")  # the older split
+    assert words == [ClozeItem("she handed him the cup and he drank the", "tea"),
+                     ClozeItem("  trailing space is", "stripped")]
+
+
+ODD = ["a b  c", "first line\n   word", "tab\tsep last", "ends here\n", "two\u00a0spaces\u00a0nbsp x",
+       "lead  double  gap"]
+
+
+def test_lambada_split_is_lm_eval_rule_on_odd_whitespace(tmp_path):
+    """lm-eval lambada_openai: doc_to_text = text.split(' ')[:-1] joined, doc_to_target = ' ' + last."""
+    path = write_jsonl(tmp_path / "odd.jsonl", [{"text": t} for t in ODD])
+    items = load_cloze("lambada", str(path), n_prompts=len(ODD))
+    for text, item in zip(ODD, items, strict=True):
+        lm_eval_context = " ".join(text.split(" ")[:-1])
+        lm_eval_target = " " + text.split(" ")[-1]
+        assert (item.prompt, item.continuation) == (lm_eval_context, lm_eval_target)
+        assert (item.prompt, item.continuation) == (text.rsplit(" ", 1)[0], " " + text.rsplit(" ", 1)[1])
+        assert item.prompt + item.continuation == text  # nothing dropped, nothing moved
 
 
 def test_lambada_missing_text_and_one_word(tmp_path):
@@ -223,7 +242,7 @@ def test_cloze_zoo_source(tmp_path, monkeypatch):
     fake = types.ModuleType("sae_checks.zoo")
     fake.zoo_cloze_path = lambda: path  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
-    assert load_cloze("lambada", "zoo", n_prompts=3) == [ClozeItem("the end of the", "story")]
+    assert load_cloze("lambada", "zoo", n_prompts=3) == [ClozeItem("the end of the", "story", None, " story")]
     with pytest.raises(DataError, match=r"cloze task 'cbt': the zoo only ships lambada"):
         load_cloze("cbt", "zoo", n_prompts=3)
 

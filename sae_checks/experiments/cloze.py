@@ -3,8 +3,9 @@
 Definitions (DESIGN.md section 3, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
 the prompt is the text before the answer word, tokenized with BOS first; the answer is ``" " + word``
 tokenized (multi-token answers kept). ``acc_first_token`` = argmax at the last prompt position equals
-the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing;
-``logp`` = log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``; ``ce`` =
+the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing
+(lm-eval's ``acc``); ``cont_logp`` = summed log-prob of the continuation (lm-eval's loglikelihood) and
+``ppl = exp(−mean cont_logp)`` (lm-eval's perplexity); ``logp`` = log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``; ``ce`` =
 mean CE of the predictions made at the non-BOS prompt positions of the next prompt token; CBT-CN also
 gets ``acc_choice``: of the options, the one whose ``" " + option`` tokens have the highest summed
 log-prob under teacher forcing wins. Spliced = x replaced by x̂ = sae.decode(sae.encode(x)) at the
@@ -24,6 +25,7 @@ and counted in ``n_truncated``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -53,6 +55,7 @@ from sae_checks.metrics.cloze import (
     classify,
     cloze_scores,
     feature_sums,
+    perplexity,
     prompt_mask,
     prompt_sae_sums,
     window_mask,
@@ -81,9 +84,16 @@ class EncodedItems(NamedTuple):
 
 
 def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> EncodedItems:
-    """Tokenize prompts (BOS first; trailing spaces dropped: the space belongs to the answer token) and
-    ``" " + answer`` / ``" " + option``; cut prompts from the left, keeping BOS, so that the prompt plus
-    its longest continuation fits ``n_ctx``."""
+    """Tokenize prompts (BOS first) and their continuations; cut prompts from the left, keeping BOS, so
+    that the prompt plus its longest continuation fits ``n_ctx``.
+
+    An item with a ``continuation`` (lambada, lm-eval's split) is encoded as lm-evaluation-harness'
+    ``_encode_pair``: the prompt's trailing whitespace moves to the front of the continuation, the
+    continuation's tokens are those of ``tokenize(prompt + continuation)`` after the prompt's tokens.
+    Otherwise the prompt's trailing spaces are dropped (the space belongs to the answer token) and the
+    continuation is ``" " + answer`` (``" " + option`` for each CBT option). lm-eval's HF backend adds no
+    BOS for gpt2 (``add_bos_token=False``) where sae-checks puts BOS first (position 0 is BOS, DESIGN.md
+    section 3): log-probs equal lm-eval's run with ``add_bos_token=True``."""
     bos = tokenizer.bos_token_id
     if bos is None:
         raise DataError("the tokenizer has no bos_token_id; cloze prompts need BOS first")
@@ -93,6 +103,9 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
 
     bodies = enc([it.prompt.rstrip(" ") for it in items])
     answers = enc([" " + it.answer for it in items])
+    for i, it in enumerate(items):
+        if it.continuation is not None:
+            bodies[i], answers[i] = _encode_pair(enc, it.prompt, it.continuation)
     has_options = any(it.options is not None for it in items)
     options: list[list[list[int]]] | None = None
     answer_index: list[int] = []
@@ -112,6 +125,17 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
         prompts.append([bos] + (body[len(body) - room:] if cut else body))
         truncated.append(cut)
     return EncodedItems(prompts, answers, options, answer_index, truncated)
+
+
+def _encode_pair(enc: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness' ``_encode_pair`` (v0.4, HFLM): trailing whitespace of the context moves to
+    the continuation; continuation tokens = tokens of the whole string after the context's tokens."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole, ctx = enc([context + continuation, context])
+    return ctx, whole[len(ctx):]
 
 
 class _Batch(NamedTuple):
@@ -206,7 +230,8 @@ def run_cloze(
     Returns ``ClozeOutput(cloze, features)``. ``cloze`` (``results.cloze[task]``)::
 
         {"task", "n_prompts", "n_truncated", "splice_bos", "prompt_lengths": [int],
-         "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce[, acc_choice]
+         "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce, cont_logp,
+                                                               # ppl[, acc_choice]
          "per_sae": {name: {metric: {"mean", "ci"},            # + delta_logp, delta_ce, mse, l0, resid_norm
                              "classes": {class: count},
                              "by_bucket": {bucket: {"n", ...}}}},
@@ -246,9 +271,11 @@ def run_cloze(
     P_all = [len(p) for p in enc.prompts]
     nan = float("nan")
 
-    clean = {k: torch.full((N,), nan, dtype=torch.float64) for k in ("logp", "acc_first_token", "acc_word", "ce")}
+    clean = {k: torch.full((N,), nan, dtype=torch.float64)
+             for k in ("logp", "acc_first_token", "acc_word", "ce", "cont_logp")}
     per = {L: {k: torch.full((N,), nan, dtype=torch.float64) for k in (
-        "logp", "acc_first_token", "acc_word", "ce", "delta_logp", "delta_ce", "mse", "l0", "resid_norm")}
+        "logp", "acc_first_token", "acc_word", "ce", "cont_logp", "delta_logp", "delta_ce", "mse", "l0",
+        "resid_norm")}
         for L in layers}
     fsums = {L: FeatureSums(*(torch.zeros(saes[L].d_sae, dtype=torch.float64) for _ in range(4)))
              for L in layers}
@@ -267,6 +294,7 @@ def run_cloze(
             put(clean["acc_first_token"], idx, c.correct_first)
             put(clean["acc_word"], idx, c.correct_word)
             put(clean["ce"], idx, c.ce_sum / c.ce_count)
+            put(clean["cont_logp"], idx, c.cont_logp)
             T = batch.tokens.shape[1]
             keep = _keep_mask(batch, splice_bos)
             pmask = prompt_mask(batch.prompt_len, T)
@@ -286,6 +314,7 @@ def run_cloze(
                 put(d["acc_first_token"], idx, s.correct_first)
                 put(d["acc_word"], idx, s.correct_word)
                 put(d["ce"], idx, s.ce_sum / s.ce_count)
+                put(d["cont_logp"], idx, s.cont_logp)
                 put(d["delta_logp"], idx, delta)
                 put(d["delta_ce"], idx, (s.ce_sum - c.ce_sum) / c.ce_count)
                 put(d["mse"], idx, sae_sums.sse / sae_sums.n_tokens)
@@ -316,7 +345,16 @@ def run_cloze(
         return {"mean": clean_float(float(v[torch.isfinite(v)].mean())) if torch.isfinite(v).any() else None,
                 "ci": [clean_float(float(t)) for t in ci]}
 
-    baseline = {k: summary(clean[k]) for k in ("acc_first_token", "acc_word", "logp", "ce")}
+    def ppl(cont_logp: Tensor) -> dict[str, Any]:
+        """lm-eval's perplexity exp(−mean cont_logp); its CI maps the mean's bootstrap CI (monotone)."""
+        s = summary(cont_logp)
+        lo, hi = s["ci"]
+        return {"mean": None if s["mean"] is None else clean_float(float(perplexity(cont_logp))),
+                "ci": [None if hi is None else clean_float(math.exp(-hi)),
+                       None if lo is None else clean_float(math.exp(-lo))]}
+
+    baseline = {k: summary(clean[k]) for k in ("acc_first_token", "acc_word", "logp", "ce", "cont_logp")}
+    baseline["ppl"] = ppl(clean["cont_logp"])
     if enc.options is not None:
         baseline["acc_choice"] = summary(choice["clean"])
     per_sae: dict[str, Any] = {}
@@ -325,6 +363,7 @@ def run_cloze(
     for L in layers:
         d = per[L]
         entry: dict[str, Any] = {k: summary(v) for k, v in d.items()}
+        entry["ppl"] = ppl(d["cont_logp"])
         if enc.options is not None:
             entry["acc_choice"] = summary(choice[L])
         entry["classes"] = {name: int((cls[L] == i).sum()) for i, name in enumerate(CLASSES)}

@@ -16,8 +16,9 @@ Every source (the zoo's tokens too) is checked against the model's vocabulary: i
 ``[0, d_vocab)``.
 
 Cloze prompts (:func:`load_cloze`): the first ``n_prompts`` records in file order, as
-``ClozeItem(prompt, answer, options)`` with ``answer`` the word without its leading space (the answer
-tokens are ``tokenize(" " + answer)``).
+``ClozeItem(prompt, answer, options, continuation)``. Lambada is split exactly as lm-evaluation-harness'
+``lambada_openai`` (``continuation`` set, see :func:`load_cloze`); CBT items and hand-made items without
+a ``continuation`` score ``" " + answer``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ TOKENIZER_FIELD = "tokenizer"  # a field / parquet metadata key naming the token
 
 
 class ClozeItem(NamedTuple):
-    """One cloze prompt. ``answer`` has no leading space; ``options`` are CBT's 10 candidates (else None)."""
+    """One cloze prompt. ``answer`` is the word (no leading space); ``options`` are CBT's 10 candidates
+    (else None); ``continuation`` is the exact text scored after ``prompt`` (lm-eval's target, e.g.
+    ``" " + answer``, whitespace as in the source), or None for ``" " + answer`` after the prompt with its
+    trailing spaces dropped."""
 
     prompt: str
     answer: str
     options: tuple[str, ...] | None = None
+    continuation: str | None = None
 
 
 # --- sequences -------------------------------------------------------------------------------------
@@ -365,15 +370,26 @@ def _is_streaming(ds: Any) -> bool:
 # --- cloze -----------------------------------------------------------------------------------------
 
 
+LambadaSplit = Literal["lm_eval", "words"]
+
+
 def load_cloze(
     task: Literal["lambada", "cbt"], source: str, *, n_prompts: int, split: str = "test",
-    config_name: str | None = None,
+    config_name: str | None = None, lambada_split: LambadaSplit = "lm_eval",
 ) -> list[ClozeItem]:
     """The first ``n_prompts`` cloze items of ``source`` in file order (fewer when it has fewer).
 
-    - ``lambada``: records with ``text``; the answer is the last whitespace-separated word, kept as is
-      (lambada_openai texts end with the word, no punctuation follows), and the prompt is the text
-      before ``" " + answer`` (no trailing space).
+    - ``lambada``, ``lambada_split="lm_eval"`` (default): exactly lm-evaluation-harness' ``lambada_openai``
+      (``doc_to_text``/``doc_to_target``): ``prompt = text.rsplit(" ", 1)[0]`` and ``continuation =
+      " " + text.rsplit(" ", 1)[1]``, whitespace left where it is (the encoder then moves the prompt's
+      trailing whitespace into the continuation, as lm-eval's ``_encode_pair``), so ``acc_word`` is
+      lm-eval's ``acc`` and the summed continuation log-prob its loglikelihood.
+      ``lambada_split="words"``: the older split, kept for one reason: the post's first-token accuracy
+      reads the *word's* first token, and where whitespace other than one space precedes the last word
+      (``"...\n   word"``) lm-eval's continuation starts with a whitespace token instead. It strips the
+      text, takes the last whitespace-separated word as the answer and the text before it (stripped) as
+      the prompt, scoring ``" " + answer``. For lambada_openai's texts (one space before the last
+      word, nothing after it) both splits give the same tokens.
     - ``cbt`` (CBT-CN): records with ``sentences`` (20 strings), ``question`` (with the blank ``XXXXX``),
       ``answer`` and ``options`` (10 strings); prompt = ``" ".join(sentences) + " " + question up to
       XXXXX`` (stripped), answer = ``answer``, options = ``options``.
@@ -386,7 +402,12 @@ def load_cloze(
         raise ConfigError("tasks", task, "unknown cloze task; choose from lambada, cbt")
     if n_prompts < 1:
         raise ConfigError("n_prompts", n_prompts, "must be >= 1")
-    parse = _lambada_item if task == "lambada" else _cbt_item
+    if lambada_split not in ("lm_eval", "words"):
+        raise ConfigError("lambada_split", lambada_split, "choose lm_eval or words")
+    if task == "lambada":
+        parse = _lambada_item if lambada_split == "lm_eval" else _lambada_words_item
+    else:
+        parse = _cbt_item
     if source == "zoo":
         if task != "lambada":
             raise DataError(f"cloze task {task!r}: the zoo only ships lambada-style prompts; pass a local "
@@ -414,6 +435,16 @@ def load_cloze(
 
 
 def _lambada_item(record: dict[str, Any], where: str) -> ClozeItem:
+    """lm-eval's lambada_openai split (see ``load_cloze``)."""
+    text = _text_field(record, "text", where)
+    if " " not in text.strip(" "):
+        raise DataError(f"{where}: field 'text' needs at least two words (a prompt and the answer), got {text!r}")
+    context, word = text.rsplit(" ", 1)
+    return ClozeItem(prompt=context, answer=word, continuation=" " + word)
+
+
+def _lambada_words_item(record: dict[str, Any], where: str) -> ClozeItem:
+    """The older whitespace-stripped split (``lambada_split="words"``, see ``load_cloze``)."""
     text = _text_field(record, "text", where).rstrip()
     words = text.split()
     if len(words) < 2:

@@ -16,6 +16,8 @@ Definitions (DESIGN.md section 3, used exactly):
 - ``logp``: log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``.
 - ``ce`` over the prompt: −log p(tok[t+1]) for the predictions made at prompt positions
   t = 1 … P−2 (BOS, t = 0, excluded; targets are prompt tokens only), mean per prompt.
+- ``cont_logp``: Σ_i log p(continuation token i) under teacher forcing (lm-eval's loglikelihood);
+  ``ppl = exp(−mean cont_logp)`` over prompts (lm-eval's lambada ``perplexity``).
 - ``acc_choice`` (CBT): the option whose ``" " + option`` tokens have the highest summed log-prob under
   teacher forcing wins.
 - Feature helpfulness: over the prompts where feature k is active (f_k ≠ 0) at any of the last 32
@@ -90,6 +92,12 @@ def cloze_scores(logits: Tensor, tokens: Tensor, prompt_len: Tensor, cont_len: T
         ce_count=prompt_pred.sum(1),
         ce_terms=ce,
     )
+
+
+def perplexity(cont_logp: Tensor) -> Tensor:
+    """lm-evaluation-harness' lambada perplexity: ``exp(−mean(cont_logp))`` over prompts (N,) -> (),
+    ``cont_logp`` the summed log-prob of each continuation. Non-finite in, non-finite out."""
+    return torch.exp(-cont_logp.double().mean())
 
 
 def prompt_mask(prompt_len: Tensor, T: int, *, include_bos: bool = False) -> Tensor:
