@@ -241,6 +241,9 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
 
         cloze, features = run_tasks(model, loaded, config)
         evaluation.results["cloze"] = cloze
+        for section in cloze.values():  # cloze prompts with non-finite values, beside the engine's
+            evaluation.results["nonfinite"] = [*evaluation.results.get("nonfinite", []),
+                                               *section.get("nonfinite", [])]
         if features:
             evaluation.results["features"] = features
     return evaluation

@@ -399,3 +399,40 @@ def test_lambada_items_encode_as_lm_eval_and_ppl_matches_a_hand_computation(worl
     for name in ("0", "1"):
         sae = out["per_sae"][name]
         assert math.isclose(sae["ppl"]["mean"], math.exp(-sae["cont_logp"]["mean"]), rel_tol=1e-9)
+
+
+# --- non-finite logits (issue 12) ------------------------------------------------------------------
+
+
+def test_argmax_over_nan_logits_is_no_answer() -> None:
+    tokens = torch.tensor([[0, 1, 2]])  # BOS, prompt token 1, answer token 2
+    logits = torch.zeros(1, 3, 4)
+    logits[0, 1, 2] = float("nan")  # argmax returns the NaN's index = the answer
+    assert logits[0, 1].argmax().item() == 2
+    s = cloze_scores(logits, tokens, torch.tensor([2]), torch.tensor([1]))
+    assert not s.correct_first.item() and not s.correct_word.item() and not s.finite.item()
+    logits[0, 1, 2] = 5.0
+    s = cloze_scores(logits, tokens, torch.tensor([2]), torch.tensor([1]))
+    assert s.correct_first.item() and s.finite.item()
+
+
+def nan_sae(world: dict[str, Any], layer: int) -> LoadedSAE:
+    sae = tiny_sae(world["model"], layer, context_size=8)
+    with torch.no_grad():
+        sae.W_dec[:] = float("nan")  # every spliced logit NaN
+    return loaded(sae, layer, context_size=8)
+
+
+def test_nonfinite_prompts_are_counted_recorded_and_fail_the_means(world: dict[str, Any]) -> None:
+    saes = {"good": world["saes"][0], "bad": nan_sae(world, 1)}
+    out = run(world, ITEMS, saes=saes, batch_size=4, n_bootstrap=20).cloze
+    assert out["n_nonfinite"] == {"clean": 0, "good": 0, "bad": len(ITEMS)}
+    assert out["nonfinite"] == [{"sae": "bad", "layer": 1, "where": "cloze:lambada", "sequence": 0,
+                                 "position": None}]
+    bad = out["per_sae"]["bad"]
+    for metric in ("acc_first_token", "acc_word", "delta_logp", "delta_ce", "logp", "ppl", "mse"):
+        assert bad[metric] == {"mean": None, "ci": [None, None]}, metric  # None fails the gate's judge
+    assert bad["classes"]["both_right"] == 0 and bad["classes"]["spliced_only"] == 0
+    assert all(v is None for v in out["prompts"]["bad"]["delta_logp"])
+    good = out["per_sae"]["good"]
+    assert good["delta_logp"]["mean"] is not None and out["baseline"]["acc_word"]["mean"] is not None

@@ -189,6 +189,10 @@ def evaluate(
             bar.update(stop - start)
     bar.close()
     assert_no_hooks(model)
+    for name in names:  # non-finite weights (loading.saes): every check of the SAE fails (gate.checks.judge)
+        if getattr(saes[name], "nonfinite_params", ()):
+            state.nonfinite.append({"sae": name, "layer": saes[name].layer, "where": "weights", "sequence": None,
+                                    "position": None})
     results = _results(state, names, buckets, saes, config)
     prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx,
                       batch_size=min(batch_size, n_seqs))
@@ -444,7 +448,7 @@ def provenance(
                 "name": str(name), "layer": s.layer, "hook": s.hook_name, "release": s.release or "",
                 "id": s.sae_id or "", "path": str(s.path or ""), "sha256": s.sha256 or "",
                 "context_size": s.context_size, "architecture": s.architecture or "", "d_in": s.d_in,
-                "d_sae": s.d_sae,
+                "d_sae": s.d_sae, "nonfinite_params": [dict(b) for b in getattr(s, "nonfinite_params", ())],
             }
             for name, s in saes.items()
         ],

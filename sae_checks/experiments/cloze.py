@@ -283,6 +283,18 @@ def run_cloze(
     def put(dst: Tensor, idx: list[int], values: Tensor) -> None:
         dst[torch.tensor(idx)] = values.detach().double().cpu()
 
+    # prompts with a non-finite logit or log-prob: their every per-prompt value becomes NaN, so the means
+    # over them are None and their checks fail (never silently dropped); counted, first one recorded
+    bad_clean = torch.zeros(N, dtype=torch.bool)
+    bad = {L: torch.zeros(N, dtype=torch.bool) for L in layers}
+
+    def nonfinite_rows(scores: Any, *more: Tensor) -> Tensor:
+        ok = scores.finite & torch.isfinite(scores.logp_first) & torch.isfinite(scores.cont_logp)
+        ok &= torch.isfinite(scores.ce_sum)
+        for t in more:
+            ok &= torch.isfinite(t)
+        return (~ok).cpu()
+
     with torch.no_grad(), fused_attention(model, fast_attention):
         lengths = [len(p) + len(a) for p, a in zip(enc.prompts, enc.answers, strict=True)]
         for idx in _progress(list(_batches(lengths, batch_size)), progress, f"{task} clean+splice"):
@@ -295,6 +307,7 @@ def run_cloze(
             put(clean["acc_word"], idx, c.correct_word)
             put(clean["ce"], idx, c.ce_sum / c.ce_count)
             put(clean["cont_logp"], idx, c.cont_logp)
+            bad_clean[torch.tensor(idx)] = nonfinite_rows(c)
             T = batch.tokens.shape[1]
             keep = _keep_mask(batch, splice_bos)
             pmask = prompt_mask(batch.prompt_len, T)
@@ -315,6 +328,7 @@ def run_cloze(
                 put(d["acc_word"], idx, s.correct_word)
                 put(d["ce"], idx, s.ce_sum / s.ce_count)
                 put(d["cont_logp"], idx, s.cont_logp)
+                bad[L][torch.tensor(idx)] = nonfinite_rows(s, sae_sums.sse, sae_sums.l0, sae_sums.resid_norm)
                 put(d["delta_logp"], idx, delta)
                 put(d["delta_ce"], idx, (s.ce_sum - c.ce_sum) / c.ce_count)
                 put(d["mse"], idx, sae_sums.sse / sae_sums.n_tokens)
@@ -338,11 +352,30 @@ def run_cloze(
                                        causal_max_prompts,
                                        batch_size, splice_bos, pad_id, progress, task)
 
+    nonfinite: list[dict[str, Any]] = []
+    for k in clean:
+        clean[k][bad_clean] = nan
+    if bad_clean.any():
+        nonfinite.append(_nonfinite_entry(None, None, task, int(bad_clean.nonzero()[0])))
+    for L in layers:
+        for k, v in per[L].items():
+            v[bad[L]] = nan
+            if k.startswith("delta_"):
+                v[bad_clean] = nan
+        if bad[L].any():
+            nonfinite.append(_nonfinite_entry(L, saes[L].layer, task, int(bad[L].nonzero()[0])))
+        if enc.options is not None:
+            choice[L][bad[L]] = nan
+    if enc.options is not None:
+        choice["clean"][bad_clean] = nan
     cls = {L: classify(clean["acc_first_token"] > 0, per[L]["acc_first_token"] > 0) for L in layers}
 
     def summary(v: Tensor) -> dict[str, Any]:
+        """Mean and bootstrap CI over prompts; None for both when any prompt's value is non-finite."""
+        if v.numel() and not bool(torch.isfinite(v).all()):
+            return {"mean": None, "ci": [None, None]}
         ci = bootstrap_mean_ci(v, n_bootstrap=n_bootstrap, level=ci_level, seed=seed)
-        return {"mean": clean_float(float(v[torch.isfinite(v)].mean())) if torch.isfinite(v).any() else None,
+        return {"mean": clean_float(float(v.mean())) if v.numel() else None,
                 "ci": [clean_float(float(t)) for t in ci]}
 
     def ppl(cont_logp: Tensor) -> dict[str, Any]:
@@ -394,6 +427,8 @@ def run_cloze(
         "n_truncated": sum(enc.truncated),
         "splice_bos": splice_bos,
         "prompt_lengths": P_all,
+        "n_nonfinite": {"clean": int(bad_clean.sum()), **{str(L): int(bad[L].sum()) for L in layers}},
+        "nonfinite": nonfinite,
         "baseline": baseline,
         "per_sae": per_sae,
         "prompts": prompts,
@@ -406,6 +441,11 @@ def run_cloze(
                 ranks=ranks[L], causal=causal.get(L),
             )
     return ClozeOutput(section, feats)
+
+
+def _nonfinite_entry(name: str | None, layer: int | None, task: str, prompt: int) -> dict[str, Any]:
+    """A ``results.nonfinite`` entry, as the engine's: the first prompt with a non-finite value."""
+    return {"sae": name, "layer": layer, "where": f"cloze:{task}", "sequence": prompt, "position": None}
 
 
 def _choice_passes(
@@ -429,8 +469,7 @@ def _choice_passes(
         jj = torch.tensor([j for _, j in pairs])
         logits, acts = _clean_pass(model, hooks, batch)
         assert logits is not None
-        scores["clean"][ii, jj] = cloze_scores(
-            logits, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
+        scores["clean"][ii, jj] = _option_scores(cloze_scores(logits, batch.tokens, batch.prompt_len, batch.cont_len))
         keep = _keep_mask(batch, splice_bos)
         for L in layers:
             ls = saes[L]
@@ -439,10 +478,19 @@ def _choice_passes(
             assert_no_hooks(model)
             logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
             assert_no_hooks(model)
-            scores[L][ii, jj] = cloze_scores(
-                logits_s, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
+            scores[L][ii, jj] = _option_scores(
+                cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len))
     answer = torch.tensor(enc.answer_index)
-    return {k: choice_correct(v, answer).double() for k, v in scores.items()}
+    out = {k: choice_correct(v, answer).double() for k, v in scores.items()}
+    for k, v in scores.items():  # an option scored NaN (non-finite logits): no choice, NaN
+        out[k][v.isnan().any(1)] = float("nan")
+    return out
+
+
+def _option_scores(scores: Any) -> Tensor:
+    """Summed option log-probs (B,), NaN for rows with a non-finite logit or log-prob."""
+    v = scores.cont_logp.double()
+    return torch.where(scores.finite & torch.isfinite(v), v, torch.full_like(v, float("nan"))).cpu()
 
 
 def _causal_sweep(
