@@ -203,7 +203,7 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
     ``saes`` restricts the run to these SAE names (an xdist worker's or a shard's part); ``layers`` to
     the SAEs at these layers. With ``config.shard`` and no ``saes``, the shard's SAEs (``plan``).
     """
-    from sae_checks.loading.data import load_sequences
+    from sae_checks.loading.data import load_sequences, tokenizer_info
     from sae_checks.loading.models import load_model
     from sae_checks.loading.saes import load_saes
 
@@ -219,9 +219,11 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
     n_ctx = int(model.cfg.n_ctx)
     ctx_len = config.ctx_len or n_ctx
     tokens = load_sequences(
-        config.data, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
+        config.data_source, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
+        d_vocab=int(model.cfg.d_vocab),
     )
+    data_info = {"config_name": config.data_config or "", **tokenizer_info(model.tokenizer)}
     downstream = None
     if config.propagation and saes is not None:  # part of a suite: fill these SAEs' propagation rows
         from sae_checks.names import propagation_pairs
@@ -232,13 +234,16 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         if later:
             downstream = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
                                    ids=config.sae_ids, names=later)
-    evaluation = evaluate(model, loaded, tokens, config, data_info={"config_name": config.data_config or ""},
+    evaluation = evaluate(model, loaded, tokens, config, data_info=data_info,
                           downstream=downstream)
     if config.tasks:
         from sae_checks.experiments.tasks import run_tasks
 
         cloze, features = run_tasks(model, loaded, config)
         evaluation.results["cloze"] = cloze
+        for section in cloze.values():  # cloze prompts with non-finite values, beside the engine's
+            evaluation.results["nonfinite"] = [*evaluation.results.get("nonfinite", []),
+                                               *section.get("nonfinite", [])]
         if features:
             evaluation.results["features"] = features
     return evaluation

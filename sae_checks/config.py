@@ -16,6 +16,8 @@ Dtype = Literal["float32", "bfloat16"]
 TASKS = ("lambada", "cbt")
 DEFAULT_TOKENS = 100_000  # tokens evaluated by default, as the post (~100k tokens of web text)
 ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 tokens
+# The data of a non-zoo model without --data: web text as the post (Anders & Bloom used OpenWebText), split train
+DEFAULT_DATA = "Skylion007/openwebtext"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +31,9 @@ class RunConfig:
     # in a folder, the {layer} template (sae_id) in a release
     layers: tuple[int, ...] | None = None  # keep the SAEs at these layers; None = every SAE selected
     shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n cost-balanced parts of the suite
-    data: str = "zoo"  # HF dataset id, a local .jsonl/.txt/.parquet file, or "zoo" (held-out zoo tokens)
+    data: str | None = None  # HF dataset id, a local .jsonl/.txt/.parquet file (text, or pre-tokenized
+    # input_ids/tokens), or "zoo" (held-out zoo tokens, zoo model only); None = the model's default
+    # (data_source: "zoo" on the zoo model, DEFAULT_DATA otherwise)
     data_split: str = "train"  # split of a HF dataset
     data_config: str | None = None  # config name of a HF dataset (e.g. "CN" for cam-cst/cbt)
     text_field: str = "text"  # field holding the text in JSONL / parquet / HF records
@@ -40,7 +44,8 @@ class RunConfig:
     # --- how to run ---------------------------------------------------------------------------
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
     dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
-    batch_size: int = 8  # sequences per forward pass; halved on CUDA out-of-memory
+    batch_size: int | None = None  # sequences per forward pass; None = auto from the device's free memory
+    # and the model's size (engine/memory.py); halved on CUDA out-of-memory
     fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
     # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
     # --- what to measure ----------------------------------------------------------------------
@@ -59,11 +64,19 @@ class RunConfig:
     causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
     progress: bool = True  # tqdm progress bars on long runs
 
+    @property
+    def data_source(self) -> str:
+        """The data a run reads: ``data``, or the model's default when unset ("zoo" on the zoo model,
+        ``DEFAULT_DATA`` otherwise: never the zoo's tokens, whose ids only the zoo's tokenizer gave)."""
+        if self.data is not None:
+            return self.data
+        return "zoo" if self.model == "zoo" else DEFAULT_DATA
+
     def n_seqs_for(self, ctx_len: int) -> int:
         """How many sequences of ``ctx_len`` tokens a run evaluates (see ``n_seqs``)."""
         if self.n_seqs is not None:
             return self.n_seqs
-        if self.data == "zoo":
+        if self.data_source == "zoo":
             return ZOO_DEFAULT_SEQS
         return math.ceil(DEFAULT_TOKENS / ctx_len)
 
@@ -71,8 +84,12 @@ class RunConfig:
         """Check every field; raise ConfigError naming the first one at fault. Returns self."""
         if self.n_seqs is not None and self.n_seqs < 1:
             raise ConfigError("n_seqs", self.n_seqs, "must be >= 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
+        if self.data == "zoo" and self.model != "zoo":
+            raise ConfigError("data", self.data, f"the zoo's tokens are ids of the zoo's tokenizer, not of model "
+                              f"{self.model!r}'s", f"pass --data with a dataset or file for this model, or leave "
+                              f"--data unset for {DEFAULT_DATA}")
         if self.ctx_len is not None and self.ctx_len < 2:
             raise ConfigError("ctx_len", self.ctx_len, "must be >= 2 (BOS plus one token)")
         if self.dtype not in ("float32", "bfloat16"):

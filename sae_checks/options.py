@@ -75,7 +75,9 @@ RUN: tuple[Option, ...] = (
     Option("layers", "layers", "ints", "comma-separated layers: keep the SAEs at these layers (default: all)"),
     Option("shard", "shard", "shard", "I/N: evaluate the I-th (0-based) of N cost-balanced parts of the SAEs; "
            "merge the parts with `sae-checks merge`"),
-    Option("data", "data", "str", "evaluation text: HF dataset id, local .jsonl/.txt/.parquet, or 'zoo'"),
+    Option("data", "data", "str", "evaluation data: HF dataset id or local .jsonl/.txt/.parquet (text, or "
+           "pre-tokenized input_ids/tokens), or 'zoo' (zoo model only); default: zoo on the zoo model, "
+           "Skylion007/openwebtext otherwise"),
     Option("data-split", "data_split", "str", "split of a HF dataset (default train)"),
     Option("data-config", "data_config", "str", "config name of a HF dataset"),
     Option("text-field", "text_field", "str", "field holding the text (default text)"),
@@ -86,7 +88,8 @@ RUN: tuple[Option, ...] = (
     Option("seed", "seed", "int", "data sampling and bootstrap seed (default 0)"),
     Option("device", "device", "str", "cpu, cuda or cuda:N (default: CUDA when available)"),
     Option("dtype", "dtype", "choice", "float32 or bfloat16 (autocast, CUDA only)", choices=("float32", "bfloat16")),
-    Option("batch-size", "batch_size", "int", "sequences per forward pass (default 8; halved on CUDA OOM)"),
+    Option("batch-size", "batch_size", "int", "sequences per forward pass (default: from the free memory; halved on "
+           "CUDA OOM)"),
     Option("buckets", "buckets", "buckets", "position buckets, e.g. 1-128,128-1024 (default: inside / beyond "
            "each SAE's training context)"),
     Option("no-fast-attention", "fast_attention", "off", "TransformerLens' own attention instead of the fused "

@@ -349,3 +349,90 @@ def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any]
     direct, _ = run_tasks(world["model"], world["saes"], config.replace(batch_size=2))
     assert cloze["lambada"]["prompts"] == direct["lambada"]["prompts"]
     assert cloze["lambada"]["n_prompts"] == len(ITEMS)
+
+
+# --- lm-evaluation-harness lambada (issue 10.4) ----------------------------------------------------
+
+ODD_TEXTS = ["The cat sat on the mat", "The dog sat on\n   the log", "A bird  sang in the tree",
+             "She opened the door and walked into the\tgarden", "Numbers: 0 1 2 3 4\n"]
+
+
+def lm_eval_encode_pair(tok: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness v0.4 HFLM._encode_pair, written out here as the reference."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
+    ctx = tok(context, add_special_tokens=False)["input_ids"]
+    return ctx, whole[len(ctx):]
+
+
+def test_lambada_items_encode_as_lm_eval_and_ppl_matches_a_hand_computation(world: dict[str, Any], tmp_path) -> None:
+    import json
+
+    from sae_checks.loading.data import load_cloze
+
+    model, tok = world["model"], world["tok"]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ODD_TEXTS))
+    items = load_cloze("lambada", str(path), n_prompts=10)
+    enc = encode_items(tok, items, n_ctx=32)
+    conts, words, sums = [], [], []
+    for i, text in enumerate(ODD_TEXTS):
+        ctx, cont = lm_eval_encode_pair(tok, text.rsplit(" ", 1)[0], " " + text.rsplit(" ", 1)[1])
+        assert enc.prompts[i] == [tok.bos_token_id] + ctx and enc.answers[i] == cont, text
+        conts.append(cont)
+        p = enc.prompts[i]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([p + cont]))[0].double(), -1)
+        sums.append(sum(lp[len(p) - 1 + j, cont[j]].item() for j in range(len(cont))))
+        words.append(all(lp[len(p) - 1 + j].argmax().item() == cont[j] for j in range(len(cont))))
+    assert enc.answers[1][0] != tok(" the", add_special_tokens=False)["input_ids"][0]  # whitespace moved in
+    out = run(world, items, batch_size=2, n_bootstrap=20).cloze
+    base = out["baseline"]
+    assert math.isclose(base["cont_logp"]["mean"], sum(sums) / len(sums), rel_tol=1e-5)
+    assert math.isclose(base["ppl"]["mean"], math.exp(-sum(sums) / len(sums)), rel_tol=1e-5)
+    assert base["acc_word"]["mean"] == sum(words) / len(words)
+    lo, hi = base["ppl"]["ci"]
+    assert lo <= base["ppl"]["mean"] * (1 + 1e-9) and hi >= base["ppl"]["mean"] * (1 - 1e-9)
+    for name in ("0", "1"):
+        sae = out["per_sae"][name]
+        assert math.isclose(sae["ppl"]["mean"], math.exp(-sae["cont_logp"]["mean"]), rel_tol=1e-9)
+
+
+# --- non-finite logits (issue 12) ------------------------------------------------------------------
+
+
+def test_argmax_over_nan_logits_is_no_answer() -> None:
+    tokens = torch.tensor([[0, 1, 2]])  # BOS, prompt token 1, answer token 2
+    logits = torch.zeros(1, 3, 4)
+    logits[0, 1, 2] = float("nan")  # argmax returns the NaN's index = the answer
+    assert logits[0, 1].argmax().item() == 2
+    s = cloze_scores(logits, tokens, torch.tensor([2]), torch.tensor([1]))
+    assert not s.correct_first.item() and not s.correct_word.item() and not s.finite.item()
+    logits[0, 1, 2] = 5.0
+    s = cloze_scores(logits, tokens, torch.tensor([2]), torch.tensor([1]))
+    assert s.correct_first.item() and s.finite.item()
+
+
+def nan_sae(world: dict[str, Any], layer: int) -> LoadedSAE:
+    sae = tiny_sae(world["model"], layer, context_size=8)
+    with torch.no_grad():
+        sae.W_dec[:] = float("nan")  # every spliced logit NaN
+    return loaded(sae, layer, context_size=8)
+
+
+def test_nonfinite_prompts_are_counted_recorded_and_fail_the_means(world: dict[str, Any]) -> None:
+    saes = {"good": world["saes"][0], "bad": nan_sae(world, 1)}
+    out = run(world, ITEMS, saes=saes, batch_size=4, n_bootstrap=20).cloze
+    assert out["n_nonfinite"] == {"clean": 0, "good": 0, "bad": len(ITEMS)}
+    assert out["nonfinite"] == [{"sae": "bad", "layer": 1, "where": "cloze:lambada", "sequence": 0,
+                                 "position": None}]
+    bad = out["per_sae"]["bad"]
+    for metric in ("acc_first_token", "acc_word", "delta_logp", "delta_ce", "logp", "ppl", "mse"):
+        assert bad[metric] == {"mean": None, "ci": [None, None]}, metric  # None fails the gate's judge
+    assert bad["classes"]["both_right"] == 0 and bad["classes"]["spliced_only"] == 0
+    assert all(v is None for v in out["prompts"]["bad"]["delta_logp"])
+    good = out["per_sae"]["good"]
+    assert good["delta_logp"]["mean"] is not None and out["baseline"]["acc_word"]["mean"] is not None

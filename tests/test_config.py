@@ -15,7 +15,7 @@ SOURCE = "[tool.sae-checks]"
     ("n-seqs", 4.0, "must be an integer"),
     ("layers", 1, "must be a list of integers (or unset), got an integer"),
     ("layers", [1, True], "must be a list of integers"),  # bool is not an int
-    ("batch_size", 2.5, "must be an integer, got a float"),
+    ("batch_size", 2.5, "must be an integer (or unset), got a float"),  # unset = auto from free memory
     ("tasks", "lambada", "must be a list of strings, got a string"),  # no bare string for a list
     ("buckets", [[1, "128"]], "must be a list of lists [an integer, an integer]"),
     ("splice_bos", 1, "must be true or false"),

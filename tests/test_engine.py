@@ -235,7 +235,8 @@ def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, capsys):
 
     monkeypatch.setattr(run_mod, "_run_batch", flaky)
     out = evaluate(model, saes, toks, cfg)
-    assert sizes == [8, 4, 2, 2, 4, 2, 2]  # each failed batch is split in two and retried in order
+    assert sizes == [8, 4, 2, 2, 2, 2]  # a failed batch is halved, and so is the rest of the run
+    assert out.provenance["batch_size_used"] == 2  # the final size, after halving
     captured = capsys.readouterr()
     assert "batch size halved to 2" in captured.out + captured.err
     for L in ("0", "1"):

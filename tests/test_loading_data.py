@@ -170,10 +170,29 @@ def test_lambada_prompt_and_answer(tmp_path):
         {"text": "  trailing space is stripped\n"},
         {"text": "a third record"},
     ])
-    items = load_cloze("lambada", str(path), n_prompts=2)
-    assert items == [ClozeItem("she handed him the cup and he drank the", "tea"),
-                     ClozeItem("  trailing space is", "stripped")]
+    items = load_cloze("lambada", str(path), n_prompts=2)  # lm-eval's split: whitespace left where it is
+    assert items == [ClozeItem("she handed him the cup and he drank the", "tea", None, " tea"),
+                     ClozeItem("  trailing space is", "stripped\n", None, " stripped\n")]
     assert items[0].options is None
+    words = load_cloze("lambada", str(path), n_prompts=2, lambada_split="words")  # the older split
+    assert words == [ClozeItem("she handed him the cup and he drank the", "tea"),
+                     ClozeItem("  trailing space is", "stripped")]
+
+
+ODD = ["a b  c", "first line\n   word", "tab\tsep last", "ends here\n", "two\u00a0spaces\u00a0nbsp x",
+       "lead  double  gap"]
+
+
+def test_lambada_split_is_lm_eval_rule_on_odd_whitespace(tmp_path):
+    """lm-eval lambada_openai: doc_to_text = text.split(' ')[:-1] joined, doc_to_target = ' ' + last."""
+    path = write_jsonl(tmp_path / "odd.jsonl", [{"text": t} for t in ODD])
+    items = load_cloze("lambada", str(path), n_prompts=len(ODD))
+    for text, item in zip(ODD, items, strict=True):
+        lm_eval_context = " ".join(text.split(" ")[:-1])
+        lm_eval_target = " " + text.split(" ")[-1]
+        assert (item.prompt, item.continuation) == (lm_eval_context, lm_eval_target)
+        assert (item.prompt, item.continuation) == (text.rsplit(" ", 1)[0], " " + text.rsplit(" ", 1)[1])
+        assert item.prompt + item.continuation == text  # nothing dropped, nothing moved
 
 
 def test_lambada_missing_text_and_one_word(tmp_path):
@@ -223,7 +242,7 @@ def test_cloze_zoo_source(tmp_path, monkeypatch):
     fake = types.ModuleType("sae_checks.zoo")
     fake.zoo_cloze_path = lambda: path  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
-    assert load_cloze("lambada", "zoo", n_prompts=3) == [ClozeItem("the end of the", "story")]
+    assert load_cloze("lambada", "zoo", n_prompts=3) == [ClozeItem("the end of the", "story", None, " story")]
     with pytest.raises(DataError, match=r"cloze task 'cbt': the zoo only ships lambada"):
         load_cloze("cbt", "zoo", n_prompts=3)
 
@@ -282,3 +301,99 @@ def test_non_utf8_text_names_file_and_byte_offset(tok, tmp_path, suffix):
     if suffix == ".jsonl":  # cloze files go through the same reader
         with pytest.raises(DataError, match=f"byte offset {offset} "):
             load_cloze("lambada", str(path), n_prompts=2)
+
+
+# --- data follows the model (issue 14.2) ------------------------------------------------------------
+
+
+def test_data_default_follows_the_model_and_zoo_data_needs_the_zoo_model():
+    from sae_checks.config import DEFAULT_DATA, RunConfig
+
+    assert RunConfig().data is None and RunConfig().data_source == "zoo"
+    gpt2 = RunConfig(model="gpt2-small")
+    assert gpt2.data_source == DEFAULT_DATA == "Skylion007/openwebtext" and gpt2.data_split == "train"
+    assert gpt2.n_seqs_for(1024) == 98  # ~100k tokens, not the zoo's 64 rows
+    assert RunConfig(model="gpt2-small", data="x.jsonl").data_source == "x.jsonl"
+    assert RunConfig(data="zoo").validate().data_source == "zoo"  # explicit zoo with the zoo model: fine
+    with pytest.raises(ConfigError, match=r"data='zoo': the zoo's tokens .* model 'gpt2-small'.*--data"):
+        RunConfig(model="gpt2-small", data="zoo").validate()
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_in_one_line(tok, jsonl, monkeypatch):
+    big = max(tok(d, add_special_tokens=False)["input_ids"] for d in DOCS)
+    d_vocab = 50  # smaller than the tokenizer's: its ids run past the model's vocabulary
+    with pytest.raises(DataError, match=rf"docs\.jsonl: token id \d+ outside the model's vocabulary \(max id "
+                                        rf"\d+, d_vocab={d_vocab}\)") as err:
+        load_sequences(str(jsonl), tok, n_seqs=6, ctx_len=12, seed=3, d_vocab=d_vocab)
+    assert "\n" not in str(err.value) and max(big) >= d_vocab
+    assert load_sequences(str(jsonl), tok, n_seqs=6, ctx_len=12, seed=3, d_vocab=len(tok)).shape == (6, 12)
+    tokens = torch.arange(5 * 20).reshape(5, 20)
+    fake = types.ModuleType("sae_checks.zoo")
+    fake.zoo_eval_tokens = lambda: tokens  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sae_checks.zoo", fake)
+    with pytest.raises(DataError, match=r"data 'zoo' .*token id 99 .*max id 99, d_vocab=64\)"):
+        load_sequences("zoo", tok, n_seqs=5, ctx_len=20, d_vocab=64)
+
+
+@pytest.mark.parametrize("column", ["input_ids", "tokens"])
+def test_pre_tokenized_jsonl_rows_are_used_as_is_with_bos_prepended_when_missing(tok, tmp_path, column):
+    bos = tok.bos_token_id
+    rows = [[bos, 5, 6, 7, 8, 9], [11, 12, 13, 14, 15, 16, 17], [1, 2], [bos, 21, 22, 23, 24, 25, 26, 27]]
+    path = write_jsonl(tmp_path / "tok.jsonl", [{column: r, "text": "ignored"} for r in rows])
+    got = load_sequences(str(path), tok, n_seqs=3, ctx_len=6, seed=0, d_vocab=len(tok))
+    want = {(bos, 5, 6, 7, 8, 9), (bos, 11, 12, 13, 14, 15), (bos, 21, 22, 23, 24, 25)}  # [1, 2] too short
+    assert {tuple(r) for r in got.tolist()} == want
+    with pytest.raises(DataError, match=r"only 3 of n_seqs=4 .*1 rows are shorter \(longest 8\).*--ctx-len 8"):
+        load_sequences(str(path), tok, n_seqs=4, ctx_len=6, d_vocab=len(tok))
+
+
+def test_pre_tokenized_parquet_and_hf_dataset(tok, tmp_path, offline_datasets_cache):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.hf_cache import add_cached_dataset
+
+    bos = tok.bos_token_id
+    rows = [[bos] + list(range(10 * i + 1, 10 * i + 8)) for i in range(4)]
+    path = tmp_path / "tok.parquet"
+    pq.write_table(pa.table({"input_ids": rows}), path)
+    got = load_sequences(str(path), tok, n_seqs=4, ctx_len=8, d_vocab=len(tok))
+    assert sorted(got.tolist()) == sorted(rows)
+    add_cached_dataset(offline_datasets_cache, "someone/owt-tokenized", {"tokens": [r[1:] for r in rows]},
+                       split="train")
+    hub = load_sequences("someone/owt-tokenized", tok, n_seqs=4, ctx_len=8, d_vocab=len(tok))
+    assert sorted(hub.tolist()) == sorted(rows)  # BOS prepended to rows without it
+    with pytest.raises(DataError, match=r"someone/owt-tokenized.*token id 37 .*d_vocab=30\).*another tokenizer"):
+        load_sequences("someone/owt-tokenized", tok, n_seqs=4, ctx_len=8, d_vocab=30)
+
+
+def test_data_tokenized_by_a_recorded_other_tokenizer_is_refused(tok, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sae_checks.loading.data import tokenizer_info
+
+    own = tokenizer_info(tok)["tokenizer"]
+    rows = [{"input_ids": [tok.bos_token_id, 3, 4, 5], "tokenizer": name} for name in (own, "EleutherAI/pythia-70m")]
+    path = write_jsonl(tmp_path / "tok.jsonl", rows)
+    with pytest.raises(DataError, match=r"tok\.jsonl:2: pre-tokenized with tokenizer 'EleutherAI/pythia-70m'"):
+        load_sequences(str(path), tok, n_seqs=2, ctx_len=4, seed=0)
+    ok = write_jsonl(tmp_path / "ok.jsonl", rows[:1])  # the model's own tokenizer, recorded: accepted
+    assert load_sequences(str(ok), tok, n_seqs=1, ctx_len=4).tolist() == [[tok.bos_token_id, 3, 4, 5]]
+    table = pa.table({"input_ids": [[0, 1, 2, 3]]}).replace_schema_metadata({"tokenizer": "gpt2"})
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"t\.parquet row 0: pre-tokenized with tokenizer 'gpt2'.*model's "
+                                        rf"tokenizer is '{own}'"):
+        load_sequences(str(tmp_path / "t.parquet"), tok, n_seqs=1, ctx_len=4)
+
+
+def test_tokenizer_name_and_vocabulary_hash(tok, tmp_path):
+    from sae_checks.loading.data import same_tokenizer, tokenizer_info
+
+    info = tokenizer_info(tok)
+    assert info["tokenizer"].startswith("tok")  # the folder's name, not the machine's path
+    assert "/" not in info["tokenizer"] and len(info["tokenizer_sha256"]) == 64
+    assert tokenizer_info(tok) == info
+    other = tiny_tokenizer(tmp_path / "tok", vocab_size=300)
+    assert tokenizer_info(other)["tokenizer_sha256"] != info["tokenizer_sha256"]
+    assert same_tokenizer("openai-community/gpt2", "gpt2") and not same_tokenizer("gpt2", "EleutherAI/pythia-70m")

@@ -227,3 +227,43 @@ def test_wrong_types_in_cfg_json_name_the_file_and_key(model, tmp_path, key, val
     with pytest.raises(LoadError) as info:  # the gate's planning reads the same file
         sae_metadata(RunConfig(saes=str(path)))
     assert str(info.value).startswith(expected)
+
+
+def test_nonfinite_weights_warn_are_recorded_and_fail_every_check(model, tmp_path):
+    import math
+
+    import safetensors.torch
+
+    from sae_checks.config import RunConfig
+    from sae_checks.engine.run import evaluate
+    from sae_checks.gate.checks import CheckSpec, judge
+    from sae_checks.gate.thresholds import BaselineEntry, Baselines, Rule
+
+    path = tmp_path / "blocks.1.hook_resid_pre"
+    tiny_sae(model, 1, path=path, d_sae=32)
+    weights = path / "sae_weights.safetensors"
+    state = safetensors.torch.load_file(str(weights))
+    state["W_dec"][3, 5] = float("nan")
+    safetensors.torch.save_file(state, str(weights))
+    with pytest.warns(UserWarning, match=r"SAE blocks\.1\.hook_resid_pre: non-finite values in W_dec \(first at "
+                                         r"index \(3, 5\), 1 in all\); every check of this SAE will fail"):
+        saes = load_saes(str(path), model)
+    got = saes["blocks.1.hook_resid_pre"]
+    assert got.nonfinite_params == ({"tensor": "W_dec", "index": [3, 5], "count": 1},)
+    toks = torch.randint(1, model.cfg.d_vocab, (4, 16))
+    toks[:, 0] = 0
+    ev = evaluate(model, saes, toks, RunConfig(n_bootstrap=0, progress=False, batch_size=4))
+    assert ev.provenance["saes"][0]["nonfinite_params"] == [{"tensor": "W_dec", "index": [3, 5], "count": 1}]
+    assert {"sae": "blocks.1.hook_resid_pre", "layer": 1, "where": "weights", "sequence": None,
+            "position": None} in ev.results["nonfinite"]
+    bucket = next(iter(ev.results["per_bucket"]["blocks.1.hook_resid_pre"].values()))
+    # whether a metric comes out non-finite depends on feature 3 firing; l0 never does: the gate fails it anyway
+    assert bucket["l0"]["mean"] is not None and math.isfinite(bucket["l0"]["mean"])
+    spec = CheckSpec(id="l0-L1-x", family="bucket", metric="l0", sae="blocks.1.hook_resid_pre", layer=1,
+                     bucket=next(iter(ev.results["per_bucket"]["blocks.1.hook_resid_pre"])))
+    check = judge(spec, ev.results, Rule(direction="lower", limit=None, abs_tol=1e9, rel_tol=0.0),
+                  Baselines(entries={spec.id: BaselineEntry(value=bucket["l0"]["mean"])}))
+    assert check.status == "fail" and check.reason == "nonfinite" and "non-finite weights" in check.message
+    stays_finite = {m for m, v in bucket.items() if v["mean"] is not None}
+    assert "mse" not in stays_finite and "delta_ce" not in stays_finite  # x̂ NaN where feature 3 fires
+    assert {"l0", "resid_norm"} <= stays_finite  # encoder-side and input metrics: only the gate fails them

@@ -167,8 +167,8 @@ def evaluate(
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
     assert_no_hooks(model)
-    bar = _progress(n_seqs, config.progress and n_seqs > config.batch_size, "sae-checks")
-    batch_size = config.batch_size
+    batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
+    bar = _progress(n_seqs, config.progress and n_seqs > batch_size, "sae-checks")
     with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as fused:
         pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
         while pending:
@@ -181,18 +181,35 @@ def evaluate(
                     raise
                 torch.cuda.empty_cache()
                 batch_size = max(1, (stop - start) // 2)
-                mid = start + batch_size
-                pending[:0] = [(start, mid), (mid, stop)]
+                # the rest at the new size: a later batch at the old size would only fail again
+                pending = [(s, min(s + batch_size, n_seqs)) for s in range(start, n_seqs, batch_size)]
                 bar.write(f"sae-checks: CUDA out of memory; batch size halved to {batch_size}")
                 continue
             state.merge(part)
             bar.update(stop - start)
     bar.close()
     assert_no_hooks(model)
+    for name in names:  # non-finite weights (loading.saes): every check of the SAE fails (gate.checks.judge)
+        if getattr(saes[name], "nonfinite_params", ()):
+            state.nonfinite.append({"sae": name, "layer": saes[name].layer, "where": "weights", "sequence": None,
+                                    "position": None})
     results = _results(state, names, buckets, saes, config)
-    prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx, batch_size=batch_size)
+    prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx,
+                      batch_size=min(batch_size, n_seqs))
+    prov["batch_size_source"] = batch_source
     prov["attention"] = fused.describe(model.cfg.n_layers)
     return Evaluation(provenance=prov, results=results, config=config)
+
+
+def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], device: str, config: RunConfig,
+                n_ctx: int) -> tuple[int, str]:
+    """(sequences per pass, "config" | "auto"): ``config.batch_size``, or when None the memory budget's
+    (``engine.memory.model_batch_size``: free memory over the estimated bytes per sequence, in [1, 64])."""
+    if config.batch_size is not None:
+        return config.batch_size, "config"
+    from sae_checks.engine.memory import model_batch_size
+
+    return model_batch_size(model, [*saes.values(), *extra.values()], device, n_ctx), "auto"
 
 
 @dataclass
@@ -400,7 +417,8 @@ def provenance(
     model: Any, saes: Mapping[Any, Any], device: str, config: RunConfig,
     data_info: Mapping[str, Any] | None, *, n_seqs: int, n_ctx: int, batch_size: int,
 ) -> dict[str, Any]:
-    """What ran, on what: library versions, device, dtype, git commit, model, SAE hashes, data."""
+    """What ran, on what: library versions, device, dtype, git commit, model, SAE hashes, data.
+    ``batch_size``: the sequences per pass actually used (at most ``n_seqs``; after any OOM halving)."""
     import importlib.metadata as md
 
     import sae_checks
@@ -411,7 +429,7 @@ def provenance(
         except md.PackageNotFoundError:
             return ""
 
-    data = {"dataset": config.data, "split": config.data_split, "revision": "", "seed": config.seed}
+    data = {"dataset": config.data_source, "split": config.data_split, "revision": "", "seed": config.seed}
     data.update(data_info or {})
     data.update({"n_sequences": n_seqs, "ctx_len": n_ctx})
     return {
@@ -430,7 +448,7 @@ def provenance(
                 "name": str(name), "layer": s.layer, "hook": s.hook_name, "release": s.release or "",
                 "id": s.sae_id or "", "path": str(s.path or ""), "sha256": s.sha256 or "",
                 "context_size": s.context_size, "architecture": s.architecture or "", "d_in": s.d_in,
-                "d_sae": s.d_sae,
+                "d_sae": s.d_sae, "nonfinite_params": [dict(b) for b in getattr(s, "nonfinite_params", ())],
             }
             for name, s in saes.items()
         ],

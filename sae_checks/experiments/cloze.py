@@ -3,8 +3,9 @@
 Definitions (DESIGN.md section 3, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
 the prompt is the text before the answer word, tokenized with BOS first; the answer is ``" " + word``
 tokenized (multi-token answers kept). ``acc_first_token`` = argmax at the last prompt position equals
-the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing;
-``logp`` = log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``; ``ce`` =
+the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing
+(lm-eval's ``acc``); ``cont_logp`` = summed log-prob of the continuation (lm-eval's loglikelihood) and
+``ppl = exp(−mean cont_logp)`` (lm-eval's perplexity); ``logp`` = log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``; ``ce`` =
 mean CE of the predictions made at the non-BOS prompt positions of the next prompt token; CBT-CN also
 gets ``acc_choice``: of the options, the one whose ``" " + option`` tokens have the highest summed
 log-prob under teacher forcing wins. Spliced = x replaced by x̂ = sae.decode(sae.encode(x)) at the
@@ -24,6 +25,7 @@ and counted in ``n_truncated``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -53,6 +55,7 @@ from sae_checks.metrics.cloze import (
     classify,
     cloze_scores,
     feature_sums,
+    perplexity,
     prompt_mask,
     prompt_sae_sums,
     window_mask,
@@ -81,9 +84,16 @@ class EncodedItems(NamedTuple):
 
 
 def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> EncodedItems:
-    """Tokenize prompts (BOS first; trailing spaces dropped: the space belongs to the answer token) and
-    ``" " + answer`` / ``" " + option``; cut prompts from the left, keeping BOS, so that the prompt plus
-    its longest continuation fits ``n_ctx``."""
+    """Tokenize prompts (BOS first) and their continuations; cut prompts from the left, keeping BOS, so
+    that the prompt plus its longest continuation fits ``n_ctx``.
+
+    An item with a ``continuation`` (lambada, lm-eval's split) is encoded as lm-evaluation-harness'
+    ``_encode_pair``: the prompt's trailing whitespace moves to the front of the continuation, the
+    continuation's tokens are those of ``tokenize(prompt + continuation)`` after the prompt's tokens.
+    Otherwise the prompt's trailing spaces are dropped (the space belongs to the answer token) and the
+    continuation is ``" " + answer`` (``" " + option`` for each CBT option). lm-eval's HF backend adds no
+    BOS for gpt2 (``add_bos_token=False``) where sae-checks puts BOS first (position 0 is BOS, DESIGN.md
+    section 3): log-probs equal lm-eval's run with ``add_bos_token=True``."""
     bos = tokenizer.bos_token_id
     if bos is None:
         raise DataError("the tokenizer has no bos_token_id; cloze prompts need BOS first")
@@ -93,6 +103,9 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
 
     bodies = enc([it.prompt.rstrip(" ") for it in items])
     answers = enc([" " + it.answer for it in items])
+    for i, it in enumerate(items):
+        if it.continuation is not None:
+            bodies[i], answers[i] = _encode_pair(enc, it.prompt, it.continuation)
     has_options = any(it.options is not None for it in items)
     options: list[list[list[int]]] | None = None
     answer_index: list[int] = []
@@ -112,6 +125,17 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
         prompts.append([bos] + (body[len(body) - room:] if cut else body))
         truncated.append(cut)
     return EncodedItems(prompts, answers, options, answer_index, truncated)
+
+
+def _encode_pair(enc: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness' ``_encode_pair`` (v0.4, HFLM): trailing whitespace of the context moves to
+    the continuation; continuation tokens = tokens of the whole string after the context's tokens."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole, ctx = enc([context + continuation, context])
+    return ctx, whole[len(ctx):]
 
 
 class _Batch(NamedTuple):
@@ -206,7 +230,8 @@ def run_cloze(
     Returns ``ClozeOutput(cloze, features)``. ``cloze`` (``results.cloze[task]``)::
 
         {"task", "n_prompts", "n_truncated", "splice_bos", "prompt_lengths": [int],
-         "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce[, acc_choice]
+         "baseline": {metric: {"mean", "ci"}},                 # acc_first_token, acc_word, logp, ce, cont_logp,
+                                                               # ppl[, acc_choice]
          "per_sae": {name: {metric: {"mean", "ci"},            # + delta_logp, delta_ce, mse, l0, resid_norm
                              "classes": {class: count},
                              "by_bucket": {bucket: {"n", ...}}}},
@@ -246,15 +271,29 @@ def run_cloze(
     P_all = [len(p) for p in enc.prompts]
     nan = float("nan")
 
-    clean = {k: torch.full((N,), nan, dtype=torch.float64) for k in ("logp", "acc_first_token", "acc_word", "ce")}
+    clean = {k: torch.full((N,), nan, dtype=torch.float64)
+             for k in ("logp", "acc_first_token", "acc_word", "ce", "cont_logp")}
     per = {L: {k: torch.full((N,), nan, dtype=torch.float64) for k in (
-        "logp", "acc_first_token", "acc_word", "ce", "delta_logp", "delta_ce", "mse", "l0", "resid_norm")}
+        "logp", "acc_first_token", "acc_word", "ce", "cont_logp", "delta_logp", "delta_ce", "mse", "l0",
+        "resid_norm")}
         for L in layers}
     fsums = {L: FeatureSums(*(torch.zeros(saes[L].d_sae, dtype=torch.float64) for _ in range(4)))
              for L in layers}
 
     def put(dst: Tensor, idx: list[int], values: Tensor) -> None:
         dst[torch.tensor(idx)] = values.detach().double().cpu()
+
+    # prompts with a non-finite logit or log-prob: their every per-prompt value becomes NaN, so the means
+    # over them are None and their checks fail (never silently dropped); counted, first one recorded
+    bad_clean = torch.zeros(N, dtype=torch.bool)
+    bad = {L: torch.zeros(N, dtype=torch.bool) for L in layers}
+
+    def nonfinite_rows(scores: Any, *more: Tensor) -> Tensor:
+        ok = scores.finite & torch.isfinite(scores.logp_first) & torch.isfinite(scores.cont_logp)
+        ok &= torch.isfinite(scores.ce_sum)
+        for t in more:
+            ok &= torch.isfinite(t)
+        return (~ok).cpu()
 
     with torch.no_grad(), fused_attention(model, fast_attention):
         lengths = [len(p) + len(a) for p, a in zip(enc.prompts, enc.answers, strict=True)]
@@ -267,6 +306,8 @@ def run_cloze(
             put(clean["acc_first_token"], idx, c.correct_first)
             put(clean["acc_word"], idx, c.correct_word)
             put(clean["ce"], idx, c.ce_sum / c.ce_count)
+            put(clean["cont_logp"], idx, c.cont_logp)
+            bad_clean[torch.tensor(idx)] = nonfinite_rows(c)
             T = batch.tokens.shape[1]
             keep = _keep_mask(batch, splice_bos)
             pmask = prompt_mask(batch.prompt_len, T)
@@ -286,6 +327,8 @@ def run_cloze(
                 put(d["acc_first_token"], idx, s.correct_first)
                 put(d["acc_word"], idx, s.correct_word)
                 put(d["ce"], idx, s.ce_sum / s.ce_count)
+                put(d["cont_logp"], idx, s.cont_logp)
+                bad[L][torch.tensor(idx)] = nonfinite_rows(s, sae_sums.sse, sae_sums.l0, sae_sums.resid_norm)
                 put(d["delta_logp"], idx, delta)
                 put(d["delta_ce"], idx, (s.ce_sum - c.ce_sum) / c.ce_count)
                 put(d["mse"], idx, sae_sums.sse / sae_sums.n_tokens)
@@ -309,14 +352,42 @@ def run_cloze(
                                        causal_max_prompts,
                                        batch_size, splice_bos, pad_id, progress, task)
 
+    nonfinite: list[dict[str, Any]] = []
+    for k in clean:
+        clean[k][bad_clean] = nan
+    if bad_clean.any():
+        nonfinite.append(_nonfinite_entry(None, None, task, int(bad_clean.nonzero()[0])))
+    for L in layers:
+        for k, v in per[L].items():
+            v[bad[L]] = nan
+            if k.startswith("delta_"):
+                v[bad_clean] = nan
+        if bad[L].any():
+            nonfinite.append(_nonfinite_entry(L, saes[L].layer, task, int(bad[L].nonzero()[0])))
+        if enc.options is not None:
+            choice[L][bad[L]] = nan
+    if enc.options is not None:
+        choice["clean"][bad_clean] = nan
     cls = {L: classify(clean["acc_first_token"] > 0, per[L]["acc_first_token"] > 0) for L in layers}
 
     def summary(v: Tensor) -> dict[str, Any]:
+        """Mean and bootstrap CI over prompts; None for both when any prompt's value is non-finite."""
+        if v.numel() and not bool(torch.isfinite(v).all()):
+            return {"mean": None, "ci": [None, None]}
         ci = bootstrap_mean_ci(v, n_bootstrap=n_bootstrap, level=ci_level, seed=seed)
-        return {"mean": clean_float(float(v[torch.isfinite(v)].mean())) if torch.isfinite(v).any() else None,
+        return {"mean": clean_float(float(v.mean())) if v.numel() else None,
                 "ci": [clean_float(float(t)) for t in ci]}
 
-    baseline = {k: summary(clean[k]) for k in ("acc_first_token", "acc_word", "logp", "ce")}
+    def ppl(cont_logp: Tensor) -> dict[str, Any]:
+        """lm-eval's perplexity exp(−mean cont_logp); its CI maps the mean's bootstrap CI (monotone)."""
+        s = summary(cont_logp)
+        lo, hi = s["ci"]
+        return {"mean": None if s["mean"] is None else clean_float(float(perplexity(cont_logp))),
+                "ci": [None if hi is None else clean_float(math.exp(-hi)),
+                       None if lo is None else clean_float(math.exp(-lo))]}
+
+    baseline = {k: summary(clean[k]) for k in ("acc_first_token", "acc_word", "logp", "ce", "cont_logp")}
+    baseline["ppl"] = ppl(clean["cont_logp"])
     if enc.options is not None:
         baseline["acc_choice"] = summary(choice["clean"])
     per_sae: dict[str, Any] = {}
@@ -325,6 +396,7 @@ def run_cloze(
     for L in layers:
         d = per[L]
         entry: dict[str, Any] = {k: summary(v) for k, v in d.items()}
+        entry["ppl"] = ppl(d["cont_logp"])
         if enc.options is not None:
             entry["acc_choice"] = summary(choice[L])
         entry["classes"] = {name: int((cls[L] == i).sum()) for i, name in enumerate(CLASSES)}
@@ -355,6 +427,8 @@ def run_cloze(
         "n_truncated": sum(enc.truncated),
         "splice_bos": splice_bos,
         "prompt_lengths": P_all,
+        "n_nonfinite": {"clean": int(bad_clean.sum()), **{str(L): int(bad[L].sum()) for L in layers}},
+        "nonfinite": nonfinite,
         "baseline": baseline,
         "per_sae": per_sae,
         "prompts": prompts,
@@ -367,6 +441,11 @@ def run_cloze(
                 ranks=ranks[L], causal=causal.get(L),
             )
     return ClozeOutput(section, feats)
+
+
+def _nonfinite_entry(name: str | None, layer: int | None, task: str, prompt: int) -> dict[str, Any]:
+    """A ``results.nonfinite`` entry, as the engine's: the first prompt with a non-finite value."""
+    return {"sae": name, "layer": layer, "where": f"cloze:{task}", "sequence": prompt, "position": None}
 
 
 def _choice_passes(
@@ -390,8 +469,7 @@ def _choice_passes(
         jj = torch.tensor([j for _, j in pairs])
         logits, acts = _clean_pass(model, hooks, batch)
         assert logits is not None
-        scores["clean"][ii, jj] = cloze_scores(
-            logits, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
+        scores["clean"][ii, jj] = _option_scores(cloze_scores(logits, batch.tokens, batch.prompt_len, batch.cont_len))
         keep = _keep_mask(batch, splice_bos)
         for L in layers:
             ls = saes[L]
@@ -400,10 +478,19 @@ def _choice_passes(
             assert_no_hooks(model)
             logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
             assert_no_hooks(model)
-            scores[L][ii, jj] = cloze_scores(
-                logits_s, batch.tokens, batch.prompt_len, batch.cont_len).cont_logp.double().cpu()
+            scores[L][ii, jj] = _option_scores(
+                cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len))
     answer = torch.tensor(enc.answer_index)
-    return {k: choice_correct(v, answer).double() for k, v in scores.items()}
+    out = {k: choice_correct(v, answer).double() for k, v in scores.items()}
+    for k, v in scores.items():  # an option scored NaN (non-finite logits): no choice, NaN
+        out[k][v.isnan().any(1)] = float("nan")
+    return out
+
+
+def _option_scores(scores: Any) -> Tensor:
+    """Summed option log-probs (B,), NaN for rows with a non-finite logit or log-prob."""
+    v = scores.cont_logp.double()
+    return torch.where(scores.finite & torch.isfinite(v), v, torch.full_like(v, float("nan"))).cpu()
 
 
 def _causal_sweep(

@@ -29,6 +29,13 @@ def task_source(task: str, config: RunConfig) -> str:
     return HUB_SOURCES[task]
 
 
+def _auto_batch_size(model: Any, saes: Mapping[str, Any]) -> int:
+    """The memory budget's batch size (``engine.memory``) for rows of up to the model's ``n_ctx`` tokens."""
+    from sae_checks.engine.memory import model_batch_size
+
+    return model_batch_size(model, saes.values(), str(model.cfg.device))
+
+
 def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run every task of ``config.tasks``: returns (results.cloze, results.features)."""
     from sae_checks.engine.run import layer_buckets
@@ -39,7 +46,7 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[d
     features: dict[str, Any] = {}
     for task in config.tasks:
         items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
-        batch_size = config.batch_size
+        batch_size = config.batch_size or _auto_batch_size(model, saes)
         while True:
             try:
                 out = run_cloze(

@@ -233,6 +233,9 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
                      direction=rule.direction, severity=rule.severity, status=status, message=message,
                      reason=reason, upstream=spec.upstream, upstream_sae=spec.upstream_sae)
 
+    broken = {e.get("sae") for e in results.get("nonfinite") or () if e.get("where") == "weights"}
+    if spec.sae in broken or (spec.upstream_sae is not None and spec.upstream_sae in broken):
+        return make("fail", "nonfinite", f"{head}: the SAE has non-finite weights (provenance.saes[].nonfinite_params)")
     if value is None:
         return make("fail", "missing", f"{spec.metric} at {where}: not in the results (the policy checks it; "
                     "was the run configured to compute it, e.g. zero_ablation for ce_loss_score?)")

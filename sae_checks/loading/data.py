@@ -6,13 +6,24 @@ into rows of ``ctx_len - 1`` tokens, each prefixed with BOS, so every row is ``[
 and position 0 is always BOS (DESIGN.md section 3). Sampling is reproducible: local documents are
 shuffled with ``random.Random(seed)``; a streamed HF dataset with ``ds.shuffle(seed, buffer_size)``.
 
+Pre-tokenized data (records with a token column, ``input_ids`` or ``tokens``, in a local .jsonl/.parquet
+file or a HF dataset; the column wins over the text field, as in sae_lens' ``ActivationsStore``): each
+record's token row is used as-is, one sequence per row, BOS prepended when the row does not start with it
+(sae_lens' ``prepend_bos``), cut to ``ctx_len``; rows shorter than ``ctx_len`` are skipped. Data tokenized
+with another tokenizer is refused when that can be told: an id ``>= d_vocab``, or a recorded tokenizer name
+(a ``tokenizer`` field, or ``tokenizer`` in a parquet file's metadata) that is not the model's.
+Every source (the zoo's tokens too) is checked against the model's vocabulary: ids must lie in
+``[0, d_vocab)``.
+
 Cloze prompts (:func:`load_cloze`): the first ``n_prompts`` records in file order, as
-``ClozeItem(prompt, answer, options)`` with ``answer`` the word without its leading space (the answer
-tokens are ``tokenize(" " + answer)``).
+``ClozeItem(prompt, answer, options, continuation)``. Lambada is split exactly as lm-evaluation-harness'
+``lambada_openai`` (``continuation`` set, see :func:`load_cloze`); CBT items and hand-made items without
+a ``continuation`` score ``" " + answer``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterable, Iterator
@@ -22,21 +33,27 @@ from typing import Any, Literal, NamedTuple
 from sae_checks.errors import ConfigError, DataError, OfflineError
 from sae_checks.loading import hub_offline
 
-__all__ = ["ClozeItem", "load_cloze", "load_sequences", "iter_jsonl"]
+__all__ = ["ClozeItem", "load_cloze", "load_sequences", "iter_jsonl", "tokenizer_info"]
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet")
 SHUFFLE_BUFFER = 10_000  # streamed-dataset shuffle buffer (documents)
 # Default configs of the HF datasets the cloze tasks know; any other id uses config_name as given.
 CLOZE_DEFAULT_CONFIGS = {"EleutherAI/lambada_openai": "default", "lambada": "plain_text", "cam-cst/cbt": "CN"}
 MASK = "XXXXX"  # CBT's blank in `question`
+TOKEN_COLUMNS = ("input_ids", "tokens")  # pre-tokenized data (sae_lens' names), first found wins
+TOKENIZER_FIELD = "tokenizer"  # a field / parquet metadata key naming the tokenizer that made the ids
 
 
 class ClozeItem(NamedTuple):
-    """One cloze prompt. ``answer`` has no leading space; ``options`` are CBT's 10 candidates (else None)."""
+    """One cloze prompt. ``answer`` is the word (no leading space); ``options`` are CBT's 10 candidates
+    (else None); ``continuation`` is the exact text scored after ``prompt`` (lm-eval's target, e.g.
+    ``" " + answer``, whitespace as in the source), or None for ``" " + answer`` after the prompt with its
+    trailing spaces dropped."""
 
     prompt: str
     answer: str
     options: tuple[str, ...] | None = None
+    continuation: str | None = None
 
 
 # --- sequences -------------------------------------------------------------------------------------
@@ -44,14 +61,16 @@ class ClozeItem(NamedTuple):
 
 def load_sequences(
     source: str, tokenizer: Any, *, n_seqs: int, ctx_len: int, seed: int = 0, split: str = "train",
-    config_name: str | None = None, text_field: str = "text", n_ctx: int | None = None,
+    config_name: str | None = None, text_field: str = "text", n_ctx: int | None = None, d_vocab: int | None = None,
 ) -> Any:
     """``n_seqs`` packed token rows ``(n_seqs, ctx_len)`` (LongTensor), BOS first (see module docstring).
 
     ``source``: ``"zoo"`` (the zoo's held-out tokens: the first ``n_seqs`` rows cut to ``ctx_len``), a
-    local ``.jsonl`` (one record per line, text in ``text_field``), ``.txt`` (the whole file is one
-    document) or ``.parquet`` (column ``text_field``) file, or a HF dataset id (streamed, e.g.
-    ``Skylion007/openwebtext``). ``n_ctx`` is the model's context; ``ctx_len`` may not exceed it.
+    local ``.jsonl`` (one record per line, text in ``text_field`` or token ids in ``input_ids``/``tokens``),
+    ``.txt`` (the whole file is one document) or ``.parquet`` (column ``text_field``, ``input_ids`` or
+    ``tokens``) file, or a HF dataset id (streamed, e.g. ``Skylion007/openwebtext``). ``n_ctx`` is the
+    model's context; ``ctx_len`` may not exceed it. ``d_vocab`` is the model's vocabulary size: ids at or
+    above it are refused (``DataError`` naming the source, the largest id and ``d_vocab``).
     """
     import torch
 
@@ -62,7 +81,8 @@ def load_sequences(
     if n_ctx is not None and ctx_len > n_ctx:
         raise ConfigError("ctx_len", ctx_len, f"exceeds the model's context n_ctx={n_ctx}", f"use ctx_len <= {n_ctx}")
     if source == "zoo":
-        return _zoo_sequences(n_seqs, ctx_len, seed)
+        return _check_vocab(_zoo_sequences(n_seqs, ctx_len, seed), d_vocab, "data 'zoo' (the zoo's eval tokens)",
+                            pretokenized=True)
 
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
@@ -71,16 +91,24 @@ def load_sequences(
     eos = getattr(tokenizer, "eos_token_id", None)
     sep = eos if eos is not None else bos
     if _is_local(source):
-        docs: Iterable[str] = _local_documents(Path(source).expanduser(), text_field, seed)
+        docs: Iterable[str | TokenRow] = _local_documents(Path(source).expanduser(), text_field, seed)
         what = str(source)
     else:
         docs = _hub_documents(source, config_name, split, text_field, seed)
         what = f"dataset {source!r} (config {config_name!r}, split {split!r})"
+    docs = iter(docs)
+    first = next(docs, None)
+    if isinstance(first, TokenRow):
+        rows_t = _token_sequences(itertools.chain([first], docs), tokenizer, bos, n_seqs, ctx_len, what)
+        return _check_vocab(rows_t, d_vocab, what, pretokenized=True)
+    docs = itertools.chain([first], docs) if first is not None else iter(())
 
     rows: list[list[int]] = []
     buf: list[int] = []
     n_tokens, body = 0, ctx_len - 1
     for doc in docs:
+        if isinstance(doc, TokenRow):  # a token row after text records
+            raise DataError(f"{doc.where}: mixes pre-tokenized rows with text; use one or the other")
         ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
         buf.extend(ids)
         buf.append(sep)
@@ -95,7 +123,99 @@ def load_sequences(
             f"{what}: too little text for n_seqs={n_seqs} sequences of ctx_len={ctx_len}: {n_tokens} tokens make "
             f"only {len(rows)}; lower n_seqs or ctx_len, or use more text"
         )
-    return torch.tensor(rows, dtype=torch.long)
+    return _check_vocab(torch.tensor(rows, dtype=torch.long), d_vocab, what, pretokenized=False)
+
+
+class TokenRow(NamedTuple):
+    """One pre-tokenized record: its ids, where it came from, and the tokenizer it names (if any)."""
+
+    ids: list[int]
+    where: str  # file:line, file row i, or dataset record i
+    tokenizer: str | None  # the record's / file's recorded tokenizer name
+
+
+def _token_row(record: dict[str, Any], column: str, where: str, recorded: str | None = None) -> TokenRow:
+    ids = record.get(column)
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise DataError(f"{where}: field {column!r} must be a list of integer token ids, got {str(ids)[:80]}")
+    name = record.get(TOKENIZER_FIELD) or recorded
+    return TokenRow(list(ids), where, name if isinstance(name, str) and name else None)
+
+
+def _token_column(fields: Iterable[str]) -> str | None:
+    fields = list(fields)
+    return next((c for c in TOKEN_COLUMNS if c in fields), None)
+
+
+def _token_sequences(rows: Iterable[str | TokenRow], tokenizer: Any, bos: int, n_seqs: int, ctx_len: int,
+                     what: str) -> Any:
+    """Pre-tokenized rows as-is (module docstring): BOS prepended when missing, cut to ``ctx_len``,
+    shorter rows skipped; a recorded tokenizer other than the model's is refused."""
+    import torch
+
+    model_tok = tokenizer_info(tokenizer)["tokenizer"]
+    out: list[list[int]] = []
+    n_short, longest = 0, 0
+    for row in rows:
+        if not isinstance(row, TokenRow):
+            raise DataError(f"{what}: mixes pre-tokenized rows with text records; use one or the other")
+        if row.tokenizer is not None and model_tok and not same_tokenizer(row.tokenizer, model_tok):
+            raise DataError(f"{row.where}: pre-tokenized with tokenizer {row.tokenizer!r} (field "
+                            f"{TOKENIZER_FIELD!r}) but the model's tokenizer is {model_tok!r}; token ids differ "
+                            "between tokenizers: tokenize the text with the model's tokenizer, or pass the text")
+        ids = row.ids if row.ids[:1] == [bos] else [bos] + row.ids
+        longest = max(longest, len(ids))
+        if len(ids) < ctx_len:
+            n_short += 1
+            continue
+        out.append(ids[:ctx_len])
+        if len(out) >= n_seqs:
+            break
+    if len(out) < n_seqs:
+        raise DataError(f"{what}: pre-tokenized rows give only {len(out)} of n_seqs={n_seqs} sequences of "
+                        f"ctx_len={ctx_len} tokens (BOS included); {n_short} rows are shorter (longest "
+                        f"{longest}); lower ctx_len (e.g. --ctx-len {longest}) or n_seqs")
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _check_vocab(rows: Any, d_vocab: int | None, what: str, *, pretokenized: bool) -> Any:
+    """``rows`` unchanged when every id lies in [0, d_vocab); else a one-line DataError."""
+    if d_vocab is None or rows.numel() == 0:
+        return rows
+    hi, lo = int(rows.max()), int(rows.min())
+    if hi >= d_vocab or lo < 0:
+        bad = hi if hi >= d_vocab else lo
+        hint = ("data tokenized with another tokenizer? pass text, or ids from the model's tokenizer"
+                if pretokenized else "the tokenizer's vocabulary is larger than the model's: use the model's "
+                "own tokenizer")
+        raise DataError(f"{what}: token id {bad} outside the model's vocabulary (max id {hi}, d_vocab={d_vocab}); "
+                        f"{hint}")
+    return rows
+
+
+def same_tokenizer(a: str, b: str) -> bool:
+    """Whether two tokenizer names name the same tokenizer: compared by their last path component,
+    case-insensitively (``openai-community/gpt2`` = ``gpt2``)."""
+    def base(name: str) -> str:
+        return name.rstrip("/").rsplit("/", 1)[-1].lower()
+
+    return base(a) == base(b)
+
+
+def tokenizer_info(tokenizer: Any) -> dict[str, str]:
+    """``{"tokenizer": name, "tokenizer_sha256": hash}`` for ``provenance.data``: the tokenizer's
+    ``name_or_path`` (the last component only for a local absolute path, which differs between machines)
+    and the SHA-256 of its vocabulary (``get_vocab()``, sorted ``[token, id]`` pairs as JSON, added tokens
+    included), so two runs that tokenized differently can be told apart."""
+    import hashlib
+    import os
+
+    name = str(getattr(tokenizer, "name_or_path", "") or "")
+    if os.path.isabs(name):
+        name = Path(name).name
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    blob = json.dumps(sorted(vocab.items(), key=lambda kv: (kv[1], kv[0])), ensure_ascii=False)
+    return {"tokenizer": name, "tokenizer_sha256": hashlib.sha256(blob.encode("utf-8")).hexdigest() if vocab else ""}
 
 
 def _zoo_sequences(n_seqs: int, ctx_len: int, seed: int) -> Any:
@@ -129,16 +249,18 @@ def _is_local(source: str) -> bool:
     return False
 
 
-def _local_documents(path: Path, field: str, seed: int) -> list[str]:
-    """Every document of a local file, shuffled with ``random.Random(seed)``."""
+def _local_documents(path: Path, field: str, seed: int) -> list[str | TokenRow]:
+    """Every document (text, or a TokenRow for pre-tokenized records) of a local file, shuffled with
+    ``random.Random(seed)``."""
     if path.suffix == ".txt":
         data = path.read_bytes()
         try:
             return [data.decode("utf-8")]
         except UnicodeDecodeError as err:
             raise _not_utf8(path, data, 0, err) from None
+    docs: list[str | TokenRow]
     if path.suffix in (".jsonl", ".json"):
-        docs = [_text_field(rec, field, f"{path}:{line}") for line, rec in iter_jsonl(path)]
+        docs = [_document(rec, field, f"{path}:{line}") for line, rec in iter_jsonl(path)]
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -146,9 +268,20 @@ def _local_documents(path: Path, field: str, seed: int) -> list[str]:
             table = pq.read_table(path)
         except Exception as err:
             raise DataError(f"{path}: not a readable parquet file: {err}") from err
-        if field not in table.column_names:
+        column = _token_column(table.column_names)
+        if column is not None:
+            meta = table.schema.metadata or {}
+            recorded = meta.get(TOKENIZER_FIELD.encode())
+            names = (table.column(TOKENIZER_FIELD).to_pylist() if TOKENIZER_FIELD in table.column_names
+                     else [None] * table.num_rows)
+            docs = [_token_row({column: v, TOKENIZER_FIELD: n}, column, f"{path} row {i}",
+                               recorded.decode() if recorded else None)
+                    for i, (v, n) in enumerate(zip(table.column(column).to_pylist(), names, strict=True))]
+        elif field not in table.column_names:
             raise DataError(f"{path}: no field {field!r}; fields present: {table.column_names}")
-        docs = [_text_field({field: v}, field, f"{path} row {i}") for i, v in enumerate(table.column(field).to_pylist())]
+        else:
+            docs = [_text_field({field: v}, field, f"{path} row {i}")
+                    for i, v in enumerate(table.column(field).to_pylist())]
     else:
         raise DataError(f"{path}: unknown data file type {path.suffix!r}; use .jsonl, .txt or .parquet")
     random.Random(seed).shuffle(docs)
@@ -185,6 +318,12 @@ def _not_utf8(path: str | Path, data: bytes, base: int, err: UnicodeDecodeError,
                       f"iconv -f latin1 -t utf-8 {path} > fixed{Path(path).suffix}")
 
 
+def _document(record: dict[str, Any], field: str, where: str) -> str | TokenRow:
+    """A record's token row when it has a token column (``TOKEN_COLUMNS``), else its text."""
+    column = _token_column(record)
+    return _token_row(record, column, where) if column is not None else _text_field(record, field, where)
+
+
 def _text_field(record: dict[str, Any], field: str, where: str) -> str:
     if field not in record:
         raise DataError(f"{where}: no field {field!r}; fields present: {sorted(record)}")
@@ -194,11 +333,12 @@ def _text_field(record: dict[str, Any], field: str, where: str) -> str:
     return value
 
 
-def _hub_documents(dataset_id: str, config_name: str | None, split: str, field: str, seed: int) -> Iterator[str]:
+def _hub_documents(dataset_id: str, config_name: str | None, split: str, field: str,
+                   seed: int) -> Iterator[str | TokenRow]:
     ds = _open_hub_dataset(dataset_id, config_name, split)
     ds = ds.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER) if _is_streaming(ds) else ds.shuffle(seed=seed)
     for i, record in enumerate(ds):
-        yield _text_field(record, field, f"dataset {dataset_id!r} ({split}) record {i}")
+        yield _document(record, field, f"dataset {dataset_id!r} ({split}) record {i}")
 
 
 def _open_hub_dataset(dataset_id: str, config_name: str | None, split: str) -> Any:
@@ -230,15 +370,26 @@ def _is_streaming(ds: Any) -> bool:
 # --- cloze -----------------------------------------------------------------------------------------
 
 
+LambadaSplit = Literal["lm_eval", "words"]
+
+
 def load_cloze(
     task: Literal["lambada", "cbt"], source: str, *, n_prompts: int, split: str = "test",
-    config_name: str | None = None,
+    config_name: str | None = None, lambada_split: LambadaSplit = "lm_eval",
 ) -> list[ClozeItem]:
     """The first ``n_prompts`` cloze items of ``source`` in file order (fewer when it has fewer).
 
-    - ``lambada``: records with ``text``; the answer is the last whitespace-separated word, kept as is
-      (lambada_openai texts end with the word, no punctuation follows), and the prompt is the text
-      before ``" " + answer`` (no trailing space).
+    - ``lambada``, ``lambada_split="lm_eval"`` (default): exactly lm-evaluation-harness' ``lambada_openai``
+      (``doc_to_text``/``doc_to_target``): ``prompt = text.rsplit(" ", 1)[0]`` and ``continuation =
+      " " + text.rsplit(" ", 1)[1]``, whitespace left where it is (the encoder then moves the prompt's
+      trailing whitespace into the continuation, as lm-eval's ``_encode_pair``), so ``acc_word`` is
+      lm-eval's ``acc`` and the summed continuation log-prob its loglikelihood.
+      ``lambada_split="words"``: the older split, kept for one reason: the post's first-token accuracy
+      reads the *word's* first token, and where whitespace other than one space precedes the last word
+      (``"...\n   word"``) lm-eval's continuation starts with a whitespace token instead. It strips the
+      text, takes the last whitespace-separated word as the answer and the text before it (stripped) as
+      the prompt, scoring ``" " + answer``. For lambada_openai's texts (one space before the last
+      word, nothing after it) both splits give the same tokens.
     - ``cbt`` (CBT-CN): records with ``sentences`` (20 strings), ``question`` (with the blank ``XXXXX``),
       ``answer`` and ``options`` (10 strings); prompt = ``" ".join(sentences) + " " + question up to
       XXXXX`` (stripped), answer = ``answer``, options = ``options``.
@@ -251,7 +402,12 @@ def load_cloze(
         raise ConfigError("tasks", task, "unknown cloze task; choose from lambada, cbt")
     if n_prompts < 1:
         raise ConfigError("n_prompts", n_prompts, "must be >= 1")
-    parse = _lambada_item if task == "lambada" else _cbt_item
+    if lambada_split not in ("lm_eval", "words"):
+        raise ConfigError("lambada_split", lambada_split, "choose lm_eval or words")
+    if task == "lambada":
+        parse = _lambada_item if lambada_split == "lm_eval" else _lambada_words_item
+    else:
+        parse = _cbt_item
     if source == "zoo":
         if task != "lambada":
             raise DataError(f"cloze task {task!r}: the zoo only ships lambada-style prompts; pass a local "
@@ -279,6 +435,16 @@ def load_cloze(
 
 
 def _lambada_item(record: dict[str, Any], where: str) -> ClozeItem:
+    """lm-eval's lambada_openai split (see ``load_cloze``)."""
+    text = _text_field(record, "text", where)
+    if " " not in text.strip(" "):
+        raise DataError(f"{where}: field 'text' needs at least two words (a prompt and the answer), got {text!r}")
+    context, word = text.rsplit(" ", 1)
+    return ClozeItem(prompt=context, answer=word, continuation=" " + word)
+
+
+def _lambada_words_item(record: dict[str, Any], where: str) -> ClozeItem:
+    """The older whitespace-stripped split (``lambada_split="words"``, see ``load_cloze``)."""
     text = _text_field(record, "text", where).rstrip()
     words = text.split()
     if len(words) < 2:

@@ -59,6 +59,7 @@ class LoadedSAE(NamedTuple):
     model_name: str | None  # model the SAE was trained on (metadata)
     neuronpedia_id: str | None  # from the pretrained directory when listed
     name: str = ""  # stable name: release id or folder name (keys results, check ids, baselines)
+    nonfinite_params: tuple[dict[str, Any], ...] = ()  # {"tensor", "index", "count"} per tensor with NaN/inf
 
 
 def split_sources(spec: str) -> list[str]:
@@ -239,7 +240,7 @@ def _load_folder(folder: Path, model: Any, *, device: str, release: str | None) 
         d_sae=sae.cfg.d_sae, model_name=meta.model_name, neuronpedia_id=meta.neuronpedia_id, name=folder.name,
     )
     _check_fits(loaded, model, where)
-    return loaded
+    return _check_weights(loaded)
 
 
 # cfg.json keys sae-checks reads (top level, or inside "metadata" for sae_lens >= 6), with their types:
@@ -308,7 +309,7 @@ def _load_release_sae(release: str, sae_id: str, lookup: Any, model: Any, *, dev
         neuronpedia_id=(lookup.neuronpedia_id or {}).get(sae_id) or meta.neuronpedia_id, name=sae_id,
     )
     _check_fits(loaded, model, where)
-    return loaded
+    return _check_weights(loaded)
 
 
 def _cached_weights(repo_id: str, folder: str) -> str | None:
@@ -353,6 +354,35 @@ def _check_fits(loaded: LoadedSAE, model: Any, where: str) -> None:
             f"SAE {where} was trained on model {loaded.model_name!r} but is being checked on {model_name!r}",
             UserWarning, stacklevel=3,
         )
+
+
+def nonfinite_params(sae: Any) -> list[dict[str, Any]]:
+    """``{"tensor", "index", "count"}`` for every parameter or buffer of ``sae`` holding NaN/inf: its name
+    (``W_dec``), the index of its first non-finite value and how many there are."""
+    import torch
+
+    out = []
+    for tensor_name, t in sae.state_dict().items():
+        if not torch.is_floating_point(t):
+            continue
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            first = [int(i) for i in bad.nonzero()[0].tolist()]
+            out.append({"tensor": tensor_name, "index": first, "count": int(bad.sum())})
+    return out
+
+
+def _check_weights(loaded: LoadedSAE) -> LoadedSAE:
+    """Warn, naming the SAE, the tensor and its first bad index, when a weight is NaN/inf; the run goes on
+    (it measures what it can) and records them (``nonfinite_params``), and every check of the SAE fails
+    (the engine adds a ``results.nonfinite`` entry with ``where="weights"``)."""
+    bad = nonfinite_params(loaded.sae)
+    if not bad:
+        return loaded
+    for b in bad:
+        warnings.warn(f"SAE {loaded.name}: non-finite values in {b['tensor']} (first at index {tuple(b['index'])}, "
+                      f"{b['count']} in all); every check of this SAE will fail", UserWarning, stacklevel=4)
+    return loaded._replace(nonfinite_params=tuple(bad))
 
 
 def _layer_of(hook_name: str | None, where: str) -> int:

@@ -11,11 +11,14 @@ answer's first token is predicted at the last prompt position ``P − 1``.
 
 Definitions (DESIGN.md section 3, used exactly):
 
-- ``acc_first_token``: argmax at the last prompt position equals the answer's first token.
+- ``acc_first_token``: argmax at the last prompt position equals the answer's first token (never
+  when a logit there is NaN/inf: the argmax of non-finite logits is no answer; ``finite`` flags rows).
 - ``acc_word``: every answer token is the greedy argmax under teacher forcing.
 - ``logp``: log-prob of the answer's first token; ``delta_logp = logp_spliced − logp_clean``.
 - ``ce`` over the prompt: −log p(tok[t+1]) for the predictions made at prompt positions
   t = 1 … P−2 (BOS, t = 0, excluded; targets are prompt tokens only), mean per prompt.
+- ``cont_logp``: Σ_i log p(continuation token i) under teacher forcing (lm-eval's loglikelihood);
+  ``ppl = exp(−mean cont_logp)`` over prompts (lm-eval's lambada ``perplexity``).
 - ``acc_choice`` (CBT): the option whose ``" " + option`` tokens have the highest summed log-prob under
   teacher forcing wins.
 - Feature helpfulness: over the prompts where feature k is active (f_k ≠ 0) at any of the last 32
@@ -64,6 +67,7 @@ class ClozeScores(NamedTuple):
     ce_sum: Tensor  # Σ over prompt predictions t = 1..P−2 of −log p(tok[t+1])
     ce_count: Tensor  # number of those predictions (P − 2, at least 0)
     ce_terms: Tensor  # (B, T−1) per-prediction CE, 0 outside the prompt window (for delta_ce)
+    finite: Tensor  # bool: every logit at the row's real prediction positions 0 … P+A−2 is finite
 
 
 def cloze_scores(logits: Tensor, tokens: Tensor, prompt_len: Tensor, cont_len: Tensor) -> ClozeScores:
@@ -74,10 +78,13 @@ def cloze_scores(logits: Tensor, tokens: Tensor, prompt_len: Tensor, cont_len: T
     B, T = tokens.shape
     logp = token_logprobs(logits, tokens)  # (B, T-1)
     greedy = logits[:, :-1].argmax(-1)  # (B, T-1)
+    ok = torch.isfinite(logits[:, :-1]).all(-1)  # (B, T-1): argmax over NaN/inf logits is no answer
     pos, valid = continuation_index(prompt_len, cont_len, T)  # (B, A)
     target = tokens[:, 1:].gather(1, pos)  # (B, A): tokens[pos + 1]
     lp_cont = logp.gather(1, pos)
-    hit = greedy.gather(1, pos) == target
+    hit = (greedy.gather(1, pos) == target) & ok.gather(1, pos)
+    t_all = torch.arange(T - 1, device=tokens.device)
+    used = t_all[None, :] < (prompt_len + cont_len - 1)[:, None]  # (B, T-1) the row's real predictions
     t = torch.arange(T - 1, device=tokens.device)
     prompt_pred = (t[None, :] >= 1) & (t[None, :] <= prompt_len[:, None] - 2)  # (B, T-1)
     ce = torch.where(prompt_pred, -logp, torch.zeros_like(logp))
@@ -89,7 +96,14 @@ def cloze_scores(logits: Tensor, tokens: Tensor, prompt_len: Tensor, cont_len: T
         ce_sum=ce.sum(1),
         ce_count=prompt_pred.sum(1),
         ce_terms=ce,
+        finite=(ok | ~used).all(1),
     )
+
+
+def perplexity(cont_logp: Tensor) -> Tensor:
+    """lm-evaluation-harness' lambada perplexity: ``exp(−mean(cont_logp))`` over prompts (N,) -> (),
+    ``cont_logp`` the summed log-prob of each continuation. Non-finite in, non-finite out."""
+    return torch.exp(-cont_logp.double().mean())
 
 
 def prompt_mask(prompt_len: Tensor, T: int, *, include_bos: bool = False) -> Tensor:

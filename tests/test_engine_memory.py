@@ -1,0 +1,73 @@
+"""Batch size from a memory budget (engine/memory.py) and the batch size the report says was used."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae_checks.config import RunConfig
+from sae_checks.engine.memory import MAX_BATCH, auto_batch_size, bytes_per_sequence, free_memory
+from sae_checks.engine.run import evaluate
+from tests.engine_world import loaded, random_tokens
+from tests.tiny import tiny_model, tiny_sae, tiny_tokenizer
+
+GPT2 = dict(n_ctx=1024, d_vocab=50257, d_model=768, n_layers=12, d_sae=24576)
+GIB = 1 << 30
+
+
+def batch(free: int = 8 * GIB, **changes: int) -> int:
+    return auto_batch_size(free, bytes_per_sequence(**{**GPT2, **changes}))
+
+
+def test_bigger_vocabulary_context_or_width_means_a_smaller_batch_never_zero():
+    base = batch()
+    assert 1 <= base <= MAX_BATCH
+    assert batch(d_vocab=4 * 50257) < base  # logits dominate
+    assert batch(n_ctx=4096) < base
+    assert batch(d_sae=16 * 24576) < base
+    assert batch(free=80 * GIB) >= base
+    assert batch(free=0) == 1 and batch(free=1) == 1 and batch(free=-5) == 1  # never 0
+    assert batch(free=1 << 50) == MAX_BATCH
+    # gpt2-small on 8 GiB free: 4 logits of 1024 x 50257 float32 alone are ~0.8 GB per sequence
+    assert bytes_per_sequence(**GPT2) > 4 * 1024 * 50257 * 4
+    assert base == int(0.5 * 8 * GIB) // bytes_per_sequence(**GPT2)
+    with pytest.raises(ValueError, match="d_vocab=0"):
+        bytes_per_sequence(**{**GPT2, "d_vocab": 0})
+
+
+def test_free_memory_on_cpu_is_positive():
+    assert free_memory("cpu") > 0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tok = tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+    model = tiny_model(tok, n_layers=2, d_model=16, n_ctx=20, seed=3)
+    saes = {L: loaded(tiny_sae(model, L, d_sae=24), L) for L in (0, 1)}
+    return model, saes
+
+
+FAST = dict(n_bootstrap=0, progress=False, propagation=False, zero_ablation=False)
+
+
+@pytest.mark.parametrize(("batch_size", "n_seqs", "used"), [(8, 2, 2), (3, 7, 3), (None, 2, 2)])
+def test_batch_size_used_is_what_ran(world, batch_size, n_seqs, used):
+    model, saes = world
+    ev = evaluate(model, saes, random_tokens(model, n_seqs), RunConfig(**FAST, batch_size=batch_size))
+    assert ev.provenance["batch_size_used"] == used  # min(batch, n_seqs): 2 sequences never ran 8 at a time
+    assert ev.provenance["batch_size_source"] == ("auto" if batch_size is None else "config")
+
+
+def test_a_zoo_run_records_batch_size_and_tokenizer():
+    from sae_checks.api import run
+    from sae_checks.loading.data import tokenizer_info
+    from sae_checks.loading.models import load_model
+
+    ev = run(RunConfig(n_seqs=2, ctx_len=16, n_bootstrap=0, propagation=False, zero_ablation=False,
+                       progress=False, layers=(0,)))
+    prov = ev.provenance
+    assert prov["batch_size_used"] == 2 and prov["batch_size_source"] == "auto"
+    data = prov["data"]
+    assert data["dataset"] == "zoo" and data["n_sequences"] == 2
+    want = tokenizer_info(load_model("zoo", device="cpu").tokenizer)
+    assert data["tokenizer"] == want["tokenizer"] and data["tokenizer_sha256"] == want["tokenizer_sha256"]
+    assert len(data["tokenizer_sha256"]) == 64 and "/" not in data["tokenizer"]
