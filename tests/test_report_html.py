@@ -16,6 +16,7 @@ import pytest
 
 from sae_checks.report.html import check_anchor, render_html, status_changes, write_html
 from sae_checks.report.plots import make_plots
+from tests.browser import Browser, Row, body_attrs, count_colour, find_chromium, table_rows
 from tests.test_report_plots import build_report, minimal_report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -241,3 +242,103 @@ def test_empty_and_invalid_reports() -> None:
         render_html([])  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------------------ in a real browser
+
+CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None,
+                                    reason="no chromium on PATH (.ci/run installs it: apt-get install chromium)")
+BLOCKING = ("fail", "error", "new")
+PASS_GREEN, FAIL_RED, TAB_BLUE = (46, 125, 50), (198, 40, 40), (31, 119, 180)  # CSS .s-pass, .s-fail; matplotlib C0
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Browser:
+    assert CHROMIUM is not None
+    return Browser(CHROMIUM, tmp_path_factory.mktemp("chromium"))
+
+
+@pytest.fixture(scope="module")
+def page_url(full, tmp_path_factory: pytest.TempPathFactory) -> str:
+    _, _, page = full
+    path = tmp_path_factory.mktemp("page") / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path.as_uri()
+
+
+def visible(rows: list[Row]) -> list[str]:
+    return [r.id for r in rows if not r.hidden]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_browser_first_screen_shows_verdict_and_grid(full, browser: Browser, page_url: str,
+                                                     tmp_path: Path) -> None:
+    """In a 1400x1000 window, before any scrolling: the verdict box and (nearly) every grid cell."""
+    _, _, page = full
+    shot = browser.screenshot(page_url, tmp_path / "first_screen.png", 1400, 1000)
+    grid = between(page, 'id="grid"', 'id="generalization"')
+    n_pass = grid.count('<td class="s-pass">')
+    assert n_pass >= 10
+    # A grid cell is at least 46 x 20 px; chips and the verdict border add a little more of each colour.
+    assert count_colour(shot, PASS_GREEN) >= 0.9 * n_pass * 46 * 20, "the grid is not on the first screen"
+    assert count_colour(shot, FAIL_RED) >= 2 * 46 * 20, "the failing cells / verdict are not on the first screen"
+    assert count_colour(shot, (253, 236, 234)) >= 100_000, "no FAIL verdict box on the first screen"
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_browser_figures_decode_and_paint(full, browser: Browser, page_url: str, tmp_path: Path) -> None:
+    """Every <img> decodes (the page's script counts them) and the figures' lines are painted."""
+    _, plots, _ = full
+    dom = browser.dump_dom(page_url)
+    body = body_attrs(dom)
+    n = len(plots.paths) + 1  # + the diff figure
+    assert body.get("data-js") == "ready", "the inline script did not run to the end"
+    assert body.get("data-figures") == f"{n}/0/{n}", f"loaded/broken/total figures: {body.get('data-figures')}"
+    assert 'class="broken"' not in dom
+    shot = browser.screenshot(page_url, tmp_path / "whole_page.png", 1400, 16000)
+    assert count_colour(shot, TAB_BLUE, tolerance=10) > 5_000, "no figure lines painted"  # ~10k here
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_browser_checks_collapsed_to_blocking_by_default(full, browser: Browser, page_url: str) -> None:
+    report, _, _ = full
+    dom = browser.dump_dom(page_url)
+    rows = table_rows(dom, "checks")
+    assert len(rows) == len(report["checks"])
+    blocking = [check_anchor(c["id"]) for c in report["checks"] if c["status"] in BLOCKING]
+    assert sorted(visible(rows)) == sorted(blocking)
+    assert f"{len(blocking)} of {len(rows)} checks shown" in dom
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("address, keep", [
+    ("#show=all", lambda r: True),
+    ("#filter=fvu", lambda r: "fvu" in r.text.lower()),
+    ("?filter=FVU", lambda r: "fvu" in r.text.lower()),
+    ("#status=warn,improved", lambda r: r.attrs["data-status"] in ("warn", "improved")),
+    ("#filter=hook_resid_pre&status=pass", lambda r: r.attrs["data-status"] == "pass"
+     and "hook_resid_pre" in r.text),
+], ids=["show-all", "text", "query-string", "statuses", "text-and-status"])
+def test_browser_filter_from_the_address(browser: Browser, page_url: str, address: str, keep: Any) -> None:
+    """The checks table starts from the filter in the address; hidden rows carry ``hidden``."""
+    rows = table_rows(browser.dump_dom(page_url + address), "checks")
+    expected = [r.id for r in rows if keep(r)]
+    assert len(expected) > 0, f"{address} matches no row: a useless case"
+    assert visible(rows) == expected
+    if address != "#show=all":
+        assert len(expected) < len(rows), f"{address} hides nothing: a useless case"
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_browser_grid_link_reveals_a_hidden_check(full, browser: Browser, page_url: str) -> None:
+    """A grid cell links to ``#check-<id>``; opening it shows that row although passes start hidden."""
+    report, _, page = full
+    grid = between(page, 'id="grid"', 'id="generalization"')
+    anchor = re.findall(r'<td class="s-pass"><a href="#([^"]+)"', grid)[0]
+    rows = {r.id: r for r in table_rows(browser.dump_dom(f"{page_url}#{anchor}"), "checks")}
+    assert not rows[anchor].hidden
+    assert rows[anchor].attrs["data-status"] == "pass"
