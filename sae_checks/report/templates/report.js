@@ -22,7 +22,8 @@
       if (ok) { shown += 1; }
     });
     if (count) {
-      count.textContent = shown + " of " + rows.length + " checks shown";
+      count.textContent = shown + " of " + rows.length + " checks shown" +
+        (shown === 0 && rows.length ? " (none blocking or none match: show all)" : "");
       count.setAttribute("data-shown", String(shown));
     }
   }
