@@ -44,15 +44,21 @@ def merge_propagation(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, A
     (older reports) fall back to the one with more SAEs."""
     from sae_checks.names import sae_sort_key
 
-    if "hooks" not in a or "hooks" not in b:
-        return dict(b) if len(b.get("saes", ())) > len(a.get("saes", ())) else dict(a)
+    if "hooks" not in a or "hooks" not in b:  # older sections: same SAE lists merge cell by cell
+        if list(a.get("saes", ())) != list(b.get("saes", ())):
+            return dict(b) if len(b.get("saes", ())) > len(a.get("saes", ())) else dict(a)
+        a = {**a, "hooks": [""] * len(a.get("saes", ()))}
+        b = {**b, "hooks": a["hooks"]}
     where: dict[str, tuple[int, str]] = {}
     for sec in (a, b):
         for name, layer, hook in zip(sec["saes"], sec["layers"], sec["hooks"], strict=True):
             where[name] = (layer, hook)
-    names = sorted(where, key=lambda n: sae_sort_key(where[n][0], where[n][1], n))
+    names = (sorted(where, key=lambda n: sae_sort_key(where[n][0], where[n][1], n)) if any(a["hooks"])
+             else list(a["saes"]))  # no hooks recorded: the (identical) lists' own order
     out: dict[str, Any] = {"saes": names, "layers": [where[n][0] for n in names],
                            "hooks": [where[n][1] for n in names], "window": a.get("window", b.get("window"))}
+    if not any(out["hooks"]):
+        del out["hooks"]
     for key in sorted((set(a) | set(b)) - {"saes", "layers", "hooks", "window"}):
         cells: dict[tuple[str, str], Any] = {}
         for sec in (a, b):
