@@ -156,8 +156,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     values = {k: v for k, v in vars(args).items() if v is not None}
     argv = ["--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider", *as_pytest_args(values, RUN),
-            *as_pytest_args({k: str(v) for k, v in values.items() if k in ("thresholds", "baseline", "report")},
-                            GATE)]
+            *as_pytest_args({k: str(v) if k != "baseline_any" else v for k, v in values.items()
+                             if k in ("thresholds", "baseline", "report", "baseline_any")}, GATE)]
     if args.update_baseline:
         argv.append(f"--sae-update-baseline={args.update_baseline}")
     rest = list(args.pytest_args)

@@ -57,7 +57,8 @@ class RunConfig:
     task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
     n_causal: int = 5  # causal check: ablate the top-n features of each helpfulness ranking (0 = off)
     causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
-    progress: bool = True  # tqdm progress bars on long runs
+    progress: bool | None = None  # progress bars/lines; None = only on an interactive terminal outside CI
+    # ($CI unset), so CI logs stay clean (sae_checks.progress.enabled)
 
     def n_seqs_for(self, ctx_len: int) -> int:
         """How many sequences of ``ctx_len`` tokens a run evaluates (see ``n_seqs``)."""
