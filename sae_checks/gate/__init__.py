@@ -340,9 +340,11 @@ class GateSession:
 
     def summary_lines(self) -> list[str]:
         counts = summarize(self.checks.values())
+        custom = (f"{len(self.custom)} custom checks ({sum(c.get('status') == 'fail' for c in self.custom.values())}"
+                  " failed)")
         lines = [f"sae-checks: {', '.join(f'{v} {k}' for k, v in counts.items())}"
-                 + (f"; {len(self.custom)} custom checks "
-                    f"({sum(c.get('status') == 'fail' for c in self.custom.values())} failed)" if self.custom else "")]
+                 + (f"; {custom}" if self.custom else "") if self.checks
+                 else f"sae-checks: no gate checks ran; {custom if self.custom else 'no custom checks'}"]
         lines.append(f"sae-checks: policy: {self.options.policy_source}")
         lines += [f"sae-checks: {msg}" for _, msg in self.failures]
         lines += [f"sae-checks: note: {n}" for n in self.notes]
