@@ -230,8 +230,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """Library messages (logger ``sae_checks``: CUDA OOM retries, ...) on stderr, as the CLI's own."""
+    import logging
+
+    log = logging.getLogger("sae_checks")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (``EXIT_CODES``)."""
+    _log_to_stderr()
     try:
         args = parser().parse_args(argv)
         return int(args.func(args))

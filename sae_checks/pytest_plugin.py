@@ -82,13 +82,14 @@ def _gate(config: pytest.Config) -> Any:
 
 
 def _progress(config: pytest.Config, requested: bool | None) -> Any:
-    """Progress lines through the terminal reporter (capture suspended, so they show without -s); none
-    under -q, on xdist workers (their output is not shown), or when not wanted (``progress.enabled``)."""
+    """Progress lines through the terminal reporter (capture suspended, so they show without -s); none on
+    xdist workers (their output is not shown), under -q unless --sae-progress, or when not wanted
+    (``progress.enabled``: an interactive terminal outside CI, or --sae-progress)."""
     from sae_checks import progress
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if (hasattr(config, "workerinput") or reporter is None or config.get_verbosity() < 0
-            or not progress.enabled(requested, sys.__stdout__)):
+    quiet = config.get_verbosity() < 0 and requested is None  # -q silences the default, not --sae-progress
+    if hasattr(config, "workerinput") or reporter is None or quiet or not progress.enabled(requested, sys.__stdout__):
         return progress.NoProgress()
     capman = config.pluginmanager.get_plugin("capturemanager")
 
