@@ -20,6 +20,19 @@ ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 t
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    """What a run loads, how it runs and what it measures (one field, one comment). ``replace`` and
+    ``from_dict`` validate; the CLI, the pytest options and ``[tool.sae-checks]`` all map onto these fields.
+
+    >>> from sae_checks import RunConfig
+    >>> config = RunConfig(n_seqs=2, device="cpu")
+    >>> config.replace(layers=(1, 2)).layers, config.to_dict()["n_seqs"]
+    ((1, 2), 2)
+    >>> RunConfig.from_dict({"n_seqs": 0})
+    Traceback (most recent call last):
+    ...
+    sae_checks.errors.ConfigError: n_seqs=0: must be >= 1
+    """
+
     # --- what to load -------------------------------------------------------------------------
     model: str = "zoo"  # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
     saes: str = "zoo:v2"  # comma-separated sources: sae_lens release, local SAE folder / folder of folders,
