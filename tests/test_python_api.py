@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import importlib
+import json
 import subprocess
 import sys
 import typing
@@ -35,6 +36,7 @@ def test_public_names_and_docstrings() -> None:
     for name in ("run", "judge", "diff", "RunConfig", "build_report"):
         assert ">>> " in (getattr(sae_checks, name).__doc__ or ""), f"{name}: no docstring example"
     assert sae_checks.RunConfig is RunConfig and "judge" in dir(sae_checks)
+    assert sorted(sae_checks.__all__) == sorted(["__version__", *sae_checks._LAZY])
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sae_checks.nope  # noqa: B018
 
@@ -66,6 +68,6 @@ def test_judge_a_results_dict_with_an_explicit_policy(tmp_path: Path) -> None:
     assert [c["id"] for c in checks][:2] == [f"fvu-L0-pos1_16-{sae(0)}", f"fvu-L0-pos16_32-{sae(0)}"]
     assert [c["status"] for c in checks] == ["new", "fail", "new", "fail", "new", "fail"]  # 0.15+ over 0.125
     base = tmp_path / "b.json"
-    base.write_text('{"format": "sae-checks-baseline", "version": 1, "entries": {"fvu-L0-pos1_16-%s": '
-                    '{"value": 0.1, "ci": null}}}' % sae(0))
+    base.write_text(json.dumps({"format": "sae-checks-baseline", "version": 1,
+                                "entries": {f"fvu-L0-pos1_16-{sae(0)}": {"value": 0.1, "ci": None}}}))
     assert sae_checks.judge(results, policy, base)[0]["status"] == "pass"
