@@ -29,8 +29,9 @@ class Estimate(NamedTuple):
     def of(cls, value: Any, key: str = "mean") -> Estimate:
         if isinstance(value, Mapping):
             ci = value.get("ci")
-            ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci
-            return cls(_num(value.get(key)), (float(ci[0]), float(ci[1])) if ok else None)
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+                return cls(_num(value.get(key)), (float(ci[0]), float(ci[1])))
+            return cls(_num(value.get(key)), None)
         return cls(_num(value), None)
 
 

@@ -91,9 +91,10 @@ def test_engine_input_error_is_reported_once_and_not_retried(pytester: pytest.Py
     assert engine_calls(root) == []
 
 
-def test_offline_release_missing_from_the_cache_is_one_line(pytester: pytest.Pytester,
-                                                            empty_offline_hub: object) -> None:
-    result = pytester.runpytest(*GATE, "--sae-model", "gpt2-small", "--sae-saes", "gpt2-small-res-jb",
+def test_offline_release_missing_from_the_cache_is_one_line(pytester: pytest.Pytester, empty_offline_hub: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    use_this_checkout(monkeypatch)  # a subprocess: sae_lens / datasets imported in-process would not survive
+    result = pytester.runpytest_subprocess(*GATE, "--sae-model", "gpt2-small", "--sae-saes", "gpt2-small-res-jb",
                                 "--sae-ctx", "128", "--sae-layers", "3")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*sae-checks: SAE config 'gpt2-small-res-jb' / 'blocks.3.hook_resid_pre' is not "
