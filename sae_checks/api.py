@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sae_checks.aggregate import bucket_name
 from sae_checks.config import RunConfig
@@ -19,6 +19,7 @@ from sae_checks.engine.run import Evaluation, evaluate, layer_buckets, resolve_d
 from sae_checks.errors import CompatibilityError, LoadError
 from sae_checks.loading.saes import check_sae_cfg
 from sae_checks.names import hook_site, sae_sort_key, supported_hooks_text
+from sae_checks.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -196,22 +197,22 @@ def plan(config: RunConfig) -> Plan:
     return Plan(saes=saes, buckets=buckets, tasks=list(config.tasks), n_ctx=n_ctx)
 
 
-def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
-        saes: Sequence[str] | None = None) -> Evaluation:
-    """Load the model, the SAEs and the data named by ``config``, evaluate, then run its cloze tasks.
+class Loaded(NamedTuple):
+    """What ``load`` returns: the objects a run evaluates."""
 
-    ``saes`` restricts the run to these SAE names (an xdist worker's or a shard's part); ``layers`` to
-    the SAEs at these layers. With ``config.shard`` and no ``saes``, the shard's SAEs (``plan``).
-    """
-    from sae_checks.loading.data import load_sequences, tokenizer_info
+    model: Any  # HookedTransformer, eval mode, on the run's device
+    saes: dict[str, Any]  # name -> loading.saes.LoadedSAE, in forward order
+    tokens: Any  # (n_seqs, ctx_len) token ids, BOS first
+
+
+def load(config: RunConfig | None = None, *, saes: Sequence[str] | None = None) -> Loaded:
+    """Load the model, the SAEs (all of the config's, or the names in ``saes``) and the evaluation tokens
+    exactly as ``run`` does (same device, dtype, data sample, seed)."""
+    from sae_checks.loading.data import load_sequences
     from sae_checks.loading.models import load_model
     from sae_checks.loading.saes import load_saes
 
     config = (config or RunConfig()).validate()
-    if layers is not None:
-        config = config.replace(layers=tuple(layers))
-    if saes is None and config.shard is not None:
-        saes = list(plan(config).saes)
     device = resolve_device(config.device)
     model = load_model(config.model, device=device, dtype=config.dtype)
     loaded = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
@@ -223,6 +224,29 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
         d_vocab=int(model.cfg.d_vocab),
     )
+    return Loaded(model=model, saes=dict(loaded), tokens=tokens)
+
+
+def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
+        saes: Sequence[str] | None = None, progress: Progress | None = None) -> Evaluation:
+    """Load the model, the SAEs and the data named by ``config``, evaluate, then run its cloze tasks.
+
+    ``saes`` restricts the run to these SAE names (an xdist worker's or a shard's part); ``layers`` to
+    the SAEs at these layers. With ``config.shard`` and no ``saes``, the shard's SAEs (``plan``).
+    ``progress`` hears about every engine batch and cloze batch (``sae_checks.progress``; None: a tqdm
+    bar when ``config.progress`` asks for one).
+    """
+    from sae_checks.loading.saes import load_saes
+
+    config = (config or RunConfig()).validate()
+    if layers is not None:
+        config = config.replace(layers=tuple(layers))
+    if saes is None and config.shard is not None:
+        saes = list(plan(config).saes)
+    from sae_checks.loading.data import tokenizer_info
+
+    model, loaded, tokens = load(config, saes=saes)
+    device = resolve_device(config.device)
     data_info = {"config_name": config.data_config or "", **tokenizer_info(model.tokenizer)}
     downstream = None
     if config.propagation and saes is not None:  # part of a suite: fill these SAEs' propagation rows
@@ -234,12 +258,12 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         if later:
             downstream = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
                                    ids=config.sae_ids, names=later)
-    evaluation = evaluate(model, loaded, tokens, config, data_info=data_info,
-                          downstream=downstream)
+    evaluation = evaluate(model, loaded, tokens, config, data_info=data_info, downstream=downstream,
+                          progress=progress)
     if config.tasks:
         from sae_checks.experiments.tasks import run_tasks
 
-        cloze, features = run_tasks(model, loaded, config)
+        cloze, features = run_tasks(model, loaded, config, progress=progress)
         evaluation.results["cloze"] = cloze
         for section in cloze.values():  # cloze prompts with non-finite values, beside the engine's
             evaluation.results["nonfinite"] = [*evaluation.results.get("nonfinite", []),

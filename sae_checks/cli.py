@@ -156,8 +156,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     values = {k: v for k, v in vars(args).items() if v is not None}
     argv = ["--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider", *as_pytest_args(values, RUN),
-            *as_pytest_args({k: str(v) for k, v in values.items() if k in ("thresholds", "baseline", "report")},
-                            GATE)]
+            *as_pytest_args({k: str(v) if k != "baseline_any" else v for k, v in values.items()
+                             if k in ("thresholds", "baseline", "report", "baseline_any")}, GATE)]
     if args.update_baseline:
         argv.append(f"--sae-update-baseline={args.update_baseline}")
     rest = list(args.pytest_args)
@@ -230,8 +230,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """Library messages (logger ``sae_checks``: CUDA OOM retries, ...) on stderr, as the CLI's own."""
+    import logging
+
+    log = logging.getLogger("sae_checks")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (``EXIT_CODES``)."""
+    _log_to_stderr()
     try:
         args = parser().parse_args(argv)
         return int(args.func(args))

@@ -22,6 +22,19 @@ DEFAULT_DATA = "Skylion007/openwebtext"
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    """What a run loads, how it runs and what it measures (one field, one comment). ``replace`` and
+    ``from_dict`` validate; the CLI, the pytest options and ``[tool.sae-checks]`` all map onto these fields.
+
+    >>> from sae_checks import RunConfig
+    >>> config = RunConfig(n_seqs=2, device="cpu")
+    >>> config.replace(layers=(1, 2)).layers, config.to_dict()["n_seqs"]
+    ((1, 2), 2)
+    >>> RunConfig.from_dict({"n_seqs": 0})
+    Traceback (most recent call last):
+    ...
+    sae_checks.errors.ConfigError: n_seqs=0: must be >= 1
+    """
+
     # --- what to load -------------------------------------------------------------------------
     model: str = "zoo"  # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
     saes: str = "zoo:v2"  # comma-separated sources: sae_lens release, local SAE folder / folder of folders,
@@ -62,7 +75,8 @@ class RunConfig:
     task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
     n_causal: int = 5  # causal check: ablate the top-n features of each helpfulness ranking (0 = off)
     causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
-    progress: bool = True  # tqdm progress bars on long runs
+    progress: bool | None = None  # progress bars/lines; None = only on an interactive terminal outside CI
+    # ($CI unset), so CI logs stay clean (sae_checks.progress.enabled)
 
     @property
     def data_source(self) -> str:

@@ -27,6 +27,10 @@ def _gate(version: str, out: Path, extra: list[str]) -> tuple[int, Path]:
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "sae_checks.gate.gate_tests", f"--sae-saes=zoo:{version}",
            f"--sae-report={report}", "-p", "no:cacheprovider", "-q", "--tb=no", "-rfE", "--no-header",
            "-o", "console_output_style=classic", *extra]
+    from sae_checks.progress import interactive
+
+    if interactive(sys.stdout):  # the gate runs with -q (quiet): ask for progress lines on a terminal
+        cmd.append("--sae-progress")
     print(f"$ {' '.join(['pytest', *cmd[3:]])}", flush=True)
     rc = subprocess.call(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     return rc, report

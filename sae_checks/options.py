@@ -105,14 +105,19 @@ RUN: tuple[Option, ...] = (
            "(0 = off; default 5)"),
     Option("causal-max-prompts", "causal_max_prompts", "int", "causal check: at most this many prompts per "
            "feature (default 32)"),
-    Option("no-progress", "progress", "off", "no progress bars"),
+    Option("progress", "progress", "on", "progress with time left even when not on a terminal or in CI "
+           "(default: only on an interactive terminal with $CI unset; never under pytest -q)"),
+    Option("no-progress", "progress", "off", "no progress output"),
 )
 
 GATE: tuple[Option, ...] = (
     Option("thresholds", "thresholds", "str", "policy TOML (default: the zoo's for the zoo, a release's shipped "
            "policy, else a built-in generic one)"),
-    Option("baseline", "baseline", "str", "baseline JSON (default: 'baseline' in the policy)"),
+    Option("baseline", "baseline", "str", "baseline JSON (default: 'baseline' in the policy; updates of a "
+           "packaged policy's baseline go to ./sae-baseline.json, never into the package)"),
     Option("report", "report", "str", "where to write the JSON report (default: sae-report.json)"),
+    Option("baseline-any", "baseline_any", "on", "judge against a baseline recorded for another model or SAE "
+           "set anyway (refused by default)"),
 )
 
 

@@ -10,6 +10,10 @@ wins). The work happens in ``sae_checks.gate.GateSession``; this module only wir
   ``-n N --dist loadgroup`` keeps an SAE on one worker and each SAE's engine run happens once.
 - fixture ``sae_judge``: runs the engine for the layers this process needs (cached in ``config.stash``),
   judges one check, fails the test with the check's message.
+- fixtures for one's own test files (README "Your own checks"): ``sae_results`` (the same cached
+  evaluation, as ``sae_checks.results.Results``), ``sae_model`` / ``sae_saes`` / ``sae_tokens`` (loaded
+  once per process) and ``sae_record`` (a custom check, collected into report["custom_checks"]); the
+  ``gpu`` marker skips a test without CUDA.
 - ``pytest_sessionfinish``: workers send results and checks as plain data through
   ``config.workeroutput``; the controller merges them in ``pytest_testnodedown`` and writes one report
   (and one baseline update with ``--sae-update-baseline``).
@@ -19,14 +23,18 @@ Heavy imports (the engine, torch) happen inside fixtures and hooks, never at plu
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
 
 _SESSION = pytest.StashKey[Any]()  # the process's GateSession (created lazily: only gate runs pay for it)
 _ERROR = pytest.StashKey[str]()  # an error raised while writing the report, shown in the summary
+_USAGE = pytest.StashKey[str]()  # a usage error found while collecting: exit 4 once collection is over
+_RECORD = "sae_record"  # user_properties key of a custom check
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     from sae_checks.options import GATE, RUN, add_pytest
@@ -40,6 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # custom checks are collected where the reports arrive
+        config.pluginmanager.register(_Records(config), "sae-checks-records")
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
     config.addinivalue_line("markers", "sae_family(name): which family of gate checks a test runs")
     config.addinivalue_line("markers", "xdist_group(name): keep tests of one group on one xdist worker")
@@ -48,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _gate(config: pytest.Config) -> Any:
-    """The process's GateSession, created on first use from the options and [tool.sae-checks]."""
+    """The process's GateSession, created on first use from the options and [tool.sae-checks]. A CUDA
+    device on a machine without CUDA is a usage error (exit 4), not a run of skipped tests."""
     if _SESSION not in config.stash:
         from sae_checks.gate import GateSession
         from sae_checks.options import GATE, RUN, pytest_values
@@ -56,10 +67,38 @@ def _gate(config: pytest.Config) -> Any:
         cli = pytest_values(config.getoption, RUN + GATE)
         cli["update_baseline"] = config.getoption("sae_update_baseline")
         workerid = getattr(config, "workerinput", {}).get("workerid")
-        config.stash[_SESSION] = GateSession.create(
+        gate = GateSession.create(
             {k: v for k, v in cli.items() if v is not None}, rootdir=config.rootpath,
             invocation_dir=config.invocation_params.dir, worker=int(workerid[2:]) if workerid else None)
+        if (gate.config.device or "").startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():  # collection swallows pytest.exit: raised after it
+                config.stash[_USAGE] = (f"sae-checks: --sae-device={gate.config.device}: CUDA is not available "
+                                        "on this machine; use --sae-device cpu")
+        gate.progress = _progress(config, gate.config.progress)
+        config.stash[_SESSION] = gate
     return config.stash[_SESSION]
+
+
+def _progress(config: pytest.Config, requested: bool | None) -> Any:
+    """Progress lines through the terminal reporter (capture suspended, so they show without -s); none on
+    xdist workers (their output is not shown), under -q unless --sae-progress, or when not wanted
+    (``progress.enabled``: an interactive terminal outside CI, or --sae-progress)."""
+    from sae_checks import progress
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    quiet = config.get_verbosity() < 0 and requested is None  # -q silences the default, not --sae-progress
+    if hasattr(config, "workerinput") or reporter is None or quiet or not progress.enabled(requested, sys.__stdout__):
+        return progress.NoProgress()
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        with capman.global_and_fixture_disabled() if capman else nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    return progress.LineProgress(write)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -71,10 +110,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("sae_family")
     family = marker.args[0] if marker else "bucket"
     try:
-        gate = _gate(metafunc.config)
-        specs = [s for s in gate.plan(api.plan) if s.family == family]
+        gate, error = _gate(metafunc.config), None
+        specs = [s for s in gate.plan(api.plan) if s.family == family] if _USAGE not in metafunc.config.stash else []
     except SaeChecksError as exc:
-        pytest.fail(f"sae-checks: {exc}", pytrace=False)
+        error = str(exc)
+    if error is not None:  # outside the except: one line, not the hub library's exception chain
+        pytest.fail(f"sae-checks: {error}", pytrace=False)
     gpu = [pytest.mark.gpu] if (gate.config.device or "").startswith("cuda") else []
     params = [pytest.param(s, id=s.id, marks=[pytest.mark.xdist_group(s.group), *gpu]) for s in specs]
     skip = pytest.mark.skip(reason=f"the policy names no {family} checks for this run")
@@ -83,11 +124,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _USAGE in config.stash:
+        pytest.exit(config.stash[_USAGE], returncode=pytest.ExitCode.USAGE_ERROR)
     params = [getattr(item, "callspec", None) and item.callspec.params.get("sae_check")  # type: ignore[attr-defined]
               for item in items]
     ids = [p.id for p in params if type(p).__name__ == "CheckSpec"]  # type: ignore[union-attr]  # empty families hold NOTSET
     if ids or _SESSION in config.stash:
         _gate(config).select(ids)
+    gate_items = [i for i in items if "sae_check" in getattr(getattr(i, "callspec", None), "params", {})]
+    if gate_items and not ids and _SESSION in config.stash and not config.stash[_SESSION].planned_ids:
+        config.stash[_SESSION].empty = True  # the gate ran, and its policy names no check for this run
     if config.getvalue("loadgroup") if hasattr(config.option, "loadgroup") else False:
         _group_nodeids(items, params)
 
@@ -105,15 +151,20 @@ def _group_nodeids(items: list[pytest.Item], params: list[Any]) -> None:
                 return
 
 
-@pytest.fixture(scope="session")
-def sae_gate(pytestconfig: pytest.Config) -> Any:
-    """The GateSession of this process; skips when the run asks for CUDA and there is none."""
-    gate = _gate(pytestconfig)
-    if (gate.config.device or "").startswith("cuda"):
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None:
         import torch
 
         if not torch.cuda.is_available():
-            pytest.skip(f"needs CUDA (device={gate.config.device!r}) and none is available")
+            pytest.skip("needs CUDA (marked gpu) and none is available")
+
+
+@pytest.fixture(scope="session")
+def sae_gate(pytestconfig: pytest.Config) -> Any:
+    """The GateSession of this process."""
+    gate = _gate(pytestconfig)
+    if _USAGE in pytestconfig.stash:
+        pytest.exit(pytestconfig.stash[_USAGE], returncode=pytest.ExitCode.USAGE_ERROR)
     if gate.unsafe:
         from sae_checks.gate import GateWarning
 
@@ -127,10 +178,15 @@ def sae_gate(pytestconfig: pytest.Config) -> Any:
 def sae_judge(sae_gate: Any) -> Callable[[Any], Any]:
     """``sae_judge(spec)``: judge one check (running the engine if needed); fail or warn per its status."""
     from sae_checks import api
-    from sae_checks.gate import GateWarning
+    from sae_checks.gate import EngineFailure, GateWarning
 
     def judge(spec: Any) -> Any:
-        check = sae_gate.judge(spec, api.run)
+        try:
+            check, failure = sae_gate.judge(spec, api.run), None
+        except EngineFailure as exc:
+            check, failure = None, str(exc)
+        if failure is not None:  # outside the except: the message alone, no exception chain
+            pytest.fail(f"sae-checks: {failure}", pytrace=False)
         if sae_gate.fails(check):
             pytest.fail(check.message, pytrace=False)
         if check.status in ("warn", "improved") or check.failed:
@@ -138,6 +194,82 @@ def sae_judge(sae_gate: Any) -> Callable[[Any], Any]:
         return check
 
     return judge
+
+
+@pytest.fixture(scope="session")
+def sae_results(sae_gate: Any) -> Any:
+    """The evaluation of the configured model / SAEs / data (``sae_checks.results.Results``), computed once
+    per process and shared with the gate's own checks (the same cache: never computed twice)."""
+    from sae_checks import api
+    from sae_checks.gate import EngineFailure
+    from sae_checks.results import Results
+
+    try:
+        return Results(sae_gate.all_results(api.plan, api.run), sae_gate.provenance)
+    except EngineFailure as exc:
+        failure = str(exc)
+    pytest.fail(f"sae-checks: {failure}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _sae_loaded(sae_gate: Any) -> Any:
+    from sae_checks import api
+
+    return sae_gate.loaded(api.load)
+
+
+@pytest.fixture(scope="session")
+def sae_model(_sae_loaded: Any) -> Any:
+    """The run's model (HookedTransformer, eval mode, on the run's device), loaded once per process."""
+    return _sae_loaded.model
+
+
+@pytest.fixture(scope="session")
+def sae_saes(_sae_loaded: Any) -> Any:
+    """The run's SAEs: name -> ``LoadedSAE`` (``.sae``, ``.layer``, ``.hook_name``, ...), forward order."""
+    return _sae_loaded.saes
+
+
+@pytest.fixture(scope="session")
+def sae_tokens(_sae_loaded: Any) -> Any:
+    """The run's evaluation tokens, (n_seqs, ctx_len), BOS first: the same sample the engine evaluates."""
+    return _sae_loaded.tokens
+
+
+@pytest.fixture
+def sae_record(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``sae_record(name, value, passed=None, sae=None, note="")``: a check of your own, written into the
+    JSON report's ``custom_checks`` (status ``pass``/``fail`` from ``passed``, else from the test's outcome)
+    and the Markdown summary. Names are ids: make them unique (e.g. include the SAE name)."""
+    import math
+
+    def record(name: str, value: float | None, *, passed: bool | None = None, sae: str | None = None,
+               note: str = "") -> None:
+        v = None if value is None else float(value)
+        request.node.user_properties.append((_RECORD, {
+            "id": str(name), "value": v if v is None or math.isfinite(v) else None, "passed": passed,
+            "sae": sae, "note": note}))
+
+    return record
+
+
+class _Records:
+    """Collects ``sae_record`` entries on the controller (xdist sends user_properties with each report)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entries = [v for k, v in getattr(report, "user_properties", ()) if k == _RECORD]
+        if not entries or report.when != "call":
+            return
+        gate = _gate(self.config)
+        for entry in entries:
+            passed = entry.get("passed")
+            status = ("pass" if passed else "fail") if passed is not None else ("pass" if report.passed else "fail")
+            gate.record_custom({**{k: v for k, v in entry.items() if k != "passed"}, "status": status,
+                                "test": report.nodeid.split("@")[0], "outcome": report.outcome})
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -155,12 +287,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except (SaeChecksError, OSError) as exc:
         config.stash[_ERROR] = f"sae-checks: could not write the report/baseline: {exc}"
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    if gate.errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if gate.empty and not gate.checks and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _SESSION in config.stash and config.stash[_SESSION].checks:
-        for line in config.stash[_SESSION].summary_lines():
+    gate = config.stash.get(_SESSION, None)
+    if gate is not None and (gate.checks or gate.custom or gate.results):
+        for line in gate.summary_lines():
             terminalreporter.write_line(line)
+    if gate is not None and gate.empty and not gate.checks:
+        terminalreporter.write_line(f"sae-checks: the policy ({gate.options.policy_source}) names no check for "
+                                    "this run: nothing was checked (exit 5)", red=True)
+    for line in gate.errors if gate is not None else ():
+        terminalreporter.write_line(line, red=True)
     if _ERROR in config.stash:
         terminalreporter.write_line(config.stash[_ERROR], red=True)
 

@@ -322,7 +322,7 @@ def test_splice_bos_option_changes_bos_only_when_asked(world: dict[str, Any]) ->
     assert a["prompts"]["0"]["delta_logp"] != b["prompts"]["0"]["delta_logp"]
 
 
-def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any], tmp_path, monkeypatch, capsys) -> None:
+def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any], tmp_path, monkeypatch, caplog) -> None:
     import json
 
     from sae_checks.config import RunConfig
@@ -344,7 +344,7 @@ def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any]
     monkeypatch.setattr(cloze_mod, "run_cloze", flaky)
     cloze, _ = run_tasks(world["model"], world["saes"], config)
     assert sizes == [8, 4, 2]
-    assert "batch size halved to 2, task restarted" in capsys.readouterr().err
+    assert "batch size halved to 2, task restarted" in caplog.text  # logged (logger sae_checks)
     monkeypatch.setattr(cloze_mod, "run_cloze", real)
     direct, _ = run_tasks(world["model"], world["saes"], config.replace(batch_size=2))
     assert cloze["lambada"]["prompts"] == direct["lambada"]["prompts"]

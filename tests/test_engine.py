@@ -216,7 +216,7 @@ def test_bos_is_excluded_and_not_spliced_by_default(tok):
     assert spliced.results["per_position"]["0"]["kl"][1] != pp["kl"][1]
 
 
-def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, capsys):
+def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, caplog):
     from sae_checks.engine import run as run_mod
 
     model = _model(tok, 7, n_layers=2)
@@ -237,8 +237,7 @@ def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, capsys):
     out = evaluate(model, saes, toks, cfg)
     assert sizes == [8, 4, 2, 2, 2, 2]  # a failed batch is halved, and so is the rest of the run
     assert out.provenance["batch_size_used"] == 2  # the final size, after halving
-    captured = capsys.readouterr()
-    assert "batch size halved to 2" in captured.out + captured.err
+    assert "batch size halved to 2" in caplog.text  # logged (logger sae_checks), not printed
     for L in ("0", "1"):
         for metric in ("mse", "l0", "delta_ce", "kl", "ce_loss_score"):
             a = out.results["per_bucket"][L]["1-16"][metric]["mean"]

@@ -9,6 +9,10 @@ import pytest
 
 from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate
 
+# imported here, not first inside a pytester run: pytester drops modules imported during a test, and
+# torch's C extension cannot be imported twice in one process
+torch = pytest.importorskip("torch")
+
 
 def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
     setup_gate(pytester, baseline=full_baseline())
@@ -77,14 +81,42 @@ def test_policy_layer_the_run_lacks(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*policy.toml:2: key 'metrics.fvu.layers.7': layer 7 is not in the run*"])
 
 
-def test_gpu_checks_skip_without_cuda(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("torch")
-    import torch
+def test_cuda_without_cuda_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """--sae-device cuda on a machine without CUDA: one line, exit 4 (not skipped tests and exit 0)."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: no usage error to see")
+    setup_gate(pytester, baseline=full_baseline())
+    result = pytester.runpytest(*GATE, "--sae-device", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
+    result.stdout.fnmatch_lines(["*sae-checks: --sae-device=cuda: CUDA is not available on this machine; "
+                                 "use --sae-device cpu*"])
+    assert "Traceback" not in result.stdout.str() and "error during collection" not in result.stdout.str()
+    assert not (pytester.path / "sae-report.json").exists()
+    # the same through a user's own test file that asks for the results
+    pytester.makepyfile(test_mine="def test_x(sae_results):\n    pass\n")
+    result = pytester.runpytest("test_mine.py", "--sae-device", "cuda", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stdout.fnmatch_lines(["*CUDA is not available*"])
 
+
+def test_gpu_marker_skips_cleanly_without_cuda(pytester: pytest.Pytester) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA present: nothing to skip")
-    setup_gate(pytester, baseline=full_baseline())
-    result = pytester.runpytest(*GATE, "--sae-device", "cuda", "-k", "fvu and pos1_16 and not context", "-rs")
-    result.assert_outcomes(skipped=3, deselected=16)
-    result.stdout.fnmatch_lines(["*needs CUDA*"])
-    assert not (pytester.path / "sae-report.json").exists()
+    pytester.makepyfile(test_gpu="import pytest\n\n@pytest.mark.gpu\ndef test_on_gpu():\n    raise AssertionError\n\n"
+                                 "def test_cpu():\n    pass\n")
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*needs CUDA (marked gpu)*"])
+    assert result.ret == 0
+
+
+def test_zero_checks_exit_5(pytester: pytest.Pytester) -> None:
+    """A gate whose policy names no check for the run exits 5, not 0 with skipped placeholders."""
+    setup_gate(pytester, policy='[propagation.mse]\nabs_tol = 0.1\n')
+    result = pytester.runpytest(*GATE, "--sae-layers", "1")  # one SAE: no propagation pair
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED == 5
+    result.stdout.fnmatch_lines(["*names no check for this run*"])
+    # -k deselecting everything on purpose: pytest's own behaviour, no sae-checks message
+    setup_gate(pytester)
+    result = pytester.runpytest(*GATE, "-k", "nothing_matches_this")
+    assert result.ret == 5 and "names no check" not in result.stdout.str()

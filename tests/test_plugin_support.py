@@ -59,8 +59,13 @@ STUB_CONFTEST = textwrap.dedent('''
         saes = {name(l): PlannedSAE(name(l), l, name(l), 16) for l in layers}
         return Plan(saes=saes, buckets={n: list(FAKE["buckets"]) for n in saes}, tasks=list(config.tasks))
 
-    def run(config, *, layers=None, saes=None):
+    def run(config, *, layers=None, saes=None, progress=None):
         names = list(saes) if saes is not None else list(plan(config).saes)
+        if progress is not None:  # as the engine: one update per "batch" (one per SAE here)
+            progress.start(len(names), f"stub engine ({len(names)} SAEs)")
+            for _ in names:
+                progress.update(1)
+            progress.close()
         if layers is not None:
             names = [n for n in names if int(n.split(".")[1]) in layers]
         layers = sorted(int(n.split(".")[1]) for n in names)
@@ -73,7 +78,7 @@ STUB_CONFTEST = textwrap.dedent('''
         results["cloze"] = {t: {"baseline": d["baseline"], "per_sae": {n: v for n, v in d["per_sae"].items() if n in keep}}
                             for t, d in r["cloze"].items()}
         every = [name(l) for l in FAKE["layers"]]  # the suite: each run fills its own upstream rows
-        results["propagation"] = {"saes": every, "layers": list(FAKE["layers"]), "window": [1, 101],
+        results["propagation"] = {"saes": every, "layers": list(FAKE["layers"]), "hooks": every, "window": [1, 101],
                                   **{m: [[v if every[i] in keep else None for v in row]
                                          for i, row in enumerate(r["propagation"][m])] for m in ("mse", "l0")}}
         results["nonfinite"] = []
@@ -199,3 +204,13 @@ def full_baseline(fvu: float = 0.1, l0: float = 10.0, *, legacy: bool = False) -
 
 
 GATE = ("--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider")
+
+
+def use_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For ``runpytest_subprocess``: import this checkout's sae_checks (not another installed copy)."""
+    import os
+
+    import sae_checks
+
+    root = str(Path(sae_checks.__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))

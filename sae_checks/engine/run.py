@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,9 @@ from sae_checks.errors import ConfigError
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import reconstruction_terms
 from sae_checks.names import propagation_pairs
+from sae_checks.progress import Progress
 
+log = logging.getLogger("sae_checks")
 PROP_METRICS = ("mse", "l0", "resid_norm")
 
 
@@ -137,6 +140,7 @@ def evaluate(
     *,
     data_info: Mapping[str, Any] | None = None,
     downstream: Mapping[Any, Any] | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """Evaluate every SAE in ``saes`` (name -> LoadedSAE, in forward order) on ``tokens`` (N, T), BOS first.
 
@@ -148,6 +152,9 @@ def evaluate(
     ``downstream``: further SAEs (name -> LoadedSAE) used only as downstream encoders for the
     propagation matrix (no splice pass of their own): a shard fills its SAEs' rows of the whole suite's
     matrix, so merged shards equal one unsharded run.
+
+    ``progress``: told ``start(n_seqs, ...)`` and ``update(batch)`` per batch (``sae_checks.progress``);
+    None = a tqdm bar when ``config.progress`` asks for one (default: on an interactive terminal).
     """
     config = (config or RunConfig()).validate()
     device = resolve_device(config.device)
@@ -168,7 +175,13 @@ def evaluate(
                 else contextlib.nullcontext())
     assert_no_hooks(model)
     batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
-    bar = _progress(n_seqs, config.progress and n_seqs > batch_size, "sae-checks")
+    if progress is None:
+        from sae_checks import progress as _progress
+
+        progress = (_progress.default(config.progress, unit="seq") if n_seqs > batch_size
+                    else _progress.NoProgress())
+    progress.start(n_seqs, f"engine ({len(names)} SAE{'s' if len(names) != 1 else ''}, {n_seqs} seq)")
+    bar = progress
     with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as fused:
         pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
         while pending:
@@ -183,7 +196,7 @@ def evaluate(
                 batch_size = max(1, (stop - start) // 2)
                 # the rest at the new size: a later batch at the old size would only fail again
                 pending = [(s, min(s + batch_size, n_seqs)) for s in range(start, n_seqs, batch_size)]
-                bar.write(f"sae-checks: CUDA out of memory; batch size halved to {batch_size}")
+                log.warning("sae-checks: CUDA out of memory; batch size halved to %d", batch_size)
                 continue
             state.merge(part)
             bar.update(stop - start)
@@ -396,12 +409,6 @@ def _results(
     if state.prop is not None:
         results["propagation"] = state.prop.to_json(config.propagation_window)
     return results
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="seq", leave=False)
 
 
 def _git_commit() -> str:

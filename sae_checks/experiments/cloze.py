@@ -210,17 +210,17 @@ def _keep_mask(batch: _Batch, splice_bos: bool) -> Tensor:
     return keep
 
 
-def _progress(it: Any, progress: bool, desc: str) -> Any:
-    if not progress:
-        return it
-    from tqdm.auto import tqdm
+def _progress(it: Any, progress: Any, desc: str) -> Any:
+    """One update per batch to ``progress``: a ``sae_checks.progress.Progress``, or a bool (True = tqdm)."""
+    from sae_checks import progress as _p
 
-    return tqdm(it, desc=desc, leave=False)
+    reporter = progress if not isinstance(progress, bool) else _p.TqdmProgress("batch") if progress else None
+    return _p.iterate(it, reporter, desc)
 
 
 def run_cloze(
     model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeItem], *, task: str, batch_size: int = 16,
-    splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: bool = False,
+    splice_bos: bool = False, features: bool = True, n_causal: int = 10, progress: Any = False,
     n_bootstrap: int = 1000, ci_level: float = 0.95, seed: int = 0, min_count: int = 5, n_top: int = 10,
     causal_max_prompts: int = 64, fast_attention: bool = True,
     buckets: Mapping[Any, Sequence[tuple[int, int]]] | None = None,

@@ -8,7 +8,7 @@ the zoo's cloze set, and on any other model ``EleutherAI/lambada_openai`` (test 
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 
 from sae_checks.config import RunConfig
 
+log = logging.getLogger("sae_checks")
 HUB_SOURCES = {"lambada": "EleutherAI/lambada_openai", "cbt": "cam-cst/cbt"}
 
 
@@ -36,8 +37,11 @@ def _auto_batch_size(model: Any, saes: Mapping[str, Any]) -> int:
     return model_batch_size(model, saes.values(), str(model.cfg.device))
 
 
-def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run every task of ``config.tasks``: returns (results.cloze, results.features)."""
+def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,
+              progress: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run every task of ``config.tasks``: returns (results.cloze, results.features). ``progress``: a
+    ``sae_checks.progress.Progress`` told about each task's batches (None: ``config.progress`` decides)."""
+    from sae_checks import progress as _progress
     from sae_checks.engine.run import layer_buckets
     from sae_checks.experiments.cloze import run_cloze
     from sae_checks.loading.data import load_cloze
@@ -51,7 +55,8 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[d
             try:
                 out = run_cloze(
                     model, dict(saes), items, task=task, batch_size=batch_size, splice_bos=config.splice_bos,
-                    features=not features, progress=config.progress, n_bootstrap=config.n_bootstrap,
+                    features=not features,
+                    progress=progress if progress is not None else _progress.enabled(config.progress), n_bootstrap=config.n_bootstrap,
                     ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
                     causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
                     buckets={n: layer_buckets(config, s.context_size, model.cfg.n_ctx) for n, s in saes.items()},
@@ -64,8 +69,8 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig) -> tuple[d
                     raise
                 torch.cuda.empty_cache()
                 batch_size = max(1, batch_size // 2)
-                print(f"sae-checks: CUDA out of memory in {task}; batch size halved to {batch_size}, task restarted",
-                      file=sys.stderr)
+                log.warning("sae-checks: CUDA out of memory in %s; batch size halved to %d, task restarted",
+                            task, batch_size)
         cloze[task] = out.cloze
         if out.features and not features:
             features = out.features

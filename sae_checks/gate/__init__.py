@@ -9,16 +9,15 @@ here; the engine is imported only when a check needs results.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
-import tomllib
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sae_checks.config import RunConfig
-from sae_checks.errors import ConfigError
+from sae_checks.errors import ConfigError, SaeChecksError
 from sae_checks.gate.checks import (
     Check,
     CheckSpec,
@@ -34,6 +33,19 @@ from sae_checks.gate.checks import (
     summarize,
     unused_baselines,
 )
+from sae_checks.gate.setup import (
+    ALIASES,
+    BUILTIN_POLICY,
+    DEFAULT_BASELINE,
+    DEFAULT_REPORT,
+    GATE_KEYS,
+    GateOptions,
+    check_gate_paths,
+    choose_policy,
+    default_policy_path,
+    read_pyproject,
+    resolve_options,
+)
 from sae_checks.gate.thresholds import (
     BaselineEntry,
     Baselines,
@@ -41,119 +53,28 @@ from sae_checks.gate.thresholds import (
     Override,
     Policy,
     Rule,
+    baselines_from_report,
     load_baselines,
     load_policy,
     parse_policy,
+    subject_mismatch,
     unsafe_tolerances,
     updated_baselines,
     write_baselines,
 )
 
 __all__ = [
-    "BaselineEntry", "Baselines", "Check", "CheckSpec", "GateOptions", "GateWarning", "GateSession", "MetricPolicy",
-    "Override", "Policy", "Rule", "check_id", "default_policy_path", "judge", "load_baselines", "load_policy",
-    "lookup", "parse_policy", "plan_checks", "resolve_options", "summarize", "unsafe_tolerances",
-    "unused_baselines", "updated_baselines", "write_baselines",
+    "ALIASES", "BUILTIN_POLICY", "DEFAULT_BASELINE", "DEFAULT_REPORT", "GATE_KEYS", "BaselineEntry", "Baselines",
+    "Check", "CheckSpec", "EngineFailure", "GateOptions", "GateWarning", "GateSession", "MetricPolicy", "Override",
+    "Policy", "Rule", "check_gate_paths", "check_id", "choose_policy", "default_policy_path", "judge",
+    "load_baselines", "load_policy", "lookup", "parse_policy", "plan_checks", "read_pyproject", "resolve_options",
+    "summarize", "unsafe_tolerances", "unused_baselines", "updated_baselines", "write_baselines",
 ]
 
-GATE_KEYS = ("thresholds", "baseline", "report", "update_baseline")  # options that are not RunConfig fields
-ALIASES = {"ctx": "ctx_len", "id": "sae_id"}  # option name -> RunConfig field
-DEFAULT_REPORT = "sae-report.json"
-DEFAULT_BASELINE = "sae-baseline.json"
-# Used only when neither an option nor a packaged zoo policy is found: a minimal sanity policy.
-BUILTIN_POLICY = """\
-description = "built-in default: reconstruction and splice checks against a baseline"
-[defaults]
-abs_tol = 0.0
-rel_tol = 0.1
-[metrics.fvu]
-[metrics.l0]
-[metrics.delta_ce]
-[metrics.kl]
-[context_ratio.fvu]
-"""
 
-
-def default_policy_path() -> Path | None:
-    """The packaged zoo policy: ``sae_checks/thresholds/zoo.toml`` when shipped as package data, else the
-    repository's ``thresholds/zoo.toml`` (editable install); None when neither exists."""
-    packaged = importlib.resources.files("sae_checks").joinpath("thresholds", "zoo.toml")
-    if packaged.is_file():
-        return Path(str(packaged))
-    repo = Path(__file__).resolve().parents[2] / "thresholds" / "zoo.toml"
-    return repo if repo.is_file() else None
-
-
-@dataclass(frozen=True, kw_only=True)
-class GateOptions:
-    """Gate-only settings (not part of RunConfig)."""
-
-    thresholds: Path | None  # policy file; None = built-in policy
-    baseline: Path | None  # baseline JSON; None = none configured (updates go to DEFAULT_BASELINE)
-    report: Path  # where the JSON report is written
-    update_baseline: Literal["new", "all"] | None  # rewrite baselines at the end of the run
-
-
-def read_pyproject(rootdir: Path) -> dict[str, Any]:
-    """``[tool.sae-checks]`` of ``rootdir/pyproject.toml`` ({} if absent)."""
-    path = rootdir / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        return dict(tomllib.load(fh).get("tool", {}).get("sae-checks", {}))
-
-
-def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, rootdir: Path,
-                    invocation_dir: Path) -> tuple[RunConfig, Policy, GateOptions]:
-    """Precedence, lowest first: RunConfig defaults < policy top-level keys (buckets, tasks, baseline)
-    < ``[tool.sae-checks]`` < command line. Paths in pyproject are relative to the rootdir, on the command
-    line to the invocation dir. ``cli`` holds only the options actually given (None values dropped)."""
-    def norm(d: Mapping[str, Any], base: Path, source: str) -> dict[str, Any]:
-        out = {}
-        for k, v in d.items():
-            k = ALIASES.get(k.replace("-", "_"), k.replace("-", "_"))
-            if v is None:
-                continue
-            if k in ("thresholds", "baseline", "report"):
-                v = base / str(v)
-            out[k] = v
-        return out
-
-    pp = norm(pyproject, rootdir, "pyproject")
-    cl = norm(cli, invocation_dir, "cli")
-    merged = {**pp, **cl}
-    thresholds = merged.pop("thresholds", None) or default_policy_path()
-    policy = load_policy(thresholds) if thresholds else parse_policy(BUILTIN_POLICY, path="<built-in policy>")
-    update = merged.pop("update_baseline", None)
-    if update not in (None, "new", "all"):
-        raise ConfigError("update_baseline", update, "must be 'new' or 'all'")
-    options = GateOptions(thresholds=Path(thresholds) if thresholds else None,
-                          baseline=merged.pop("baseline", None) or policy.baseline,
-                          report=merged.pop("report", None) or invocation_dir / DEFAULT_REPORT,
-                          update_baseline=update)
-    run: dict[str, Any] = {}
-    if policy.buckets is not None:
-        run["buckets"] = [list(b) for b in policy.buckets]
-    if policy.tasks is not None:
-        run["tasks"] = list(policy.tasks)
-    run.update(merged)
-    return RunConfig.from_dict(run, source="sae-checks options"), policy, options
-
-
-def check_gate_paths(options: GateOptions, policy: Policy) -> None:
-    """Before any model loads: a baseline named by an option must exist (only the policy's own
-    ``baseline =`` may be absent, or any file being created by --sae-update-baseline), and the report
-    and the baseline to update must be writable. Raises ConfigError naming the option and the path."""
-    from sae_checks.report.io import check_writable
-
-    baseline = options.baseline
-    if baseline is not None and baseline != policy.baseline and not options.update_baseline \
-            and not baseline.exists():
-        raise ConfigError("--sae-baseline", str(baseline), "no such file",
-                          "check the path, or create it with --sae-update-baseline all")
-    check_writable(options.report, "--sae-report")
-    if options.update_baseline:
-        check_writable(options.baseline or options.report.parent / DEFAULT_BASELINE, "--sae-baseline")
+class EngineFailure(SaeChecksError):
+    """The engine run behind a check failed (e.g. a corrupt SAE file): every check it would answer fails
+    with this one line, and the engine is not run again for them."""
 
 
 @dataclass
@@ -169,15 +90,24 @@ class GateSession:
     rules: dict[str, Rule] = field(default_factory=dict)
     planned: bool = False
     planned_ids: list[str] = field(default_factory=list)  # every check the policy names for this run
+    plan_saes: list[str] = field(default_factory=list)  # every SAE of this run (shard), in forward order
     selected: list[CheckSpec] = field(default_factory=list)  # after -k / deselection
+    selected_ids: list[str] = field(default_factory=list)  # ... their ids (on the controller: from the workers)
     results: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     ran: list[tuple[str, ...]] = field(default_factory=list)  # SAE sets the engine ran for
+    failures: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (SAEs, one line): failed runs
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # judged, by id
+    custom: dict[str, dict[str, Any]] = field(default_factory=dict)  # sae_record entries, by name
     full_run: bool = True  # every planned check selected (on every worker)
+    empty: bool = False  # the gate's tests were collected but the policy names no check for the run
     unsafe: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said once, in the terminal summary
+    errors: list[str] = field(default_factory=list)  # end-of-run refusals, shown in red
     baseline_written: list[str] = field(default_factory=list)
     report_written: Path | None = None
+    progress: Any = None  # sae_checks.progress.Progress handed to the engine (None: its default)
+    _loaded: Any = None  # api.load's result for the sae_model / sae_saes / sae_tokens fixtures
 
     @classmethod
     def create(cls, cli: Mapping[str, Any], *, rootdir: Path, invocation_dir: Path,
@@ -194,6 +124,7 @@ class GateSession:
             from sae_checks.names import propagation_pairs
 
             plan = plan_fn(self.config)
+            self.check_baseline_subject(list(plan.saes))
             buckets = {k: list(v) for k, v in plan.buckets.items()}
             self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.restricted)
             suite = plan_fn(self.config.replace(shard=None)) if self.config.shard is not None else plan
@@ -201,6 +132,7 @@ class GateSession:
                       if u in plan.saes] if self.config.propagation else [])
             self.specs = plan_checks(self.policy, saes=plan.saes, buckets=buckets, tasks=plan.tasks, pairs=pairs,
                                      others=suite.saes)
+            self.plan_saes = list(plan.saes)
             self.rules = rules_for(self.policy, self.specs)
             self.planned_ids = [s.id for s in self.specs]
             self.baselines = self.baselines.remapped(lambda old: legacy_id(old, self.specs))
@@ -208,9 +140,24 @@ class GateSession:
             self.planned = True
         return self.specs
 
+    def check_baseline_subject(self, saes: list[str]) -> None:
+        """Refuse a baseline of another model or SAE set (unless ``baseline_any``); note an older baseline
+        that does not say what it is a baseline of."""
+        why = subject_mismatch(self.baselines.subject, model=self.config.model, saes=saes)
+        if why and not self.options.baseline_any:
+            raise ConfigError("--sae-baseline", str(self.baselines.path), why,
+                              "use the baseline of this model and SAE set, or pass --sae-baseline-any to "
+                              "compare anyway")
+        if self.baselines.subject is None and self.baselines.entries:
+            note = (f"baseline {self.baselines.path} does not record which model and SAEs it is a baseline of "
+                    "(an older file); rewrite it with --sae-update-baseline all to record them")
+            warnings.warn(GateWarning(note), stacklevel=2)
+            self.notes.append(note)
+
     def select(self, ids: Iterable[str]) -> None:
         wanted = set(ids)
         self.selected = [s for s in self.specs if s.id in wanted]
+        self.selected_ids = [s.id for s in self.selected]
         # unused baseline entries are knowable only when every SAE and every check ran
         self.full_run = len(self.selected) == len(self.specs) and not self.restricted
 
@@ -240,18 +187,59 @@ class GateSession:
         names = {s.sae for s in pool} | {s.upstream_sae for s in pool if s.upstream_sae is not None}
         return tuple(sorted(names, key=lambda n: order.get(n, 0)))
 
-    def results_for(self, spec: CheckSpec, run_fn: Callable[..., Any]) -> Mapping[str, Any]:
-        names = self.saes_for(spec)
-        if not any(set(names) <= set(done) for done in self.ran):
-            evaluation = run_fn(self.engine_config(), saes=list(names))
+    def ensure(self, names: Iterable[str], run_fn: Callable[..., Any]) -> dict[str, Any]:
+        """Results covering the SAEs ``names``: the engine runs once for those no earlier run covered (the
+        gate's checks and the ``sae_results`` fixture share this cache). A failed run is remembered: its
+        SAEs raise the same ``EngineFailure`` line again without re-running the engine."""
+        names = tuple(names)
+        failed = next((msg for done, msg in self.failures if set(done) & set(names)), None)
+        if failed is not None:
+            raise EngineFailure(failed)
+        covered = {n for done in self.ran for n in done}
+        missing = tuple(n for n in names if n not in covered)
+        if missing:
+            try:
+                evaluation = run_fn(self.engine_config(), saes=list(missing), progress=self.progress)
+            except SaeChecksError as exc:
+                msg = f"the engine failed for SAE{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {exc}"
+                self.failures.append((missing, msg))
+                raise EngineFailure(msg) from exc
+            except Exception as exc:  # a bug: its traceback once, one line for the other checks
+                self.failures.append((missing, f"the engine failed for {', '.join(missing)}: "
+                                      f"{type(exc).__name__}: {str(exc).strip().splitlines()[:1]}"))
+                raise
             self.results = merge_results(self.results, evaluation.results)
             self.provenance = merge_provenance(self.provenance, evaluation.provenance)
-            self.ran.append(names)
+            self.ran.append(missing)
         return self.results
+
+    def results_for(self, spec: CheckSpec, run_fn: Callable[..., Any]) -> Mapping[str, Any]:
+        return self.ensure(self.saes_for(spec), run_fn)
+
+    def all_results(self, plan_fn: Callable[[RunConfig], Any], run_fn: Callable[..., Any]) -> dict[str, Any]:
+        """Results for every SAE of the run (the ``sae_results`` fixture): one engine run for those the
+        gate's checks have not run yet."""
+        self.plan(plan_fn)
+        self.ensure(self.plan_saes, run_fn)
+        return self.results
+
+    def loaded(self, load_fn: Callable[..., Any]) -> Any:
+        """``api.load`` of this run's config, once per process (the sae_model / sae_saes / sae_tokens fixtures)."""
+        if self._loaded is None:
+            self._loaded = load_fn(self.engine_config())
+        return self._loaded
 
     # --- judging -----------------------------------------------------------------------------------
     def judge(self, spec: CheckSpec, run_fn: Callable[..., Any]) -> Check:
-        check = judge(spec, self.results_for(spec, run_fn), self.rules[spec.id], self.baselines)
+        """Judge one check. When its engine run failed, the check is recorded as failed with the
+        engine's one line (reason ``error``) and the exception propagates."""
+        try:
+            results = self.results_for(spec, run_fn)
+        except Exception as exc:
+            msg = str(exc) if isinstance(exc, EngineFailure) else f"{type(exc).__name__}: {exc}"
+            self.checks[spec.id] = _error_check(spec, self.rules[spec.id], msg).to_dict()
+            raise
+        check = judge(spec, results, self.rules[spec.id], self.baselines)
         self.checks[spec.id] = check.to_dict()
         return check
 
@@ -261,11 +249,16 @@ class GateSession:
             return False
         return check.failed
 
+    def record_custom(self, entry: Mapping[str, Any]) -> None:
+        """A check of the user's own (the ``sae_record`` fixture), stored in report["custom_checks"]."""
+        self.custom[str(entry["id"])] = dict(entry)
+
     # --- xdist -------------------------------------------------------------------------------------
     def worker_output(self) -> str:
         return json.dumps({"results": self.results, "provenance": self.provenance, "checks": self.checks,
-                           "full_run": self.full_run, "planned": self.planned_ids,
-                           "unsafe": self.unsafe})
+                           "full_run": self.full_run, "planned": self.planned_ids, "selected": self.selected_ids,
+                           "unsafe": self.unsafe, "failures": [[list(n), m] for n, m in self.failures],
+                           "empty": self.empty, "notes": self.notes})
 
     def merge_worker(self, payload: str) -> None:
         data = json.loads(payload)
@@ -274,7 +267,11 @@ class GateSession:
         self.checks.update(data["checks"])
         self.full_run = self.full_run and data["full_run"]
         self.planned_ids = self.planned_ids or data["planned"]
+        self.selected_ids = self.selected_ids or data.get("selected", [])
         self.unsafe = sorted(set(self.unsafe) | set(data["unsafe"]))
+        self.failures += [(tuple(n), m) for n, m in data.get("failures", []) if m not in {f[1] for f in self.failures}]
+        self.empty = self.empty or data.get("empty", False)
+        self.notes += [n for n in data.get("notes", []) if n not in self.notes]
 
     # --- end of run (controller only) --------------------------------------------------------------
     def unused(self) -> list[str] | None:
@@ -283,40 +280,86 @@ class GateSession:
             return None
         return unused_baselines(self.baselines, self.checks)
 
+    def not_run(self) -> list[str]:
+        """Selected checks that never ran: the run stopped early (-x, --maxfail, a crashed worker, Ctrl-C)."""
+        return [i for i in self.selected_ids if i not in self.checks]
+
     def checks_list(self) -> list[dict[str, Any]]:
         return [self.checks[k] for k in sorted(self.checks)]
 
     def finish(self) -> dict[str, Any] | None:
-        """Write the report (and the baseline update); returns the report, None if no check ran."""
-        if not self.checks:
+        """Write the report (and the baseline update); returns the report, None if nothing ran. A run
+        that stopped early is marked ``"incomplete": true`` with the ids ``not_run``, and never updates
+        the baseline."""
+        if not self.checks and not self.custom and not self.results:
             return None
         from sae_checks.report.io import build_report, write_report
         from sae_checks.report.markdown import append_github_summary
 
         config = self.config.to_dict()
         config["gate"] = {"thresholds": str(self.options.thresholds or self.policy.path),
+                          "policy_source": self.options.policy_source,
                           "baseline": str(self.options.baseline) if self.options.baseline else None,
                           "unsafe_tolerances": self.unsafe}
-        report = build_report(provenance=self.provenance, config=config, results=self.results,
+        report = build_report(provenance=self.provenance or self._no_provenance(), config=config, results=self.results,
                               checks=self.checks_list(), unused_baseline=self.unused())
+        if self.custom:
+            report["custom_checks"] = [self.custom[k] for k in sorted(self.custom)]
+        not_run = self.not_run()
+        if not_run:
+            report["incomplete"] = True
+            report["not_run"] = not_run
         self.report_written = write_report(self.options.report, report)
         append_github_summary(report)
         if self.options.update_baseline:
-            path = self.options.baseline or self.options.report.parent / DEFAULT_BASELINE
-            entries, self.baseline_written = updated_baselines(self.baselines, self.checks_list(),
-                                                               self.options.update_baseline)
-            write_baselines(path, entries)
-            self.baselines = Baselines(path=path, entries=entries)
+            from sae_checks.errors import ThresholdError
+
+            path = self.options.baseline_target
+            try:
+                entries, self.baseline_written, subject = baselines_from_report(
+                    report, Baselines(path=path, entries=dict(self.baselines.entries), subject=self.baselines.subject),
+                    self.options.update_baseline, model=self.config.model)
+            except ThresholdError as exc:
+                self.errors.append(f"sae-checks: baseline not updated: {exc}")
+                return report
+            write_baselines(path, entries, subject)
+            self.baselines = Baselines(path=path, entries=entries, subject=subject)
         return report
+
+    def _no_provenance(self) -> dict[str, Any]:
+        """Provenance of a run whose engine never ran (it failed, or nothing needed it): the configuration."""
+        import datetime as dt
+
+        import sae_checks
+
+        return {"sae_checks": sae_checks.__version__, "torch": None, "transformer_lens": None, "sae_lens": None,
+                "device": self.config.device or "", "dtype": self.config.dtype, "git_commit": None,
+                "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "model": self.config.model,
+                "saes": [], "data": {"dataset": self.config.data, "n_sequences": 0, "ctx_len": self.config.ctx_len or 1,
+                                     "seed": self.config.seed}}
 
     def summary_lines(self) -> list[str]:
         counts = summarize(self.checks.values())
-        lines = [f"sae-checks: {', '.join(f'{v} {k}' for k, v in counts.items())}"]
+        custom = (f"{len(self.custom)} custom checks ({sum(c.get('status') == 'fail' for c in self.custom.values())}"
+                  " failed)")
+        lines = [f"sae-checks: {', '.join(f'{v} {k}' for k, v in counts.items())}"
+                 + (f"; {custom}" if self.custom else "") if self.checks
+                 else f"sae-checks: no gate checks ran; {custom if self.custom else 'no custom checks'}"]
+        lines.append(f"sae-checks: policy: {self.options.policy_source}")
+        lines += [f"sae-checks: {msg}" for _, msg in self.failures]
+        lines += [f"sae-checks: note: {n}" for n in self.notes]
         if self.report_written:
             lines.append(f"sae-checks: report written to {self.report_written}")
-        if self.options.update_baseline:
+        not_run = self.not_run()
+        if not_run:
+            lines.append(f"sae-checks: the run stopped early: {len(not_run)} planned checks did not run "
+                         "(report marked incomplete)")
+        if self.options.update_baseline and not self.errors:
             lines.append(f"sae-checks: baseline ({self.options.update_baseline}) updated "
                          f"{len(self.baseline_written)} entries in {self.baselines.path}")
+            if self.options.baseline_target != self.options.baseline:
+                lines.append(f"sae-checks: judge against it next time with --sae-baseline {self.baselines.path} "
+                             "(or baseline = ... in [tool.sae-checks])")
         if self.unsafe:
             lines.append(f"sae-checks: {len(self.unsafe)} tolerances below the baseline CI half-width "
                          "(may fail on a rerun with other data): " + "; ".join(self.unsafe[:10])
@@ -328,3 +371,9 @@ class GateSession:
         return lines
 
 
+def _error_check(spec: CheckSpec, rule: Rule, message: str) -> Check:
+    """A check that could not be judged because its engine run failed (status fail, reason error)."""
+    return Check(id=spec.id, metric=spec.metric, sae=spec.sae, layer=spec.layer, hook=spec.hook, bucket=spec.bucket,
+                 value=None, ci=None, baseline=None, limit=rule.limit, band=None, direction=rule.direction,
+                 severity=rule.severity, status="fail", message=message, reason="error", upstream=spec.upstream,
+                 upstream_sae=spec.upstream_sae)

@@ -395,6 +395,7 @@ class Baselines:
 
     path: Path | None = None
     entries: dict[str, BaselineEntry] = field(default_factory=dict)
+    subject: dict[str, Any] | None = None  # what it is a baseline of (``baseline_subject``); None: older file
 
     def get(self, check_id: str) -> BaselineEntry | None:
         return self.entries.get(check_id)
@@ -406,7 +407,7 @@ class Baselines:
         for key, entry in self.entries.items():
             entries.setdefault(new_id(key) or key, entry)
         entries.update({k: v for k, v in self.entries.items() if k in entries})
-        return Baselines(path=self.path, entries=entries)
+        return Baselines(path=self.path, entries=entries, subject=self.subject)
 
 
 def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
@@ -447,16 +448,23 @@ def load_baselines(path: str | os.PathLike[str] | None) -> Baselines:
         if not math.isfinite(value) or (ci is not None and not all(math.isfinite(c) for c in ci)):
             raise err(cid, f"non-finite number (value {value!r}, ci {ci!r}); baselines hold finite numbers only")
         entries[cid] = BaselineEntry(value=float(value), ci=(float(ci[0]), float(ci[1])) if ci else None)
-    return Baselines(path=p, entries=entries)
+    subject = data.get("subject")
+    if subject is not None and not (isinstance(subject, dict) and isinstance(subject.get("model"), str)
+                                    and isinstance(subject.get("saes"), dict)):
+        raise err("subject", "must be {\"model\": name, \"saes\": {name: sha256}, \"ctx_len\", \"data\"}")
+    return Baselines(path=p, entries=entries, subject=subject)
 
 
-def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, BaselineEntry]) -> None:
+def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, BaselineEntry],
+                    subject: Mapping[str, Any] | None = None) -> None:
     """Write atomically (short temporary file in the same folder, then os.replace; mode per the umask);
-    sorted keys."""
+    sorted keys. ``subject``: what the numbers are a baseline of (``baseline_subject``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": BASELINE_FORMAT, "version": 1,
-            "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
+    data: dict[str, Any] = {"format": BASELINE_FORMAT, "version": 1,
+                            "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
+    if subject is not None:
+        data["subject"] = dict(subject)
     from sae_checks.report.io import atomic_write_text
 
     atomic_write_text(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
@@ -497,3 +505,45 @@ def unsafe_tolerances(rules: Mapping[str, Rule], baselines: Baselines) -> list[s
         if band < half * (1 - 1e-9):  # ignore float noise in the CI bounds
             out.append(f"{cid}: band {band:.4g} < CI half-width {half:.4g}")
     return out
+
+
+def baseline_subject(report: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """What a report's numbers are a baseline of: the model (as configured: ``zoo``, ``gpt2-small``), the
+    SAEs (name -> sha256 of the weights), the context length and the data set."""
+    prov = report.get("provenance", {})
+    data = prov.get("data", {}) or {}
+    return {"model": model,
+            "saes": {str(s.get("name")): str(s.get("sha256") or "") for s in prov.get("saes", []) or []},
+            "ctx_len": data.get("ctx_len"), "data": data.get("dataset")}
+
+
+def subject_mismatch(subject: Mapping[str, Any] | None, *, model: str, saes: Iterable[str]) -> str | None:
+    """Why a baseline of ``subject`` cannot judge a run of ``model`` on SAEs ``saes`` (another model, or
+    none of these SAEs), or None when it can (or records no subject: an older file)."""
+    if subject is None:
+        return None
+    names = set(saes)
+    theirs = set(subject.get("saes", {}))
+    if subject.get("model") != model:
+        return f"it is a baseline of model {subject.get('model')!r}, this run is model {model!r}"
+    if names and theirs and not names & theirs:
+        return (f"it is a baseline of SAEs {', '.join(sorted(theirs)[:5])}{' ...' if len(theirs) > 5 else ''}; "
+                f"this run has none of them ({', '.join(sorted(names)[:5])}{' ...' if len(names) > 5 else ''})")
+    return None
+
+
+def baselines_from_report(report: Mapping[str, Any], old: Baselines, mode: Literal["new", "all"], *,
+                          model: str) -> tuple[dict[str, BaselineEntry], list[str], dict[str, Any]]:
+    """(entries, ids written, subject) for a baseline update from a report's judged checks. Refuses
+    (ThresholdError) a report of a run that stopped early (``"incomplete": true``): its numbers would
+    silently drop the checks that did not run."""
+    if report.get("incomplete"):
+        not_run = list(report.get("not_run") or [])
+        raise ThresholdError(str(old.path or "<baseline>"), "-",
+                             f"refusing to write a baseline from an incomplete run ({len(not_run)} planned "
+                             f"checks did not run, e.g. {', '.join(not_run[:3])}); rerun the whole gate")
+    entries, written = updated_baselines(old, report.get("checks", []), mode)
+    subject = baseline_subject(report, model)
+    if old.subject is not None and mode == "new" and old.subject.get("model") == model:
+        subject["saes"] = {**old.subject.get("saes", {}), **subject["saes"]}
+    return entries, written, subject

@@ -44,6 +44,12 @@ def build_report(
     the folder name of ``path``, else ``layer<L>``) and are sorted by (layer, hook, name).
     ``unused_baseline`` (baseline check ids that a full run did not exercise) is stored sorted when given.
     Raises ``ReportError`` for a check without an id or with an unknown status (naming the check).
+
+    >>> from sae_checks import build_report
+    >>> report = build_report(provenance={}, config={}, results={},
+    ...                       checks=[{"id": "fvu-L0-pos1_32-a", "status": "pass"}])
+    >>> report["schema_version"], report["summary"]["pass"], report["summary"]["fail"]
+    (2, 1, 0)
     """
     summary = dict.fromkeys(STATUSES, 0)
     for i, check in enumerate(checks):

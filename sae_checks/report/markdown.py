@@ -22,7 +22,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
     prov, summary = report.get("provenance", {}), report.get("summary", {})
     checks: list[dict[str, Any]] = report.get("checks", [])
     failing = [c for c in checks if c.get("status") in ("fail", "new")]
-    n_fail = summary.get("fail", 0) + summary.get("new", 0)
+    custom: list[dict[str, Any]] = report.get("custom_checks", [])
+    n_fail = summary.get("fail", 0) + summary.get("new", 0) + sum(c.get("status") == "fail" for c in custom)
     verdict = "❌ FAIL" if n_fail else "✅ PASS"
     lines = [f"## sae-checks: {verdict}", ""]
     lines += [f"- **Model** `{prov.get('model', '?')}`", f"- **SAEs** {_saes(prov.get('saes', []))}"]
@@ -48,6 +49,14 @@ def summary_markdown(report: dict[str, Any]) -> str:
         shown = ", ".join(f"`{u}`" for u in unused[:MAX_ROWS])
         more = f" and {len(unused) - MAX_ROWS} more" if len(unused) > MAX_ROWS else ""
         lines += [f"### Unused baseline entries ({len(unused)})", "", shown + more, ""]
+    if report.get("incomplete"):
+        lines += [f"**Incomplete run**: {len(report.get('not_run') or [])} planned checks did not run.", ""]
+    if custom:  # the user's own checks (sae_record in their test files)
+        lines += [f"### Custom checks ({len(custom)})", "", "| check | SAE | status | value | test |",
+                  "|---|---|---|---:|---|"]
+        lines += [f"| `{c.get('id')}` | {c.get('sae') or ''} | {c.get('status')} | {_num(c.get('value'))} | "
+                  f"`{c.get('test', '')}` |" for c in custom[:MAX_ROWS]]
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

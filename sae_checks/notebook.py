@@ -1,0 +1,153 @@
+"""The Python API for notebooks and scripts: ``run`` -> report dict, ``judge`` it against a policy and a
+baseline, ``diff`` two reports. Importable from ``sae_checks`` (lazily: ``import sae_checks`` stays light).
+
+    >>> import sae_checks
+    >>> report = sae_checks.run(n_seqs=2, n_bootstrap=0, device="cpu", propagation=False)
+    >>> results = sae_checks.Results.from_report(report)
+    >>> results.saes()[:2]
+    ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre']
+
+The report is the same JSON-ready dict ``sae-checks run --report`` writes (``report.io.write_report``
+saves it); ``judge`` plans every check a policy names for its results, as the pytest gate does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypedDict, Unpack
+
+from sae_checks.config import RunConfig
+
+PathLike = str | os.PathLike[str]
+
+
+class RunOptions(TypedDict, total=False):
+    """``RunConfig``'s fields as keyword arguments of ``run`` (see RunConfig for what each means; a test
+    keeps the two in step)."""
+
+    model: str
+    saes: str
+    sae_id: str
+    sae_ids: str | None
+    layers: tuple[int, ...] | None
+    shard: tuple[int, int] | None
+    data: str
+    data_split: str
+    data_config: str | None
+    text_field: str
+    n_seqs: int | None
+    ctx_len: int | None
+    seed: int
+    device: str | None
+    dtype: Literal["float32", "bfloat16"]
+    batch_size: int
+    fast_attention: bool
+    splice_bos: bool
+    exclude_special: bool
+    zero_ablation: bool
+    propagation: bool
+    propagation_window: tuple[int, int]
+    buckets: tuple[tuple[int, int], ...] | None
+    n_bootstrap: int
+    ci_level: float
+    tasks: tuple[str, ...]
+    n_prompts: int
+    task_data: tuple[tuple[str, str], ...]
+    n_causal: int
+    causal_max_prompts: int
+    progress: bool | None
+
+
+def run(config: RunConfig | None = None, /, **options: Unpack[RunOptions]) -> dict[str, Any]:
+    """Evaluate (``api.run``: load the model, SAEs and data, run the engine and the cloze tasks) and return
+    the report dict (schema 2, no checks: ``judge`` adds them). ``options`` override ``config``'s fields.
+
+    >>> import sae_checks
+    >>> report = sae_checks.run(n_seqs=2, n_bootstrap=0, device="cpu", propagation=False)
+    >>> report["provenance"]["data"]["n_sequences"], sorted(report["results"]["per_bucket"])[0]
+    (2, 'blocks.0.hook_resid_pre')
+    >>> report["results"]["per_bucket"]["blocks.0.hook_resid_pre"]["1-256"]["fvu"]["mean"] < 1
+    True
+    """
+    from sae_checks.api import run as _run
+    from sae_checks.report.io import build_report
+
+    config = RunConfig.from_dict({**(config or RunConfig()).to_dict(), **options}, source="sae_checks.run")
+    evaluation = _run(config)
+    return build_report(provenance=evaluation.provenance, config=config.to_dict(), results=evaluation.results,
+                        checks=[])
+
+
+class _SAE(NamedTuple):
+    layer: int
+    hook: str
+
+
+def judge(results: Mapping[str, Any], policy: Any = None, baseline: Any = None) -> list[dict[str, Any]]:
+    """Every check ``policy`` names for ``results``, judged against ``baseline``: the report's check dicts
+    (``id``, ``value``, ``ci``, ``baseline``, ``status``, ``message``, ...), in plan order.
+
+    ``results``: a report dict (``run``, ``report.io.load_report``) or its ``results`` section.
+    ``policy``: a TOML path or a ``Policy``; None = the gate's choice for the report's model and SAEs
+    (the zoo's policy for the zoo, a release's shipped one, else the built-in generic policy).
+    ``baseline``: a JSON path or ``Baselines``; None = the policy's ``baseline =`` (none: every check new).
+
+    >>> import sae_checks
+    >>> report = sae_checks.run(n_seqs=2, n_bootstrap=0, device="cpu", propagation=False,
+    ...                         buckets=((1, 32), (32, 256)))
+    >>> checks = sae_checks.judge(report)  # the zoo: its packaged policy and baseline
+    >>> checks[0]["id"], checks[0]["baseline"] is not None
+    ('fvu-L0-pos1_32-blocks.0.hook_resid_pre', True)
+    >>> {c["status"] for c in checks} <= {"pass", "fail", "warn", "improved", "new"}
+    True
+    """
+    from sae_checks.gate import Baselines, Policy, load_baselines, load_policy, parse_policy
+    from sae_checks.gate.checks import judge as judge_one
+    from sae_checks.gate.checks import legacy_id, plan_checks, rules_for
+    from sae_checks.gate.setup import BUILTIN_POLICY, choose_policy
+    from sae_checks.names import propagation_pairs
+
+    is_report = "results" in results
+    res: Mapping[str, Any] = results["results"] if is_report else results
+    config: Mapping[str, Any] = results.get("config", {}) if is_report else {}
+    if policy is None:
+        path, _ = choose_policy(str(config.get("model", RunConfig.model)), str(config.get("saes", RunConfig.saes)))
+        policy = load_policy(path) if path else parse_policy(BUILTIN_POLICY, path="<built-in policy>")
+    elif not isinstance(policy, Policy):
+        policy = load_policy(policy)
+    if not isinstance(baseline, Baselines):
+        baseline = load_baselines(baseline if baseline is not None else policy.baseline)
+    saes = {n: _SAE(int(s["layer"]), str(s["hook"])) for n, s in (res.get("saes") or {}).items()}
+    prop = res.get("propagation") or {}
+    pairs = ([(u, d) for u, d in propagation_pairs({n: s.hook for n, s in saes.items()})
+              if u in prop.get("saes", []) and d in prop.get("saes", [])] if prop else [])
+    specs = plan_checks(policy, saes=saes, buckets=res.get("buckets", {}), tasks=list(res.get("cloze", {})),
+                        pairs=pairs)
+    rules = rules_for(policy, specs)
+    baseline = baseline.remapped(lambda old: legacy_id(old, specs))
+    return [judge_one(s, res, rules[s.id], baseline).to_dict() for s in specs]
+
+
+def diff(a: Mapping[str, Any] | PathLike, b: Mapping[str, Any] | PathLike, *, force: bool = False,
+         allow_different: bool = False, exclude: Iterable[str] = ()) -> Any:
+    """``sae-checks diff`` of two reports (dicts or paths): a ``report.diff.ReportDiff`` whose entries are
+    regressed / improved / changed / unchanged / added / excluded by CI overlap; ``.regressions`` lists
+    what got worse.
+
+    >>> import sae_checks
+    >>> report = sae_checks.run(n_seqs=2, n_bootstrap=0, device="cpu", propagation=False)
+    >>> d = sae_checks.diff(report, report)
+    >>> len(d.regressions), {e.category for e in d.entries}
+    (0, {'unchanged'})
+    """
+    from sae_checks.report.diff import diff_reports
+    from sae_checks.report.io import load_report
+
+    def load(r: Mapping[str, Any] | PathLike) -> Mapping[str, Any]:
+        return r if isinstance(r, Mapping) else load_report(Path(r))
+
+    labels = (str(a) if not isinstance(a, Mapping) else "a", str(b) if not isinstance(b, Mapping) else "b")
+    return diff_reports(load(a), load(b), force=force, allow_different=allow_different, exclude=tuple(exclude),
+                        labels=labels)
