@@ -33,7 +33,7 @@ class RunOptions(TypedDict, total=False):
     sae_ids: str | None
     layers: tuple[int, ...] | None
     shard: tuple[int, int] | None
-    data: str
+    data: str | None
     data_split: str
     data_config: str | None
     text_field: str
@@ -42,7 +42,7 @@ class RunOptions(TypedDict, total=False):
     seed: int
     device: str | None
     dtype: Literal["float32", "bfloat16"]
-    batch_size: int
+    batch_size: int | None
     fast_attention: bool
     splice_bos: bool
     exclude_special: bool

@@ -335,7 +335,7 @@ class GateSession:
         return {"sae_checks": sae_checks.__version__, "torch": None, "transformer_lens": None, "sae_lens": None,
                 "device": self.config.device or "", "dtype": self.config.dtype, "git_commit": None,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "model": self.config.model,
-                "saes": [], "data": {"dataset": self.config.data, "n_sequences": 0, "ctx_len": self.config.ctx_len or 1,
+                "saes": [], "data": {"dataset": self.config.data_source, "n_sequences": 0, "ctx_len": self.config.ctx_len or 1,
                                      "seed": self.config.seed}}
 
     def summary_lines(self) -> list[str]:

@@ -22,23 +22,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sae_checks.errors import ThresholdError
+from sae_checks.metrics import registry
 
 Direction = Literal["lower", "higher"]
 Severity = Literal["fail", "warn"]
 Family = Literal["bucket", "context_ratio", "cloze", "propagation"]
 
-# Metrics each family knows, with the direction that is better (None: the policy must say).
-BUCKET_METRICS: dict[str, Direction | None] = {
-    "mse": "lower", "fvu": "lower", "explained_variance": "higher", "l0": "lower", "feat_l1": "lower",
-    "resid_norm": None, "cos": "higher", "ce_clean": "lower", "ce_spliced": "lower", "ce_zero": None,
-    "delta_ce": "lower", "kl": "lower", "ce_loss_score": "higher",
-}
-CONTEXT_RATIO_METRICS: dict[str, Direction | None] = {m: "lower" for m in ("fvu", "l0", "delta_ce", "kl", "mse")}
-CLOZE_METRICS: dict[str, Direction | None] = {
-    "acc_first_token": "higher", "acc_word": "higher", "acc_choice": "higher", "delta_logp": "higher",
-}
+# Metrics each family knows, with the direction that is better (None: the policy must say): from the one
+# definition of every metric, sae_checks.metrics.registry (also read by the diff and the figures).
+BUCKET_METRICS: dict[str, Direction | None] = registry.directions("bucket")
+CONTEXT_RATIO_METRICS: dict[str, Direction | None] = registry.directions("context_ratio")
+CLOZE_METRICS: dict[str, Direction | None] = registry.directions("cloze")
 CLOZE_TASKS = ("lambada", "cbt")
-PROPAGATION_METRICS: dict[str, Direction | None] = {"mse": "lower", "l0": "lower", "resid_norm": "lower"}
+PROPAGATION_METRICS: dict[str, Direction | None] = registry.directions("propagation")
 
 RULE_KEYS = ("limit", "abs_tol", "rel_tol", "severity")
 TOP_KEYS = ("description", "buckets", "baseline", "tasks", "defaults", "metrics", "context_ratio", "cloze",
