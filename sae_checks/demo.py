@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== 5/5  a suite: zoo:v2,zoo:suite (two SAEs at blocks.1.hook_resid_pre, hook_z, mlp_out) ==",
           flush=True)
     suite = out / "zoo-suite.json"
-    suite_rc = cli(["run", "--saes", "zoo:v2,zoo:suite", "--n-seqs", "16", "--buckets", "1-32,32-256",
+    suite_rc = cli(["run", "--saes", "zoo:v2,zoo:suite", "--n-seqs", "8", "--buckets", "1-32,32-256", "--no-propagation",
                     "--no-progress", "--report", str(suite)])
     if suite_rc == 0:
         cli(["plot", str(suite), "-o", str(out / "plots-suite")])
