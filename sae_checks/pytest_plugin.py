@@ -114,8 +114,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         specs = [s for s in gate.plan(api.plan) if s.family == family] if _USAGE not in metafunc.config.stash else []
     except SaeChecksError as exc:
         error = str(exc)
-    if error is not None:  # outside the except: one line, not the hub library's exception chain
-        pytest.fail(f"sae-checks: {error}", pytrace=False)
+    if error is not None:  # an input error (policy, SAE config, offline resource): exit 4 after collection,
+        # in one line, not a collection error (exit 2, "interrupted") with the hub library's exception chain
+        metafunc.config.stash[_USAGE] = f"sae-checks: {error}"
+        metafunc.parametrize("sae_check", [pytest.param(None, id="input-error")])
+        return
     gpu = [pytest.mark.gpu] if (gate.config.device or "").startswith("cuda") else []
     params = [pytest.param(s, id=s.id, marks=[pytest.mark.xdist_group(s.group), *gpu]) for s in specs]
     skip = pytest.mark.skip(reason=f"the policy names no {family} checks for this run")

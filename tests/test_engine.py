@@ -249,3 +249,13 @@ def test_cuda_oom_halves_the_batch_and_loses_nothing(tok, monkeypatch, caplog):
         assert [v is None for v in got] == [v is None for v in want]
         assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-5, abs=1e-7)
 
+
+
+def test_a_bucket_past_the_evaluated_context_is_an_error_naming_it():
+    from sae_checks.engine.run import layer_buckets
+    from sae_checks.errors import ConfigError
+
+    config = RunConfig(buckets=((1, 32), (32, 256), (256, 1024)))
+    with pytest.raises(ConfigError, match=r"buckets=\['256-1024'\]: start at or past the evaluated context of 256"):
+        layer_buckets(config, 32, 256)
+    assert layer_buckets(RunConfig(buckets=((1, 32), (32, 1024))), 32, 256) == [(1, 32), (32, 256)]  # clipped

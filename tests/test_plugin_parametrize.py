@@ -68,10 +68,11 @@ def test_failing_check_message(pytester: pytest.Pytester) -> None:
     ])
 
 
-def test_bad_policy_is_a_clean_collection_error(pytester: pytest.Pytester) -> None:
+def test_bad_policy_is_a_usage_error_in_one_line(pytester: pytest.Pytester) -> None:
     setup_gate(pytester, policy="[metrics.fvu]\nlimt = 0.3\n")
     result = pytester.runpytest(*GATE)
-    assert result.ret != 0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # 4, as the CLI: an input error, not "interrupted"
+    assert "Traceback" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*sae-checks: *policy.toml:2: key 'metrics.fvu.limt': unknown key*"])
 
 

@@ -96,7 +96,7 @@ def test_offline_release_missing_from_the_cache_is_one_line(pytester: pytest.Pyt
     use_this_checkout(monkeypatch)  # a subprocess: sae_lens / datasets imported in-process would not survive
     result = pytester.runpytest_subprocess(*GATE, "--sae-model", "gpt2-small", "--sae-saes", "gpt2-small-res-jb",
                                 "--sae-ctx", "128", "--sae-layers", "3")
-    assert result.ret != 0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*sae-checks: SAE config 'gpt2-small-res-jb' / 'blocks.3.hook_resid_pre' is not "
                                  "available offline (HF_HUB_OFFLINE=1 and not in the Hugging Face cache)*"])
     out = result.stdout.str()

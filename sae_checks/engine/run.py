@@ -71,9 +71,14 @@ def default_buckets(context_size: int | None, n_ctx: int, first: int = 1) -> lis
 
 
 def layer_buckets(config: RunConfig, context_size: int | None, n_ctx: int) -> list[tuple[int, int]]:
-    """The buckets a layer is aggregated over: the configured ones (clipped to T), else the default."""
+    """The buckets an SAE is aggregated over: the configured ones (the last clipped to T; one that starts at
+    or past T is an error naming it), else the default (inside / beyond the SAE's training context)."""
     if config.buckets:
-        return [(a, min(b, n_ctx)) for a, b in config.buckets if a < n_ctx]
+        outside = [f"{a}-{b}" for a, b in config.buckets if a >= n_ctx]
+        if outside:  # a silently dropped bucket could leave a policy with nothing to check
+            raise ConfigError("buckets", outside, f"start at or past the evaluated context of {n_ctx} tokens",
+                              "drop them, or evaluate longer sequences (--ctx-len)")
+        return [(a, min(b, n_ctx)) for a, b in config.buckets]
     return default_buckets(context_size, n_ctx)
 
 
