@@ -144,7 +144,7 @@ def fast_attention(model: Any, enabled: bool = True) -> Iterator[FusedAttention]
                     attn.forward = _sdpa_forward.__get__(attn)
                     setattr(attn, _STATS, stats)
                     patched.append(attn)
-            if patched and padding_side == "left":
+            if patched and padding_side == "left" and tokenizer is not None:
                 tokenizer.padding_side = "right"  # see the module docstring
         stats.patched = len(patched)
         yield stats
@@ -152,5 +152,5 @@ def fast_attention(model: Any, enabled: bool = True) -> Iterator[FusedAttention]
         for attn in patched:
             del attn.forward
             delattr(attn, _STATS)
-        if patched and padding_side == "left":
+        if patched and padding_side == "left" and tokenizer is not None:
             tokenizer.padding_side = padding_side
