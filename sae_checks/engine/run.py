@@ -13,8 +13,8 @@ The unit is an SAE (keyed by its name; several may share a hook). Per batch of t
 3. optionally one zero-ablation pass per SAE for ``ce_loss_score`` (all positions zeroed, as SAELens).
 
 One SAE per layer costs about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of
-SAELens' 3-4 passes per SAE; each further SAE at a hook costs one splice pass, no clean pass. Sums go into per-batch accumulators that are merged into the totals only once the
-batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
+SAELens' 3-4 passes per SAE; each further SAE at a hook costs one splice pass, no clean pass. Sums go
+into per-batch accumulators that are merged into the totals only once the batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep
 from sae_checks.errors import ConfigError
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import reconstruction_terms
-from sae_checks.names import propagation_pairs
+from sae_checks.names import propagation_pairs, sae_sort_key
 from sae_checks.progress import Progress
 
 log = logging.getLogger("sae_checks")
@@ -175,7 +175,8 @@ def evaluate(
     n_seqs, n_ctx = tokens.shape
     specials = torch.tensor(special_token_ids(getattr(model, "tokenizer", None)) or [-1])
     buckets = {n: layer_buckets(config, saes[n].context_size, n_ctx) for n in names}
-    state = _new_state(model, saes, extra, buckets, config, n_ctx)
+    layout = _Layout.of(model, saes, extra, config)
+    state = _new_state(model, saes, layout, buckets, config, n_ctx)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
     assert_no_hooks(model)
@@ -192,7 +193,7 @@ def evaluate(
         while pending:
             start, stop = pending.pop(0)
             try:
-                part = _run_batch(model, saes, extra, tokens[start:stop].to(device), start, specials.to(device),
+                part = _run_batch(model, saes, layout, tokens[start:stop].to(device), start, specials.to(device),
                                   config, buckets, n_ctx)
             except torch.cuda.OutOfMemoryError:
                 if stop - start == 1:
@@ -234,7 +235,6 @@ def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], d
 class _State:
     accs: dict[str, LayerAccumulator]
     prop: _Propagation | None
-    pairs: list[tuple[str, str]] = field(default_factory=list)  # propagation (upstream, downstream)
     nonfinite: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, other: _State) -> None:
@@ -246,24 +246,43 @@ class _State:
         self.nonfinite += [e for e in other.nonfinite if (e["sae"], e["where"]) not in seen]
 
 
-def _all_saes(saes: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Own and downstream-only SAEs together, in forward order."""
-    from sae_checks.names import sae_sort_key
+@dataclass(frozen=True)
+class _Layout:
+    """What every batch needs to know about the SAEs, derived once per run: the own SAEs and the
+    downstream-only ones together in forward order, their hooks, the propagation pairs and the clean
+    activations a batch caches."""
 
-    both = {**saes, **extra}
-    return dict(sorted(both.items(), key=lambda kv: sae_sort_key(kv[1].layer, kv[1].hook_name, kv[0])))
+    every: dict[str, Any]  # name -> LoadedSAE: own and downstream-only SAEs, in forward order
+    hooks: dict[str, str]  # name -> hook, for every SAE
+    index: dict[str, int]  # name -> row / column of the propagation matrix
+    pairs: list[tuple[str, str]]  # (upstream, downstream) propagation pairs; upstream is an own SAE
+    downstream_of: dict[str, list[str]]  # own SAE -> the SAEs its splice pass feeds
+    downstreams: list[str]  # every SAE that is downstream of some pair: its clean window sums are needed
+    cached: list[str]  # hooks the clean pass records: own SAEs', their downstreams', splice start points
+
+    @classmethod
+    def of(cls, model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], config: RunConfig) -> _Layout:
+        both = {**saes, **extra}
+        every = dict(sorted(both.items(), key=lambda kv: sae_sort_key(kv[1].layer, kv[1].hook_name, kv[0])))
+        hooks = {n: s.hook_name for n, s in every.items()}
+        pairs = [(u, d) for u, d in propagation_pairs(hooks) if u in saes] if config.propagation else []
+        downstream_of: dict[str, list[str]] = {n: [] for n in saes}
+        for up, down in pairs:
+            downstream_of[up].append(down)
+        downstreams = sorted({d for _, d in pairs})
+        starts = start_hooks([hooks[n] for n in saes], model.cfg.n_layers)
+        cached = sorted({hooks[n] for n in saes} | {hooks[d] for d in downstreams} | set(starts))
+        return cls(every=every, hooks=hooks, index={n: i for i, n in enumerate(every)}, pairs=pairs,
+                   downstream_of=downstream_of, downstreams=downstreams, cached=cached)
 
 
-def _new_state(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any],
+def _new_state(model: Any, saes: Mapping[str, Any], layout: _Layout,
                buckets: Mapping[str, list[tuple[int, int]]], config: RunConfig, n_ctx: int) -> _State:
-    every = _all_saes(saes, extra)
-    pairs = ([(u, d) for u, d in propagation_pairs({n: s.hook_name for n, s in every.items()}) if u in saes]
-             if config.propagation else [])
+    every = layout.every
     return _State(
         accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in saes},
         prop=_Propagation(list(every), [s.layer for s in every.values()], [s.hook_name for s in every.values()])
-        if pairs else None,
-        pairs=pairs,
+        if layout.pairs else None,
     )
 
 
@@ -279,24 +298,18 @@ def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
 
 
 def _run_batch(
-    model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], toks: Tensor, offset: int, specials: Tensor,
+    model: Any, saes: Mapping[str, Any], layout: _Layout, toks: Tensor, offset: int, specials: Tensor,
     config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int,
 ) -> _State:
     """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
-    state = _new_state(model, saes, extra, buckets, config, n_ctx)
+    state = _new_state(model, saes, layout, buckets, config, n_ctx)
     names = list(saes)
-    every = _all_saes(saes, extra)
+    every, hooks, index = layout.every, layout.hooks, layout.index
     special = torch.isin(toks, specials)  # (B, T)
     tok_mask = ~special if config.exclude_special else torch.ones_like(special)
     pred_mask = tok_mask.clone()
     pred_mask[:, -1] = False  # no next token to predict at T-1
     keep = None if config.splice_bos else special  # positions whose residual stays original
-    hooks = {n: s.hook_name for n, s in every.items()}
-    starts = start_hooks([hooks[n] for n in names], model.cfg.n_layers)
-    index = {n: i for i, n in enumerate(every)}
-    downstream_of: dict[str, list[str]] = {n: [] for n in names}
-    for up, down in state.pairs:
-        downstream_of[up].append(down)
     a, b = config.propagation_window
     win = slice(a, min(b, n_ctx))
 
@@ -311,8 +324,7 @@ def _run_batch(
             state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
                                     "position": hit[1]})
 
-    captured_clean = {hooks[n] for n in names} | {hooks[d] for _, d in state.pairs} | set(starts)
-    with capture(model, sorted(captured_clean)) as acts:
+    with capture(model, layout.cached) as acts:
         logits = model(toks, return_type="logits")  # (B, T, V)
     clean = CleanLogits.of(logits, toks)
     # max catches +inf, log_sum NaN, amin -inf (a -inf logit leaves logsumexp finite)
@@ -330,7 +342,7 @@ def _run_batch(
         flag(name, "activations", rec.x2, x)
         flag(name, "features", rec.feat_l1, f)
         flag(name, "reconstruction", rec.sse, x_hat)
-        downstream = sorted({hooks[d] for d in downstream_of[name]})
+        downstream = sorted({hooks[d] for d in layout.downstream_of[name]})
         logits_s, captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
                                           capture_hooks=downstream, start_act=start)
         del f, x_hat
@@ -350,15 +362,13 @@ def _run_batch(
             del logits_z
         state.accs[name].add(terms, x, tok_mask, pred_mask)
         if state.prop is not None:
-            i = index[name]
             m = tok_mask[:, win]
-            # the window re-encoded, exactly as for downstream-only SAEs: a shard's cells equal the unsharded
-            state.prop.clean[i] += _Propagation.sums(x[:, win], sae, m)
-            for down in downstream_of[name]:
-                state.prop.up[i, index[down]] += _Propagation.sums(captured[hooks[down]][:, win], every[down].sae, m)
-    if state.prop is not None:  # downstream-only SAEs: their clean sums (own SAEs' are summed above)
-        m = tok_mask[:, win]
-        for down in sorted({d for _, d in state.pairs if d in extra}):
+            for down in layout.downstream_of[name]:
+                state.prop.up[index[name], index[down]] += _Propagation.sums(captured[hooks[down]][:, win],
+                                                                           every[down].sae, m)
+    if state.prop is not None:  # clean sums of every downstream SAE, own or downstream-only, one formula:
+        m = tok_mask[:, win]  # a shard's cells equal the unsharded run's
+        for down in layout.downstreams:
             state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m)
     return state
 
