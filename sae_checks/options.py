@@ -121,29 +121,30 @@ GATE: tuple[Option, ...] = (
 )
 
 
-def add_argparse(group: Any, options: tuple[Option, ...], prefix: str = "") -> None:
-    """Add ``options`` to an argparse parser or group as ``--{prefix}{name}`` (dest = the field,
-    default None so only the flags given override lower layers)."""
+def aliases() -> dict[str, str]:
+    """Older option names (``ctx``, ``id``) -> the RunConfig field they set, as ``[tool.sae-checks]`` keys."""
+    return {a.replace("-", "_"): opt.field for opt in RUN for a in opt.aliases}
+
+
+def _add(add: Callable[..., Any], options: tuple[Option, ...], prefix: str, dest_prefix: str) -> None:
+    """Register ``options`` with ``add`` (argparse's ``add_argument`` or pytest's ``addoption``) as
+    ``--{prefix}{name}`` (and aliases), dest ``{dest_prefix}{field}``, default None so only the flags given
+    override lower layers; ``on``/``off`` kinds are flags that store True/False."""
     for opt in options:
         flags = [f"--{prefix}{opt.name}", *(f"--{prefix}{a}" for a in opt.aliases)]
-        if opt.kind in ("on", "off"):
-            group.add_argument(*flags, dest=opt.field, action="store_const", const=opt.kind == "on",
-                               default=None, help=opt.help)
-        else:
-            group.add_argument(*flags, dest=opt.field, type=PARSERS[opt.kind], default=None,
-                               choices=opt.choices or None, help=opt.help)
+        kind: dict[str, Any] = ({"action": "store_const", "const": opt.kind == "on"} if opt.kind in ("on", "off")
+                                else {"type": PARSERS[opt.kind], "choices": opt.choices or None})
+        add(*flags, dest=f"{dest_prefix}{opt.field}", default=None, help=opt.help, **kind)
+
+
+def add_argparse(group: Any, options: tuple[Option, ...], prefix: str = "") -> None:
+    """Add ``options`` to an argparse parser or group as ``--{prefix}{name}`` (dest = the field)."""
+    _add(group.add_argument, options, prefix, "")
 
 
 def add_pytest(group: Any, options: tuple[Option, ...]) -> None:
     """Add ``options`` to a pytest option group as ``--sae-{name}`` (dest ``sae_{field}``)."""
-    for opt in options:
-        flags = [f"--sae-{opt.name}", *(f"--sae-{a}" for a in opt.aliases)]
-        if opt.kind in ("on", "off"):
-            group.addoption(*flags, dest=f"sae_{opt.field}", action="store_const", const=opt.kind == "on",
-                            default=None, help=opt.help)
-        else:
-            group.addoption(*flags, dest=f"sae_{opt.field}", type=PARSERS[opt.kind], default=None,
-                            choices=opt.choices or None, help=opt.help)
+    _add(group.addoption, options, "sae-", "sae_")
 
 
 def pytest_values(getoption: Callable[[str], Any], options: tuple[Option, ...]) -> dict[str, Any]:

@@ -22,9 +22,10 @@ from typing import Any, Literal
 from sae_checks.config import RunConfig
 from sae_checks.errors import ConfigError
 from sae_checks.gate.thresholds import Policy, load_policy, parse_policy
+from sae_checks.options import aliases
 
 GATE_KEYS = ("thresholds", "baseline", "report", "update_baseline", "baseline_any")  # not RunConfig fields
-ALIASES = {"ctx": "ctx_len", "id": "sae_id"}  # option name -> RunConfig field
+ALIASES = aliases()  # older option names -> RunConfig field ({"ctx": "ctx_len", "id": "sae_id"})
 DEFAULT_REPORT = "sae-report.json"
 DEFAULT_BASELINE = "sae-baseline.json"
 BUILTIN_SOURCE = "built-in generic policy (sae_checks.gate.BUILTIN_POLICY)"
@@ -69,7 +70,9 @@ def inside_package(path: Path) -> bool:
 
 def choose_policy(model: str, saes: str) -> tuple[Path | None, str]:
     """(policy file, source) when no policy option is given: see the module docstring. None = built-in."""
-    sources = [s.strip() for s in saes.split(",") if s.strip()]
+    from sae_checks.loading.saes import split_sources  # stdlib-only imports: no torch at gate set-up
+
+    sources = split_sources(saes)
     folder = packaged_thresholds()
     if model == "zoo" and sources and all(s.startswith("zoo:") for s in sources):
         zoo = default_policy_path()
