@@ -72,21 +72,12 @@ def _folder_metadata(folder: Path, source: str) -> list[tuple[str, dict[str, Any
 def sae_metadata(config: RunConfig) -> dict[str, dict[str, Any]]:
     """name -> SAE metadata (``hook_name``, ``context_size``, ``d_in``, ``layer``, ...) without loading
     weights, selected as ``loading.saes.load_saes`` selects (sources, ``sae_ids``, template, layers)."""
-    from sae_checks.loading.saes import id_matcher, split_sources
+    from sae_checks.loading.saes import id_matcher, source_folder, split_sources
 
     keep = id_matcher(config.sae_ids)
     found: list[tuple[str, dict[str, Any]]] = []
     for source in split_sources(config.saes):
-        folder: Path | None = None
-        if source.startswith("zoo:"):
-            from sae_checks.zoo import zoo_sae_dir
-
-            try:
-                folder = Path(zoo_sae_dir(source.split(":", 1)[1]))
-            except (ValueError, FileNotFoundError) as err:
-                raise LoadError(f"SAEs {source!r}: {err}") from err
-        elif Path(source).expanduser().exists():
-            folder = Path(source).expanduser()
+        folder = source_folder(source)
         if folder is not None:
             found += [(n, m) for n, m in _folder_metadata(folder, source) if keep(n)]
             continue

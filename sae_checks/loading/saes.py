@@ -126,21 +126,28 @@ def _check_requested(spec: str, found: dict[str, LoadedSAE], *, layers: Sequence
         raise CompatibilityError(f"SAEs {spec!r}: no SAE selected" + (f" by --sae-ids {ids!r}" if ids else ""))
 
 
-def _load_source(source: str, model: Any, *, sae_id: str, ids: str | None, layers: Sequence[int] | None,
-                 device: str, names: Sequence[str] | None) -> list[LoadedSAE]:
+def source_folder(source: str) -> Path | None:
+    """The local folder an SAE source names (``zoo:v2`` or an existing path), None for a release name."""
     if source.startswith("zoo:"):
         from sae_checks.zoo import zoo_sae_dir
 
         version = source.split(":", 1)[1]
         try:
-            folder = Path(zoo_sae_dir(version))
+            return Path(zoo_sae_dir(version))
         except (KeyError, ValueError) as err:
             raise LoadError(f"SAEs {source!r}: unknown zoo version {version!r}: {err}") from err
         except FileNotFoundError as err:  # zoo files not built
             raise LoadError(f"SAEs {source!r}: {err}") from err
-        return _load_local(folder, model, device=device, release=source, names=names)
-    if Path(source).expanduser().exists():
-        return _load_local(Path(source).expanduser(), model, device=device, release=None, names=names)
+    path = Path(source).expanduser()
+    return path if path.exists() else None
+
+
+def _load_source(source: str, model: Any, *, sae_id: str, ids: str | None, layers: Sequence[int] | None,
+                 device: str, names: Sequence[str] | None) -> list[LoadedSAE]:
+    folder = source_folder(source)
+    if folder is not None:
+        release = source if source.startswith("zoo:") else None
+        return _load_local(folder, model, device=device, release=release, names=names)
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
