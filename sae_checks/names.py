@@ -86,3 +86,18 @@ def propagation_pairs(hooks: dict[str, str]) -> list[tuple[str, str]]:
         return site.order if site is not None else (10**9, 0)
 
     return [(a, b) for a in hooks for b in hooks if order(hooks[a]) < order(hooks[b])]
+
+
+def check_id(family: str, metric: str, layer: int, sae: str, bucket: str | None = None,
+             upstream: int | None = None, upstream_sae: str | None = None) -> str:
+    """The baseline key of a check (never a pytest node id: xdist rewrites those), built only from
+    characters pytest's ``-k`` accepts: ``fvu-L3-pos1_128-<sae>``, ``context_ratio-fvu-L3-<sae>``,
+    ``cloze-lambada-acc_word-L3-<sae>``, ``propagation-mse-L1-<up>-to-L3-<down>`` (``metric`` is the
+    policy name, e.g. ``context_ratio.fvu``; ``<sae>`` is ``slug(name)``)."""
+    name = slug(sae)
+    if family == "bucket":
+        a, b = (bucket or "-").split("-", 1)
+        return f"{metric}-L{layer}-pos{a}_{b}-{name}"
+    if family == "propagation":
+        return f"{metric.replace('.', '-')}-L{upstream}-{slug(upstream_sae or '')}-to-L{layer}-{name}"
+    return f"{metric.replace('.', '-')}-L{layer}-{name}"

@@ -24,13 +24,12 @@ failures into ``warn``. Only ``fail`` and ``new`` fail the gate.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae_checks.gate.thresholds import Baselines, Family, Policy, Rule
-from sae_checks.names import slug
+from sae_checks.names import check_id, slug
 
 Status = Literal["pass", "fail", "warn", "improved", "new"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "improved", "new")
@@ -105,38 +104,20 @@ class Check:
         return d
 
 
-def check_id(family: Family, metric: str, layer: int, sae: str, bucket: str | None = None,
-             upstream: int | None = None, upstream_sae: str | None = None) -> str:
-    """The baseline key of a check (never a pytest node id: xdist rewrites those); see the module docstring."""
-    name = slug(sae)
-    if family == "bucket":
-        a, b = (bucket or "-").split("-", 1)
-        return f"{metric}-L{layer}-pos{a}_{b}-{name}"
-    if family == "propagation":
-        return f"{metric.replace('.', '-')}-L{upstream}-{slug(upstream_sae or '')}-to-L{layer}-{name}"
-    return f"{metric.replace('.', '-')}-L{layer}-{name}"
-
-
-_LEGACY = re.compile(r"^(?P<metric>[a-z_0-9/]+?)/(?:layer=(?P<layer>\d+)(?:/bucket=(?P<bucket>\d+-\d+))?"
-                     r"|up=(?P<up>\d+)/down=(?P<down>\d+))$")
-
-
 def legacy_id(old: str, specs: Iterable[CheckSpec]) -> str | None:
     """The id of today's check that a schema-1 id (``fvu/layer=3/bucket=1-128``: one SAE per layer)
-    named, when exactly one planned check matches it; else None."""
-    m = _LEGACY.match(old)
-    if m is None:
-        return None
-    metric = m["metric"].replace("/", ".")
-    if m["up"] is not None:
-        up, down = int(m["up"]), int(m["down"])
-        hits = [s.id for s in specs if s.family == "propagation" and s.metric == metric
-                and s.upstream == up and s.layer == down]
-    else:
-        layer, bucket = int(m["layer"]), m["bucket"]
-        hits = [s.id for s in specs if s.family != "propagation" and s.metric == metric and s.layer == layer
-                and s.bucket == bucket]
-    return hits[0] if len(hits) == 1 else None
+    named, when its layer has exactly one planned SAE and the check is planned; else None. The mapping
+    is the report's (``report.upgrade.upgrade_check_id``), so baselines and old reports map alike."""
+    from sae_checks.report.upgrade import upgrade_check_id
+
+    specs = list(specs)
+    by_layer: dict[str, set[str]] = {}
+    for s in specs:
+        by_layer.setdefault(str(s.layer), set()).add(s.sae)
+        if s.upstream is not None and s.upstream_sae is not None:
+            by_layer.setdefault(str(s.upstream), set()).add(s.upstream_sae)
+    new, _ = upgrade_check_id(old, {layer: sorted(names) for layer, names in by_layer.items()})
+    return new if new != old and new in {s.id for s in specs} else None
 
 
 def plan_checks(policy: Policy, *, saes: Mapping[str, Any], buckets: Mapping[str, Sequence[str]],

@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sae_checks.names import slug
+from sae_checks.names import check_id as make_check_id
+from sae_checks.names import slug  # noqa: F401  (re-exported: the report's side of the same rule)
 from sae_checks.report.schema import SCHEMA_VERSION
 
 LAYER_KEYED = ("per_position", "per_bucket", "context_generalization", "buckets", "context_size", "features")
@@ -96,18 +97,19 @@ def upgrade_check_id(check_id: str, names: Mapping[str, list[str]]) -> tuple[str
         up, down = one(m["up"]), one(m["down"])
         if up is None or down is None:
             return check_id, {}
-        new = f"propagation-{m['metric']}-L{int(m['up'])}-{slug(up)}-to-L{int(m['down'])}-{slug(down)}"
-        return slug(new), {"sae": down, "upstream_sae": up}
+        new = make_check_id("propagation", f"propagation.{m['metric']}", int(m["down"]), down, upstream=int(m["up"]),
+                       upstream_sae=up)
+        return new, {"sae": down, "upstream_sae": up}
     if m := _BUCKET_ID.match(check_id):
         sae = one(m["layer"])
         if sae is None:
             return check_id, {}
-        return slug(f"{m['metric']}-L{int(m['layer'])}-pos{m['a']}_{m['b']}-{slug(sae)}"), {"sae": sae}
+        return make_check_id("bucket", m["metric"], int(m["layer"]), sae, f"{m['a']}-{m['b']}"), {"sae": sae}
     if m := _LAYER_ID.match(check_id):
         sae = one(m["layer"])
         if sae is None:
             return check_id, {}
-        return slug(f"{m['path'].replace('/', '-')}-L{int(m['layer'])}-{slug(sae)}"), {"sae": sae}
+        return make_check_id("layer", m["path"].replace("/", "."), int(m["layer"]), sae), {"sae": sae}
     return check_id, {}
 
 
