@@ -9,7 +9,7 @@ is how the engine and the tests make sure that cannot happen here.)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,3 +155,10 @@ def forward_from(
 def start_hooks(hook_names: Sequence[str], n_layers: int) -> list[str]:
     """The clean activations a batch must cache so every splice in ``hook_names`` starts late."""
     return sorted({src for h in hook_names if (src := splice_start(h, n_layers)[1]) is not None})
+
+
+def start_activation(acts: Mapping[str, Tensor], hook_name: str, n_layers: int) -> Tensor | None:
+    """The cached clean activation a splice at ``hook_name`` starts from (``splice_start``; the block's
+    ``hook_resid_pre`` for hooks off the residual stream), or None when the splice needs none."""
+    source = splice_start(hook_name, n_layers)[1]
+    return acts.get(source) if source is not None else None

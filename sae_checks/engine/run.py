@@ -34,7 +34,14 @@ from torch import Tensor
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.attention import fast_attention
-from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions, start_hooks
+from sae_checks.engine.hooks import (
+    assert_no_hooks,
+    capture,
+    forward_from,
+    keep_positions,
+    start_activation,
+    start_hooks,
+)
 from sae_checks.errors import ConfigError
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import reconstruction_terms
@@ -335,7 +342,7 @@ def _run_batch(
         loaded = saes[name]
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
-        start = acts.get(f"blocks.{loaded.layer}.hook_resid_pre")  # (B, T, d_model), for non-residual hooks
+        start = start_activation(acts, hook, model.cfg.n_layers)  # (B, T, d_model) or None
         f = sae.encode(x.to(sae.dtype))  # (B, T, d_sae)
         x_hat = sae.decode(f).to(x.dtype)  # (B, T, d)
         rec = reconstruction_terms(x, x_hat, f)

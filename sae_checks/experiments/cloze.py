@@ -40,6 +40,7 @@ from sae_checks.engine.hooks import (
     forward_from,
     hook_layer,
     keep_positions,
+    start_activation,
     start_hooks,
 )
 from sae_checks.engine.run import default_buckets
@@ -198,11 +199,6 @@ def _splice_inputs(ls: LoadedSAE, x: Tensor, keep: Tensor) -> tuple[Tensor, Tens
     return f, x_hat, keep_positions(x, x_hat, keep)
 
 
-def _start(acts: Mapping[str, Tensor], ls: LoadedSAE) -> Tensor | None:
-    """The cached clean ``hook_resid_pre`` of the SAE's block: splices at other hooks start there."""
-    return acts.get(f"blocks.{ls.layer}.hook_resid_pre")
-
-
 def _keep_mask(batch: _Batch, splice_bos: bool) -> Tensor:
     keep = batch.attention_mask == 0  # padding is never touched
     if not splice_bos:
@@ -317,7 +313,7 @@ def run_cloze(
                 x = acts[ls.hook_name]  # (B, T, d) clean
                 f, x_hat, new = _splice_inputs(ls, x, keep)
                 assert_no_hooks(model)
-                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
+                logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=start_activation(acts, ls.hook_name, model.cfg.n_layers))
                 assert_no_hooks(model)
                 s = cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len)
                 sae_sums = prompt_sae_sums(x, x_hat, f, pmask.to(x.device))
@@ -476,7 +472,7 @@ def _choice_passes(
             x = acts[ls.hook_name]
             _, _, new = _splice_inputs(ls, x, keep)
             assert_no_hooks(model)
-            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=_start(acts, ls))
+            logits_s, _ = forward_from(model, ls.hook_name, x, new, batch.tokens, start_act=start_activation(acts, ls.hook_name, model.cfg.n_layers))
             assert_no_hooks(model)
             scores[L][ii, jj] = _option_scores(
                 cloze_scores(logits_s, batch.tokens, batch.prompt_len, batch.cont_len))
@@ -526,7 +522,7 @@ def _causal_sweep(
             s, n = feat.causal_ablation_batch(
                 model, ls.sae, ls.hook_name, x, f, keep, batch.tokens, batch.prompt_len,
                 batch.cont_len, active, logp_spliced, cands[L].to(f.device), batch_size=batch_size,
-                start_act=_start(acts, ls),
+                start_act=start_activation(acts, ls.hook_name, model.cfg.n_layers),
             )
             sums[L] += s
             counts[L] += n
