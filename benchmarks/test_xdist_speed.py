@@ -7,7 +7,7 @@ each worker on one torch thread per core. Printed and asserted with a margin: tw
 1.5x the single process's time. On this 2-core machine they cannot be faster: they share the cores the
 single process already uses, each pays its own start-up (imports, model, data) and each repeats the
 clean forward pass of its batches (the work is split by SAE; splice passes, SAE passes and cloze splices
-run once in all). Measured here 1.21x and 1.14x (README). The gain needs one device per worker, as on a
+run once in all). Measured here 1.15x and 1.20x (README, runs C and D). The gain needs one device per worker, as on a
 multi-GPU runner (not measured: no GPU lent). Before this issue a worker re-ran every layer for
 propagation, about 3-5 full computations for one.
 """
