@@ -59,6 +59,8 @@ class RunConfig:
     dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
     batch_size: int | None = None  # sequences per forward pass; None = auto from the device's free memory
     # and the model's size (engine/memory.py); halved on CUDA out-of-memory
+    chunk_tokens: int | None = None  # tokens per chunk of the per-token reductions over the vocabulary (CE, KL)
+    # and the SAE's features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
     fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
     # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
     # --- what to measure ----------------------------------------------------------------------
@@ -100,6 +102,8 @@ class RunConfig:
             raise ConfigError("n_seqs", self.n_seqs, "must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ConfigError("chunk_tokens", self.chunk_tokens, "must be >= 1")
         if self.data == "zoo" and self.model != "zoo":
             raise ConfigError("data", self.data, f"the zoo's tokens are ids of the zoo's tokenizer, not of model "
                               f"{self.model!r}'s", f"pass --data with a dataset or file for this model, or leave "

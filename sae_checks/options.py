@@ -90,6 +90,8 @@ RUN: tuple[Option, ...] = (
     Option("dtype", "dtype", "choice", "float32 or bfloat16 (autocast, CUDA only)", choices=("float32", "bfloat16")),
     Option("batch-size", "batch_size", "int", "sequences per forward pass (default: from the free memory; halved on "
            "CUDA OOM)"),
+    Option("chunk-tokens", "chunk_tokens", "int", "tokens per chunk of the reductions over the vocabulary and "
+           "the SAE's features (default: from a 256 MB budget; bounds peak memory)"),
     Option("buckets", "buckets", "buckets", "position buckets, e.g. 1-128,128-1024 (default: inside / beyond "
            "each SAE's training context)"),
     Option("no-fast-attention", "fast_attention", "off", "TransformerLens' own attention instead of the fused "

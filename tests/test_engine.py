@@ -259,3 +259,43 @@ def test_a_bucket_past_the_evaluated_context_is_an_error_naming_it():
     with pytest.raises(ConfigError, match=r"buckets=\['256-1024'\]: start at or past the evaluated context of 256"):
         layer_buckets(config, 32, 256)
     assert layer_buckets(RunConfig(buckets=((1, 32), (32, 1024))), 32, 256) == [(1, 32), (32, 256)]  # clipped
+
+
+@PROPS
+@given(seed=st.integers(0, 1000), chunk=st.integers(1, 60))
+def test_token_chunks_change_nothing(tok, seed, chunk):
+    """CE, KL, zero-ablation CE, every SAE term and the propagation sums computed ``chunk`` tokens at a time
+    (engine.chunks; chunks that straddle sequences, down to one token) equal the one-chunk computation."""
+    model = _model(tok, seed, n_layers=2)
+    saes = {L: loaded(tiny_sae(model, L, d_sae=24, seed=seed), L) for L in range(2)}
+    toks = random_tokens(model, 5, seed)
+    whole = evaluate(model, saes, toks, RunConfig(**FAST, batch_size=5, chunk_tokens=10_000))
+    chunked = evaluate(model, saes, toks, RunConfig(**FAST, batch_size=5, chunk_tokens=chunk))
+    assert chunked.provenance["chunk_tokens"] == {"logits": chunk, "sae": chunk}
+    _assert_results_close(whole.results, chunked.results, rel=1e-5)
+    for L in ("0", "1"):
+        for m in ("ce_clean", "ce_spliced", "kl", "ce_zero", "mse", "l0"):
+            a, b = _values(whole, L, m), _values(chunked, L, m)
+            assert [v is None for v in a] == [v is None for v in b], (L, m)
+            assert [v for v in b if v is not None] == pytest.approx([v for v in a if v is not None],
+                                                                   rel=1e-5, abs=1e-6), (L, m)
+
+
+def test_chunked_losses_equal_the_full_logits(tok):
+    """engine.chunks.losses on final residuals == CE and KL from the model's own full logits."""
+    from sae_checks.engine.chunks import losses
+    from sae_checks.metrics.loss import kl_div, next_token_ce
+
+    model = _model(tok, 3)
+    toks = random_tokens(model, 3, 3)
+    with torch.inference_mode():
+        logits = model(toks)
+        resid = model(toks, stop_at_layer=model.cfg.n_layers)
+        other = resid + 0.3 * torch.randn(resid.shape, generator=torch.Generator().manual_seed(0))
+        out = losses(model, toks, resid, {"x": other}, kl={"x"}, chunk=7)
+        other_logits = model.unembed(model.ln_final(other))
+    assert torch.allclose(out.ce_clean[:, :-1], next_token_ce(logits, toks), atol=1e-5)
+    assert torch.allclose(out.ce["x"][:, :-1], next_token_ce(other_logits, toks), atol=1e-5)
+    ref_kl = kl_div(torch.log_softmax(logits, -1), other_logits)
+    assert torch.allclose(out.kl["x"][:, :-1], ref_kl[:, :-1], atol=1e-5)
+    assert bool((out.kl["x"][:, :-1] > 0).all()) and bool((out.ce["x"][:, -1] == 0).all())

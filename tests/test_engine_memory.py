@@ -5,33 +5,56 @@ from __future__ import annotations
 import pytest
 
 from sae_checks.config import RunConfig
-from sae_checks.engine.memory import MAX_BATCH, auto_batch_size, bytes_per_sequence, free_memory
+from sae_checks.engine.memory import (
+    MAX_BATCH,
+    auto_batch_size,
+    bytes_per_sequence,
+    fixed_bytes,
+    free_memory,
+    model_batch_size,
+)
 from sae_checks.engine.run import evaluate
 from tests.engine_world import loaded, random_tokens
 from tests.tiny import tiny_model, tiny_sae, tiny_tokenizer
 
-GPT2 = dict(n_ctx=1024, d_vocab=50257, d_model=768, n_layers=12, d_sae=24576)
+GPT2 = dict(n_ctx=1024, d_model=768, n_layers=12, n_heads=12, n_passes=2)
 GIB = 1 << 30
 
 
 def batch(free: int = 8 * GIB, **changes: int) -> int:
-    return auto_batch_size(free, bytes_per_sequence(**{**GPT2, **changes}))
+    return auto_batch_size(free, bytes_per_sequence(**{**GPT2, **changes}), fixed=fixed_bytes())
 
 
-def test_bigger_vocabulary_context_or_width_means_a_smaller_batch_never_zero():
+def test_longer_context_or_more_passes_mean_a_smaller_batch_never_zero():
     base = batch()
     assert 1 <= base <= MAX_BATCH
-    assert batch(d_vocab=4 * 50257) < base  # logits dominate
     assert batch(n_ctx=4096) < base
-    assert batch(d_sae=16 * 24576) < base
+    assert batch(n_passes=24) < base  # 12 SAEs with zero ablation keep 24 final residuals per sequence
+    assert batch(d_model=4 * 768) < base
     assert batch(free=80 * GIB) >= base
     assert batch(free=0) == 1 and batch(free=1) == 1 and batch(free=-5) == 1  # never 0
     assert batch(free=1 << 50) == MAX_BATCH
-    # gpt2-small on 8 GiB free: 4 logits of 1024 x 50257 float32 alone are ~0.8 GB per sequence
-    assert bytes_per_sequence(**GPT2) > 4 * 1024 * 50257 * 4
-    assert base == int(0.5 * 8 * GIB) // bytes_per_sequence(**GPT2)
-    with pytest.raises(ValueError, match="d_vocab=0"):
-        bytes_per_sequence(**{**GPT2, "d_vocab": 0})
+    # gpt2-small on 8 GiB free: per sequence (12 + 3 + 3 + 16) x 1024 x 768 floats + 2 x 12 x 1024² attention
+    per = 4 * ((12 + 3 + 3 + 16) * 1024 * 768 + 2 * 12 * 1024 * 1024)
+    assert bytes_per_sequence(**GPT2) == per
+    assert base == (int(0.5 * 8 * GIB) - fixed_bytes()) // per
+    with pytest.raises(ValueError, match="n_ctx=0"):
+        bytes_per_sequence(**{**GPT2, "n_ctx": 0})
+
+
+def test_the_batch_does_not_depend_on_vocabulary_or_sae_width(world, monkeypatch):
+    """CE/KL and SAE terms come in token chunks (engine.chunks): neither the vocabulary nor d_sae appears in
+    the per-sequence estimate, only in the fixed chunk budget."""
+    import inspect
+
+    assert set(inspect.signature(bytes_per_sequence).parameters) == {"n_ctx", "d_model", "n_layers", "n_heads",
+                                                                     "n_passes"}
+    import sae_checks.engine.memory as memory
+
+    monkeypatch.setattr(memory, "free_memory", lambda device: 4 * GIB)
+    model, _ = world
+    per = bytes_per_sequence(n_ctx=1024, d_model=16, n_layers=2, n_heads=model.cfg.n_heads, n_passes=4)
+    assert model_batch_size(model, "cpu", 1024, 4) == min(MAX_BATCH, (2 * GIB - fixed_bytes()) // per) > 1
 
 
 def test_free_memory_on_cpu_is_positive():

@@ -55,14 +55,19 @@ def test_engine_losses_equal_the_reference_definitions(offset: float, scale: flo
     clean = torch.randn(2, 5, 40, generator=gen) * 3 + offset
     other = clean + scale * torch.randn(2, 5, 40, generator=gen)
     tokens = torch.randint(0, 40, (2, 5), generator=gen)
-    ref = CleanLogits.of(clean, tokens)
-    ce, kl = ref.compare(other.clone(), tokens, consume=True)
-    true_kl = kl_div(torch.log_softmax(clean.double(), -1), other.double())
+    targets = tokens[:, 1:]  # the prediction at t is of token t + 1: CleanLogits takes aligned targets
+    ref = CleanLogits.of(clean[:, :-1], targets)
+    ce, kl = ref.compare(other[:, :-1].clone(), targets, consume=True)
+    true_kl = kl_div(torch.log_softmax(clean.double(), -1), other.double())[:, :-1]
     assert torch.allclose(kl.double(), true_kl, atol=2e-6, rtol=1e-4)
-    assert torch.allclose(ce.double(), -torch.log_softmax(other.double(), -1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0], atol=1e-5, rtol=1e-5)
+    true_ce = -torch.log_softmax(other.double(), -1)[:, :-1].gather(-1, targets[..., None])[..., 0]
+    assert torch.allclose(ce.double(), true_ce, atol=1e-5, rtol=1e-5)
     assert torch.allclose(ref.ce, next_token_ce(clean, tokens), atol=1e-5, rtol=1e-5)
-    assert torch.allclose(ref.ce_of(other, tokens), ce)
-    ce_same, kl_same = ref.compare(clean.clone(), tokens)
+    assert torch.allclose(ref.ce_of(other[:, :-1], targets), ce)
+    flat = CleanLogits.of(clean[:, :-1].reshape(-1, 40), targets.reshape(-1))  # the engine's (tokens, V) chunks
+    ce_flat, kl_flat = flat.compare(other[:, :-1].reshape(-1, 40), targets.reshape(-1), scratch=torch.empty(8, 40))
+    assert torch.allclose(ce_flat.view(2, 4), ce) and torch.allclose(kl_flat.view(2, 4), kl, atol=1e-6)
+    ce_same, kl_same = ref.compare(clean[:, :-1].clone(), targets)
     assert torch.equal(kl_same, torch.zeros_like(kl_same)) and torch.equal(ce_same, ref.ce)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -124,6 +124,7 @@ def forward_from(
     attention_mask: Tensor | None = None,
     capture_hooks: Sequence[str] = (),
     start_act: Tensor | None = None,
+    final: Literal["logits", "resid"] = "logits",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits of one pass in which the activation at ``hook_name`` is ``new_act`` instead of ``clean_act``.
 
@@ -132,24 +133,25 @@ def forward_from(
     ``hook_resid_post`` at layer L + 1; for other hooks at layer L from ``start_act`` (the clean
     ``blocks.L.hook_resid_pre``) with a scoped splice hook, or, without ``start_act``, a full pass.
     ``capture_hooks`` (downstream hooks) are recorded in the same pass.
-    Returns (logits (B, T, V), captured activations).
+    ``final="resid"`` stops after the last block: the final residual (B, T, d_model) instead of the logits,
+    for reductions over the vocabulary in chunks of tokens (``engine.chunks``).
+    Returns (logits (B, T, V) or final residual, captured activations).
     """
     layer, source = splice_start(hook_name, model.cfg.n_layers)
+    stop = model.cfg.n_layers if final == "resid" else None
     if layer is not None and source is None:
         with capture(model, capture_hooks) as captured:
-            logits = model(
-                new_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
-                return_type="logits",
-            )
-        return logits, dict(captured)
+            out = model(new_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
+                        return_type="logits", stop_at_layer=stop)
+        return out, dict(captured)
     captured = {}
     with splice(model, hook_name, lambda act: new_act, captured, capture_hooks):
         if layer is not None and start_act is not None:
-            logits = model(start_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
-                           return_type="logits")
+            out = model(start_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,
+                        return_type="logits", stop_at_layer=stop)
         else:
-            logits = model(tokens, attention_mask=attention_mask, return_type="logits")
-    return logits, dict(captured)
+            out = model(tokens, attention_mask=attention_mask, return_type="logits", stop_at_layer=stop)
+    return out, dict(captured)
 
 
 def start_hooks(hook_names: Sequence[str], n_layers: int) -> list[str]:

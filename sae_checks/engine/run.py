@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,6 +34,7 @@ from torch import Tensor
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.attention import fast_attention
+from sae_checks.engine.chunks import LOGIT_TENSORS, SAE_TENSORS, chunk_tokens, losses, sae_terms
 from sae_checks.engine.hooks import (
     assert_no_hooks,
     capture,
@@ -43,8 +44,6 @@ from sae_checks.engine.hooks import (
     start_hooks,
 )
 from sae_checks.errors import ConfigError
-from sae_checks.metrics.loss import CleanLogits
-from sae_checks.metrics.reconstruction import reconstruction_terms
 from sae_checks.names import propagation_pairs, sae_sort_key
 from sae_checks.progress import Progress
 
@@ -111,10 +110,9 @@ class _Propagation:
         self.up = torch.zeros(n, n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (i, j, metric + count)
 
     @staticmethod
-    def sums(x: Tensor, sae: Any, mask: Tensor) -> Tensor:
+    def sums(x: Tensor, sae: Any, mask: Tensor, chunk: int) -> Tensor:
         """Σ over masked tokens of (sse, l0, resid_norm) and the count, for activations x (B, W, d)."""
-        f = sae.encode(x.to(sae.dtype))
-        t = reconstruction_terms(x, sae.decode(f), f)
+        _, t = sae_terms(sae, x, chunk)
         m = mask.double()
         return torch.stack([(t.sse.double() * m).sum(), (t.l0.double() * m).sum(),
                             (t.resid_norm.double() * m).sum(), m.sum()]).cpu()
@@ -188,6 +186,7 @@ def evaluate(
                 else contextlib.nullcontext())
     assert_no_hooks(model)
     batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
+    chunks = _chunk_sizes(model, [*saes.values(), *extra.values()], device, config)
     if progress is None:
         from sae_checks import progress as _progress
 
@@ -201,7 +200,7 @@ def evaluate(
             start, stop = pending.pop(0)
             try:
                 part = _run_batch(model, saes, layout, tokens[start:stop].to(device), start, specials.to(device),
-                                  config, buckets, n_ctx)
+                                  config, buckets, n_ctx, chunks)
             except torch.cuda.OutOfMemoryError:
                 if stop - start == 1:
                     raise
@@ -223,6 +222,7 @@ def evaluate(
     prov = provenance(model, saes, device, config, data_info, n_seqs=n_seqs, n_ctx=n_ctx,
                       batch_size=min(batch_size, n_seqs))
     prov["batch_size_source"] = batch_source
+    prov["chunk_tokens"] = {"logits": chunks.logits, "sae": chunks.sae}
     prov["attention"] = fused.describe(model.cfg.n_layers)
     return Evaluation(provenance=prov, results=results, config=config)
 
@@ -235,7 +235,27 @@ def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], d
         return config.batch_size, "config"
     from sae_checks.engine.memory import model_batch_size
 
-    return model_batch_size(model, [*saes.values(), *extra.values()], device, n_ctx), "auto"
+    passes = len(saes) * (2 if config.zero_ablation else 1)
+    return model_batch_size(model, device, n_ctx, passes), "auto"
+
+
+class _Chunks(NamedTuple):
+    """Tokens per chunk of the reductions over the vocabulary (``logits``) and the SAE's features (``sae``)."""
+
+    logits: int
+    sae: int
+
+
+def _chunk_sizes(model: Any, saes: Sequence[Any], device: str, config: RunConfig) -> _Chunks:
+    """``config.chunk_tokens`` for both, or when None each from the byte budget (``engine.chunks``)."""
+    if config.chunk_tokens is not None:
+        return _Chunks(config.chunk_tokens, config.chunk_tokens)
+    from sae_checks.engine.memory import free_memory
+
+    free = free_memory(device)
+    widest = max((int(getattr(s, "d_sae", 0) or 0) for s in saes), default=1)
+    return _Chunks(chunk_tokens(int(model.cfg.d_vocab), LOGIT_TENSORS, free=free),
+                   chunk_tokens(max(widest, 1), SAE_TENSORS, free=free))
 
 
 @dataclass
@@ -294,10 +314,8 @@ def _new_state(model: Any, saes: Mapping[str, Any], layout: _Layout,
 
 
 def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
-    """(global sequence index, position) of the first NaN/inf in t (B, T, ...), or None."""
+    """(global sequence index, position) of the first NaN/inf in t (B, T), or None."""
     bad = ~torch.isfinite(t)
-    if bad.ndim > 2:
-        bad = bad.flatten(2).any(-1)
     if not bool(bad.any()):
         return None
     b, p = (int(v) for v in bad.nonzero()[0].tolist())
@@ -306,7 +324,7 @@ def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
 
 def _run_batch(
     model: Any, saes: Mapping[str, Any], layout: _Layout, toks: Tensor, offset: int, specials: Tensor,
-    config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int,
+    config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int, chunks: _Chunks,
 ) -> _State:
     """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
     state = _new_state(model, saes, layout, buckets, config, n_ctx)
@@ -320,69 +338,61 @@ def _run_batch(
     a, b = config.propagation_window
     win = slice(a, min(b, n_ctx))
 
-    def flag(name: str | None, where: str, per_token: Tensor, full: Tensor) -> None:
-        """Report the first non-finite value of ``full`` (B, T, ...) when its per-token summary
-        ``per_token`` (B, T') is not all finite: a cheap test first, the full scan only on a hit."""
-        if bool(torch.isfinite(per_token).all()):
-            return
-        hit = _first_nonfinite(full, offset)
+    def flag(name: str | None, where: str, per_token: Tensor) -> None:
+        """Report the first non-finite value of ``per_token`` (B, T): a per-token summary that is non-finite
+        wherever the tensor it sums over (logits, features, activations) is."""
+        hit = _first_nonfinite(per_token, offset)
         if hit is not None:
             layer = saes[name].layer if name is not None else None
             state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
                                     "position": hit[1]})
 
-    with capture(model, layout.cached) as acts:
-        logits = model(toks, return_type="logits")  # (B, T, V)
-    clean = CleanLogits.of(logits, toks)
-    # max catches +inf, log_sum NaN, amin -inf (a -inf logit leaves logsumexp finite)
-    flag(None, "logits_clean", clean.max + clean.log_sum + logits.amin(dim=-1), logits)
-    del logits
-
+    with capture(model, layout.cached) as acts:  # stops at the final residual: logits come in chunks
+        resid_clean = model(toks, stop_at_layer=model.cfg.n_layers)  # (B, T, d_model)
+    finals: dict[str, Tensor] = {}  # pass key -> final residual (B, T, d_model): 65x smaller than logits at gpt2
+    terms_of: dict[str, dict[str, Tensor]] = {}
     for name in names:
         loaded = saes[name]
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
         start = start_activation(acts, hook, model.cfg.n_layers)  # (B, T, d_model) or None
-        f = sae.encode(x.to(sae.dtype))  # (B, T, d_sae)
-        x_hat = sae.decode(f).to(x.dtype)  # (B, T, d)
-        rec = reconstruction_terms(x, x_hat, f)
-        flag(name, "activations", rec.x2, x)
-        flag(name, "features", rec.feat_l1, f)
-        flag(name, "reconstruction", rec.sse, x_hat)
+        x_hat, rec = sae_terms(sae, x, chunks.sae)
+        flag(name, "activations", rec.x2)
+        flag(name, "features", rec.feat_l1)
+        flag(name, "reconstruction", rec.sse)
         downstream = sorted({hooks[d] for d in layout.downstream_of[name]})
-        logits_s, captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
-                                          capture_hooks=downstream, start_act=start)
-        del f, x_hat
-        ce_s, kl = clean.compare(logits_s, toks, consume=True)
-        # logits_s now holds spliced − clean logits (non-float32 logits: still the spliced ones, a float32
-        # copy was consumed instead); either way non-finite exactly where a spliced logit is, given finite
-        # clean logits (those are flagged above)
-        flag(name, "logits_spliced", kl, logits_s)
-        del logits_s
-        terms = rec._asdict()
-        terms["ce_clean"] = _pad_last(clean.ce)
-        terms["ce_spliced"] = _pad_last(ce_s)
-        terms["kl"] = kl
+        finals[name], captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
+                                              capture_hooks=downstream, start_act=start, final="resid")
+        del x_hat
+        terms_of[name] = rec._asdict()
         if config.zero_ablation:
-            logits_z, _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start)
-            terms["ce_zero"] = _pad_last(clean.ce_of(logits_z, toks))
-            del logits_z
-        state.accs[name].add(terms, x, tok_mask, pred_mask)
+            finals[f"{name}\0zero"], _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start,
+                                                       final="resid")
         if state.prop is not None:
             m = tok_mask[:, win]
             for down in layout.downstream_of[name]:
                 state.prop.up[index[name], index[down]] += _Propagation.sums(captured[hooks[down]][:, win],
-                                                                           every[down].sae, m)
+                                                                           every[down].sae, m, chunks.sae)
+        del captured
+    loss = losses(model, toks, resid_clean, finals, kl=set(names), chunk=chunks.logits)
+    del finals
+    flag(None, "logits_clean", loss.clean_bad)
+    for name in names:
+        # KL is non-finite exactly where a spliced logit is, given finite clean logits (flagged above)
+        flag(name, "logits_spliced", loss.kl[name])
+        terms = terms_of[name]
+        terms["ce_clean"] = loss.ce_clean
+        terms["ce_spliced"] = loss.ce[name]
+        terms["kl"] = loss.kl[name]
+        if config.zero_ablation:
+            terms["ce_zero"] = loss.ce[f"{name}\0zero"]
+        state.accs[name].add(terms, acts[hooks[name]], tok_mask, pred_mask)
     if state.prop is not None:  # clean sums of every downstream SAE, own or downstream-only, one formula:
         m = tok_mask[:, win]  # a shard's cells equal the unsharded run's
         for down in layout.downstreams:
-            state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m)
+            state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m,
+                                                               chunks.sae)
     return state
-
-
-def _pad_last(t: Tensor) -> Tensor:
-    """(B, T-1) per-prediction values -> (B, T) with 0 at T-1 (masked out by pred_mask)."""
-    return torch.nn.functional.pad(t, (0, 1))
 
 
 def sae_table(saes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

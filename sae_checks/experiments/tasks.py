@@ -34,7 +34,7 @@ def _auto_batch_size(model: Any, saes: Mapping[str, Any]) -> int:
     """The memory budget's batch size (``engine.memory``) for rows of up to the model's ``n_ctx`` tokens."""
     from sae_checks.engine.memory import model_batch_size
 
-    return model_batch_size(model, saes.values(), str(model.cfg.device))
+    return model_batch_size(model, str(model.cfg.device), n_passes=len(saes))
 
 
 def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,

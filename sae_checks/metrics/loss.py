@@ -1,8 +1,8 @@
 """Per-token next-token losses and divergences from logits (DESIGN.md section 3).
 
-The engine compares one clean pass with one spliced pass per layer. Materializing a (B, T, V)
-``log_softmax`` per spliced pass (and its ``exp`` for KL) costs several passes over the largest tensor
-of the run, so the clean side is prepared once per batch (:class:`CleanLogits`: its logits, softmax and
+The engine compares one clean pass with one spliced pass per SAE. Materializing a ``log_softmax`` per
+spliced pass (and its ``exp`` for KL) costs several passes over the largest tensor of the run, so the
+clean side is prepared once per chunk of tokens (:class:`CleanLogits`: its logits, softmax and
 logsumexp) and each spliced pass needs only its logsumexp and one product with the clean probabilities:
 
     CE_t  = lse(z'_t) − z'_t[tok_{t+1}]
@@ -24,12 +24,7 @@ def next_token_ce(logits: Tensor, tokens: Tensor) -> Tensor:
 
     ``logits`` (B, T, V), ``tokens`` (B, T). Computed in float32.
     """
-    return _ce_from_lse(torch.logsumexp(logits.float(), dim=-1), logits, tokens)
-
-
-def _ce_from_lse(lse: Tensor, logits: Tensor, tokens: Tensor) -> Tensor:
-    target = logits[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1).float()  # (B, T-1)
-    return lse[:, :-1] - target
+    return _ce_aligned(torch.logsumexp(logits[:, :-1].float(), dim=-1), logits[:, :-1], tokens[:, 1:])
 
 
 def kl_div(logp_clean: Tensor, logits_other: Tensor) -> Tensor:
@@ -42,48 +37,56 @@ def kl_div(logp_clean: Tensor, logits_other: Tensor) -> Tensor:
 
 
 class CleanLogits(NamedTuple):
-    """The clean pass's logits prepared once per batch for comparison with every spliced pass.
+    """The clean pass's logits of some tokens, prepared once for comparison with every spliced pass.
 
-    ``scratch`` is a (B, T, V) buffer reused by every :meth:`compare`: on CPU, allocating a fresh
-    logits-sized tensor per pass costs as much as the arithmetic (its pages are faulted in anew).
-    Log-normalizers are kept as (max, log Σ exp(z − max)): gpt2's logits sit near −100, where a float32
-    lse has an ulp of ~1e-5, too coarse for a KL of 1e-2; differences of the parts are exact enough.
+    Shapes: logits (..., V) with ``targets`` (...) the token each position predicts (aligned: the caller
+    shifts). The engine uses it per chunk of tokens (``engine.chunks.losses``). Log-normalizers are kept
+    as (max, log Σ exp(z − max)): gpt2's logits sit near −100, where a float32 lse has an ulp of ~1e-5,
+    too coarse for a KL of 1e-2; differences of the parts are exact enough. ``scratch``: a logits-sized
+    float32 work buffer a caller may pass and reuse (on CPU, allocating a fresh logits-sized tensor per
+    pass costs as much as the arithmetic: its pages are faulted in anew).
     """
 
-    logits: Tensor  # (B, T, V) float32
-    probs: Tensor  # (B, T, V) softmax of logits
-    max: Tensor  # (B, T) max logit
-    log_sum: Tensor  # (B, T) log Σ exp(logits − max)
-    ce: Tensor  # (B, T-1) next-token CE
-    scratch: Tensor  # (B, T, V) float32 work buffer
+    logits: Tensor  # (..., V) float32
+    probs: Tensor  # (..., V) softmax of logits
+    max: Tensor  # (...) max logit
+    log_sum: Tensor  # (...) log Σ exp(logits − max)
+    ce: Tensor  # (...) CE of the targets
 
     @classmethod
-    def of(cls, logits: Tensor, tokens: Tensor) -> CleanLogits:
+    def of(cls, logits: Tensor, targets: Tensor) -> CleanLogits:
         z = logits.float()
         m, log_sum = _max_log_sum(z, out=torch.empty_like(z))
         return cls(logits=z, probs=torch.softmax(z, dim=-1), max=m, log_sum=log_sum,
-                   ce=_ce_from_lse(m + log_sum, z, tokens), scratch=torch.empty_like(z))
+                   ce=_ce_aligned(m + log_sum, z, targets))
 
-    def compare(self, logits: Tensor, tokens: Tensor, *, consume: bool = False) -> tuple[Tensor, Tensor]:
-        """(CE (B, T−1), KL(clean ‖ other) (B, T)) of another pass's logits on the same tokens.
+    def compare(self, logits: Tensor, targets: Tensor, *, consume: bool = False,
+                scratch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(CE (...), KL(clean ‖ other) (...)) of another pass's logits (..., V) on the same targets.
 
         ``consume=True`` lets the computation overwrite ``logits`` instead of allocating another
-        (B, T, V) tensor; the caller must not use them afterwards.
+        logits-sized tensor; the caller must not use them afterwards.
         """
         z = logits.float()
-        m, log_sum = _max_log_sum(z, out=self.scratch)
-        ce = _ce_from_lse(m + log_sum, z, tokens)
+        work = scratch if scratch is not None else torch.empty_like(z)
+        m, log_sum = _max_log_sum(z, out=work)
+        ce = _ce_aligned(m + log_sum, z, targets)
         owned = consume or z is not logits  # a float32 copy of bf16 logits is ours to overwrite too
-        diff = z.sub_(self.logits) if owned else torch.sub(z, self.logits, out=self.scratch)  # z_other − z_clean
+        diff = z.sub_(self.logits) if owned else torch.sub(z, self.logits, out=work)  # z_other − z_clean
         # Σ p (log p − log p') = Σ p (z − z') + (m' − m) + (log_sum' − log_sum)
-        kl = ((m - self.max) - torch.einsum("btv,btv->bt", self.probs, diff)) + (log_sum - self.log_sum)
+        dot = (self.probs * diff).sum(-1) if diff.ndim != 2 else torch.einsum("nv,nv->n", self.probs, diff)
+        kl = ((m - self.max) - dot) + (log_sum - self.log_sum)
         return ce, kl
 
-    def ce_of(self, logits: Tensor, tokens: Tensor) -> Tensor:
-        """Next-token CE (B, T−1) of another pass's logits, without KL (e.g. the zero-ablated pass)."""
+    def ce_of(self, logits: Tensor, targets: Tensor, *, scratch: Tensor | None = None) -> Tensor:
+        """CE (...) of another pass's logits, without KL (e.g. the zero-ablated pass)."""
         z = logits.float()
-        m, log_sum = _max_log_sum(z, out=self.scratch)
-        return _ce_from_lse(m + log_sum, z, tokens)
+        m, log_sum = _max_log_sum(z, out=scratch if scratch is not None else torch.empty_like(z))
+        return _ce_aligned(m + log_sum, z, targets)
+
+
+def _ce_aligned(lse: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
+    return lse - logits.gather(-1, targets[..., None]).squeeze(-1).float()
 
 
 def _max_log_sum(z: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
