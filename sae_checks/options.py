@@ -36,14 +36,15 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
-def _strs(text: str) -> tuple[str, ...]:
+def split_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``: comma-separated values, blanks dropped (also SAE sources)."""
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _buckets(text: str) -> tuple[tuple[int, int], ...]:
     """``1-32,32-256`` -> ((1, 32), (32, 256))."""
     try:
-        return tuple((int(a), int(b)) for a, b in (part.split("-") for part in _strs(text)))
+        return tuple((int(a), int(b)) for a, b in (part.split("-") for part in split_list(text)))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected buckets like 1-128,128-1024, got {text!r}") from err
 
@@ -60,7 +61,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {
-    "str": str, "int": int, "float": float, "ints": _ints, "strs": _strs, "buckets": _buckets,
+    "str": str, "int": int, "float": float, "ints": _ints, "strs": split_list, "buckets": _buckets,
     "shard": parse_shard, "choice": str,
 }
 

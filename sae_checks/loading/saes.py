@@ -64,7 +64,9 @@ class LoadedSAE(NamedTuple):
 
 def split_sources(spec: str) -> list[str]:
     """``"zoo:v2, zoo:suite"`` -> ``["zoo:v2", "zoo:suite"]`` (sources are separated by commas)."""
-    return [s.strip() for s in spec.split(",") if s.strip()]
+    from sae_checks.options import split_list
+
+    return list(split_list(spec))
 
 
 def id_matcher(pattern: str | None) -> Any:
