@@ -15,7 +15,6 @@ import json
 import resource
 import sys
 import time
-import warnings
 from typing import Any
 
 import torch
@@ -24,32 +23,10 @@ D_VOCAB, D_MODEL, N_CTX, D_SAE = 50257, 768, 1024, 24576
 
 
 def gpt2_shaped_world(n_layers: int = 1, seed: int = 0) -> tuple[Any, dict[int, Any]]:
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from benchmarks.medium import random_world
 
-    from sae_checks.loading.saes import LoadedSAE
-
-    warnings.filterwarnings("ignore", message=".*deprecated.*")
-    torch.manual_seed(seed)
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers, d_model=D_MODEL, n_heads=12, d_head=64, d_mlp=4 * D_MODEL, n_ctx=N_CTX,
-        d_vocab=D_VOCAB, act_fn="gelu_new", normalization_type="LN", device="cpu", seed=seed,
-    )
-    model = HookedTransformer(cfg)
-    model.eval()
-    hook = "blocks.0.hook_resid_pre"
-    sae = StandardSAE(StandardSAEConfig(d_in=D_MODEL, d_sae=D_SAE, metadata=SAEMetadata(
-        hook_name=hook, context_size=128, prepend_bos=True)))
-    with torch.no_grad():
-        sae.W_enc.normal_(0, D_MODEL ** -0.5)
-        sae.W_dec.copy_(sae.W_enc.T * 0.5)
-        sae.b_enc.fill_(-0.5)
-    sae.eval()
-    loaded = LoadedSAE(sae=sae, layer=0, hook_name=hook, release=None, sae_id=None, path="", sha256="",
-                       context_size=128, architecture="standard", d_in=D_MODEL, d_sae=D_SAE, model_name=None,
-                       neuronpedia_id=None)
-    return model, {0: loaded}
+    return random_world(n_layers=n_layers, d_model=D_MODEL, n_heads=12, n_ctx=N_CTX, d_vocab=D_VOCAB, d_sae=D_SAE,
+                        sae_layers=[0], act_fn="gelu_new", seed=seed)
 
 
 def tokens(n_seqs: int, seed: int = 0) -> torch.Tensor:

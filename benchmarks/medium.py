@@ -10,6 +10,7 @@ from __future__ import annotations
 import resource
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -18,6 +19,15 @@ N_LAYERS, D_MODEL, N_CTX, D_SAE, D_VOCAB = 8, 256, 256, 4096, 4096
 
 
 def medium_world(seed: int = 0) -> tuple[Any, dict[int, Any]]:
+    return random_world(n_layers=N_LAYERS, d_model=D_MODEL, n_heads=8, n_ctx=N_CTX, d_vocab=D_VOCAB, d_sae=D_SAE,
+                        sae_layers=range(N_LAYERS), act_fn="gelu", seed=seed)
+
+
+def random_world(*, n_layers: int, d_model: int, n_heads: int, n_ctx: int, d_vocab: int, d_sae: int,
+                 sae_layers: Iterable[int], act_fn: str = "gelu", seed: int = 0) -> tuple[Any, dict[int, Any]]:
+    """A random-init HookedTransformer (LayerNorm, d_mlp = 4 d_model) and one StandardSAE (context 128) on
+    ``blocks.L.hook_resid_pre`` for each L in ``sae_layers``, encoder N(0, 1/d_model), decoder half its
+    transpose, b_enc −0.5 (some features fire, reconstructions are not absurd)."""
     from sae_lens import StandardSAE, StandardSAEConfig
     from sae_lens.saes.sae import SAEMetadata
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -27,24 +37,24 @@ def medium_world(seed: int = 0) -> tuple[Any, dict[int, Any]]:
     warnings.filterwarnings("ignore", message=".*deprecated.*")
     torch.manual_seed(seed)
     cfg = HookedTransformerConfig(
-        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=8, d_head=32, d_mlp=4 * D_MODEL, n_ctx=N_CTX,
-        d_vocab=D_VOCAB, act_fn="gelu", normalization_type="LN", device="cpu", seed=seed,
+        n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_model // n_heads, d_mlp=4 * d_model,
+        n_ctx=n_ctx, d_vocab=d_vocab, act_fn=act_fn, normalization_type="LN", device="cpu", seed=seed,
     )
     model = HookedTransformer(cfg)
     model.eval()
     saes = {}
-    for L in range(N_LAYERS):
+    for L in sae_layers:
         hook = f"blocks.{L}.hook_resid_pre"
         sae = StandardSAE(StandardSAEConfig(
-            d_in=D_MODEL, d_sae=D_SAE,
+            d_in=d_model, d_sae=d_sae,
             metadata=SAEMetadata(hook_name=hook, context_size=128, prepend_bos=True)))
         with torch.no_grad():
-            sae.W_enc.normal_(0, D_MODEL ** -0.5)
+            sae.W_enc.normal_(0, d_model ** -0.5)
             sae.W_dec.copy_(sae.W_enc.T * 0.5)
             sae.b_enc.fill_(-0.5)
         sae.eval()
         saes[L] = LoadedSAE(sae=sae, layer=L, hook_name=hook, release=None, sae_id=None, path="", sha256="",
-                            context_size=128, architecture="standard", d_in=D_MODEL, d_sae=D_SAE,
+                            context_size=128, architecture="standard", d_in=d_model, d_sae=d_sae,
                             model_name=None, neuronpedia_id=None)
     return model, saes
 
