@@ -134,10 +134,17 @@ def _add(add: Callable[..., Any], options: tuple[Option, ...], prefix: str, dest
     ``--{prefix}{name}`` (and aliases), dest ``{dest_prefix}{field}``, default None so only the flags given
     override lower layers; ``on``/``off`` kinds are flags that store True/False."""
     for opt in options:
-        flags = [f"--{prefix}{opt.name}", *(f"--{prefix}{a}" for a in opt.aliases)]
+        flags = list(dict.fromkeys(flag(n, prefix) for n in (opt.name, *opt.aliases)))
         kind: dict[str, Any] = ({"action": "store_const", "const": opt.kind == "on"} if opt.kind in ("on", "off")
                                 else {"type": PARSERS[opt.kind], "choices": opt.choices or None})
         add(*flags, dest=f"{dest_prefix}{opt.field}", default=None, help=opt.help, **kind)
+
+
+def flag(name: str, prefix: str = "sae-") -> str:
+    """The command-line flag of option ``name`` under ``prefix``: ``--sae-ctx-len`` for pytest; an option
+    whose name already starts with the prefix keeps it once (``sae-ids`` is ``--sae-ids``, not
+    ``--sae-sae-ids``)."""
+    return f"--{name}" if prefix and name.startswith(prefix) else f"--{prefix}{name}"
 
 
 def add_argparse(group: Any, options: tuple[Option, ...], prefix: str = "") -> None:
@@ -165,7 +172,7 @@ def as_pytest_args(values: dict[str, Any], options: tuple[Option, ...]) -> list[
             continue
         if opt.kind in ("on", "off"):
             if v == (opt.kind == "on"):
-                out.append(f"--sae-{opt.name}")
+                out.append(flag(opt.name))
             continue
         if opt.kind in ("ints", "strs"):
             text = ",".join(str(x) for x in v)
@@ -175,5 +182,5 @@ def as_pytest_args(values: dict[str, Any], options: tuple[Option, ...]) -> list[
             text = f"{v[0]}/{v[1]}"
         else:
             text = str(v)
-        out.append(f"--sae-{opt.name}={text}")
+        out.append(f"{flag(opt.name)}={text}")
     return out

@@ -214,3 +214,21 @@ def use_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
 
     root = str(Path(sae_checks.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+def test_option_flags_never_repeat_the_prefix():
+    """Options whose name starts with "sae-" keep one prefix under pytest (``--sae-ids``, ``--sae-id``), as the
+    README and the CLI spell them; the flags that ``sae-checks gate`` hands pytest round-trip."""
+    import argparse
+
+    from sae_checks.options import RUN, add_pytest, as_pytest_args, flag, pytest_values
+
+    assert flag("sae-ids") == "--sae-ids" and flag("sae-id") == "--sae-id" and flag("ctx-len") == "--sae-ctx-len"
+    parser = argparse.ArgumentParser()
+    add_pytest(argparse.Namespace(addoption=parser.add_argument), RUN)
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert {"--sae-ids", "--sae-id", "--sae-saes", "--sae-ctx"} <= flags
+    assert not [f for f in flags if f.startswith("--sae-sae-")]
+    values = {"sae_ids": "blocks.*.hook_z", "sae_id": "blocks.{layer}.x", "layers": (1, 3), "ctx_len": 64}
+    ns = parser.parse_args(as_pytest_args(values, RUN))
+    assert pytest_values(lambda dest: getattr(ns, dest), RUN) == values
