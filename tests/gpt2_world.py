@@ -65,6 +65,12 @@ BOS = "<|endoftext|>"  # GPT-2 convention: BOS = EOS = document separator (id 0 
 OWT = "Skylion007/openwebtext"
 LAMBADA = "EleutherAI/lambada_openai"
 CONSONANTS, VOWELS = "bcdfghjklmnprstvwz", "aeiou"
+README_GATE = [  # README.md, "Using it on your SAEs": the gate's pytest arguments, verbatim
+    "--pyargs", "sae_checks.gate.gate_tests",
+    "--sae-model", "gpt2-small", "--sae-saes", "gpt2-small-res-jb", "--sae-data", "Skylion007/openwebtext",
+    "--sae-ctx-len", "1024", "--sae-tasks", "lambada",
+    "--sae-baseline", "my-baseline.json", "--sae-report", "report.json",
+]
 
 
 @dataclass(frozen=True, kw_only=True)

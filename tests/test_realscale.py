@@ -20,18 +20,13 @@ from typing import Any
 
 import pytest
 
+from tests.gpt2_world import README_GATE
 from tests.hf_cache import offline_env
 
 pytestmark = [pytest.mark.realscale, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = (0, 1)
-README_GATE = [  # README.md, "Using it on your SAEs", verbatim
-    "--pyargs", "sae_checks.gate.gate_tests",
-    "--sae-model", "gpt2-small", "--sae-saes", "gpt2-small-res-jb", "--sae-data", "Skylion007/openwebtext",
-    "--sae-ctx-len", "1024", "--sae-tasks", "lambada",
-    "--sae-baseline", "my-baseline.json", "--sae-report", "report.json",
-]
 SMALL = [  # the README's own knobs, turned down to fit a CPU test: 2 x 1024 tokens, two layers
     "--sae-n-seqs", "2", "--sae-layers", ",".join(map(str, LAYERS)), "--sae-n-prompts", "32",
     "--sae-n-causal", "1", "--sae-causal-max-prompts", "4",
