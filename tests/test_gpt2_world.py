@@ -54,12 +54,17 @@ def test_the_fitted_bigram_predicts_the_chain_through_gpt2s_forward(tiny_world):
     ce = -logp[:, 1:-1].gather(-1, toks[:, 2:, None]).mean().item()
     assert abs(ce - world["fit"]["ce"]) < 0.25, (ce, world["fit"])
     assert world["fit"]["acc"] > 0.6, world["fit"]  # the chain's ceiling is p_follow = 0.8
-    right = 0
-    for passage in text.lambada:
-        prompt, word = passage.rsplit(" ", 1)
-        with torch.no_grad():
-            last = model(torch.tensor([[tok.bos_token_id, *tok(prompt)["input_ids"]]])).logits[0, -1]
-        right += int(last.argmax() == tok(" " + word)["input_ids"][0])
+    # every passage in one right-padded batch: GPT-2's positions of the real tokens are unchanged
+    prompts = [[tok.bos_token_id, *tok(p.rsplit(" ", 1)[0])["input_ids"]] for p in text.lambada]
+    answers = torch.tensor([tok(" " + p.rsplit(" ", 1)[1])["input_ids"][0] for p in text.lambada])
+    lengths = torch.tensor([len(p) for p in prompts])
+    batch = torch.zeros(len(prompts), int(lengths.max()), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        batch[i, : len(p)] = torch.tensor(p)
+    mask = (torch.arange(batch.shape[1]) < lengths[:, None]).long()
+    with torch.no_grad():
+        last = model(batch, attention_mask=mask).logits[torch.arange(len(prompts)), lengths - 1]
+    right = int((last.argmax(-1) == answers).sum())
     assert right / len(text.lambada) > 0.7, right
 
 
