@@ -1,6 +1,7 @@
 # sae-checks: one command from a fresh clone.
 #   make demo   install into .venv, then run the gate on the embedded tiny zoo (offline)
 #   make test   install into .venv, then run the whole test suite (offline)
+#   make realscale  the README's gate command against a gpt2-small-sized offline world (minutes, ~4 GB)
 # The install step re-runs only when constraints.txt or pyproject.toml change (the stamp holds their hash).
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint bench zoo clean
+.PHONY: install demo test realscale lint bench zoo clean
 
 install: $(STAMP)
 
@@ -31,6 +32,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
+
+realscale: $(STAMP)
+	$(BIN)/python -m pytest -p no:xdist -s --realscale -m realscale tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check sae_checks tests benchmarks
