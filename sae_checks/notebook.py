@@ -43,6 +43,7 @@ class RunOptions(TypedDict, total=False):
     device: str | None
     dtype: Literal["float32", "bfloat16"]
     batch_size: int | None
+    chunk_tokens: int | None
     fast_attention: bool
     splice_bos: bool
     exclude_special: bool
