@@ -57,10 +57,10 @@ class RunConfig:
     # --- how to run ---------------------------------------------------------------------------
     device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
     dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
-    batch_size: int | None = None  # sequences per forward pass; None = auto from the device's free memory
-    # and the model's size (engine/memory.py); halved on CUDA out-of-memory
-    chunk_tokens: int | None = None  # tokens per chunk of the per-token reductions over the vocabulary (CE, KL)
-    # and the SAE's features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
+    batch_size: int | None = None  # sequences (cloze: rows) per forward pass; None = auto from the device's
+    # free memory and the model's size for rows as long as the data's (engine/memory.py); halved on CUDA OOM
+    chunk_tokens: int | None = None  # tokens per chunk of the per-token reductions over the vocabulary (CE, KL,
+    # cloze scores) and the SAE's features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
     fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
     # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
     # --- what to measure ----------------------------------------------------------------------

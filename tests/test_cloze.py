@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sae_checks.experiments import cloze as cloze_mod
-from sae_checks.experiments.cloze import encode_items, run_cloze
+from sae_checks.experiments import cloze_passes
+from sae_checks.experiments.cloze import ClozeOptions, encode_items, run_cloze
 from sae_checks.loading.data import ClozeItem
 from sae_checks.loading.saes import LoadedSAE
 from sae_checks.metrics.cloze import CLASSES, choice_correct, classify, cloze_scores
@@ -45,7 +46,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def run(world: dict[str, Any], items: list[ClozeItem], **kw: Any) -> Any:
     kw = {"task": "lambada", "n_bootstrap": 50, "features": False, **kw}
-    return run_cloze(world["model"], kw.pop("saes", world["saes"]), items, **kw)
+    saes = kw.pop("saes", world["saes"])
+    return run_cloze(world["model"], saes, items, ClozeOptions(**kw))
 
 
 # --- pure metrics ----------------------------------------------------------------------------------
@@ -300,14 +302,14 @@ def test_leaked_hook_before_run_is_caught(world: dict[str, Any]) -> None:
 def test_splice_that_leaks_is_caught(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """A splice pass that leaves its hook attached (the seed notebook's bug) fails the run."""
     model = world["model"]
-    real = cloze_mod.forward_from
+    real = cloze_passes.forward_from
 
     def leaky(model: Any, hook_name: str, *args: Any, **kw: Any) -> Any:
         out = real(model, hook_name, *args, **kw)
         model.add_hook(hook_name, lambda act, hook: act * 0.5)
         return out
 
-    monkeypatch.setattr(cloze_mod, "forward_from", leaky)
+    monkeypatch.setattr(cloze_passes, "forward_from", leaky)
     try:
         with pytest.raises(RuntimeError, match="hooks leaked"):
             run(world, ITEMS[:2])
@@ -335,11 +337,11 @@ def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any]
     real = cloze_mod.run_cloze
     sizes = []
 
-    def flaky(*args: Any, batch_size: int, **kw: Any) -> Any:
-        sizes.append(batch_size)
-        if batch_size > 2:
+    def flaky(model: Any, saes: Any, items: Any, options: ClozeOptions, **kw: Any) -> Any:
+        sizes.append(options.batch_size)
+        if options.batch_size > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(*args, batch_size=batch_size, **kw)
+        return real(model, saes, items, options, **kw)
 
     monkeypatch.setattr(cloze_mod, "run_cloze", flaky)
     cloze, _ = run_tasks(world["model"], world["saes"], config)

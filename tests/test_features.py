@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sae_checks.engine.hooks import forward_from, keep_positions
-from sae_checks.experiments.cloze import encode_items, run_cloze
+from sae_checks.experiments.cloze import ClozeOptions, encode_items, run_cloze
 from sae_checks.experiments.features import (
     causal_candidates,
     feature_report,
@@ -102,8 +102,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_features_from_run_and_causal_check(world: dict[str, Any]) -> None:
     model, tok, saes = world["model"], world["tok"], world["saes"]
-    out = run_cloze(model, saes, ITEMS, task="lambada", n_bootstrap=0, min_count=2, n_top=3, n_causal=1,
-                    batch_size=4)
+    out = run_cloze(model, saes, ITEMS, ClozeOptions(task="lambada", n_bootstrap=0, min_count=2, n_top=3,
+                                                     n_causal=1, batch_size=4))
     rep = out.features["1"]
     assert rep["n_features"] == 24 and rep["window"] == 32
     deltas = out.cloze["prompts"]["1"]["delta_logp"]
@@ -142,5 +142,6 @@ def test_features_from_run_and_causal_check(world: dict[str, Any]) -> None:
 
 
 def test_features_off(world: dict[str, Any]) -> None:
-    out = run_cloze(world["model"], world["saes"], ITEMS[:2], task="lambada", features=False, n_bootstrap=0)
+    out = run_cloze(world["model"], world["saes"], ITEMS[:2], ClozeOptions(task="lambada", features=False,
+                                                                          n_bootstrap=0))
     assert out.features == {}

@@ -17,13 +17,14 @@ computation up to float32 summation order (tests/test_chunks.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from sae_checks.metrics.cloze import TokenStats, token_stats_of
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import ReconstructionTerms, reconstruction_terms
 
@@ -43,6 +44,26 @@ def chunk_tokens(width: int, tensors: int, budget: int = LOGIT_BUDGET, free: int
     return max(1, budget // (FLOAT * tensors * width))
 
 
+class Chunks(NamedTuple):
+    """Tokens per chunk of the reductions over the vocabulary (``logits``) and the SAE's features (``sae``)."""
+
+    logits: int
+    sae: int
+
+
+def chunk_sizes(model: Any, saes: Sequence[Any], device: str, chunk: int | None = None) -> Chunks:
+    """``chunk`` tokens for both (a run's ``chunk_tokens``), or when None each from the byte budget: the
+    model's vocabulary for the logits, the widest of ``saes`` (LoadedSAE-like, ``d_sae``) for the features."""
+    if chunk is not None:
+        return Chunks(chunk, chunk)
+    from sae_checks.engine.memory import free_memory
+
+    free = free_memory(device)
+    widest = max((int(getattr(s, "d_sae", 0) or 0) for s in saes), default=1)
+    return Chunks(chunk_tokens(int(model.cfg.d_vocab), LOGIT_TENSORS, free=free),
+                  chunk_tokens(max(widest, 1), SAE_TENSORS, free=free))
+
+
 def spans(n: int, chunk: int) -> Iterator[slice]:
     """Slices covering range(n) in pieces of at most ``chunk``."""
     for start in range(0, n, max(1, chunk)):
@@ -56,6 +77,17 @@ def unembed(model: Any, resid: Tensor) -> Tensor:
 
     x = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
     return apply_softcap(model.unembed(x), model.cfg.output_logits_soft_cap)
+
+
+def token_stats(model: Any, resid: Tensor, targets: Tensor, chunk: int) -> TokenStats:
+    """log p(target), the greedy token and whether every logit is finite (``metrics.cloze.token_stats_of``)
+    for final residuals ``resid`` (n, d_model) and ``targets`` (n,), unembedding ``chunk`` tokens at a time:
+    the cloze scores read a few positions per row, never a (rows, T, vocabulary) tensor."""
+    parts = [token_stats_of(unembed(model, resid[s][None])[0], targets[s]) for s in spans(resid.shape[0], chunk)]
+    if not parts:  # no position asked for
+        empty = resid.new_zeros(0, dtype=torch.float32)
+        return TokenStats(empty, targets[:0], empty.bool())
+    return TokenStats(*(torch.cat(t) for t in zip(*parts, strict=True)))
 
 
 @dataclass
@@ -105,9 +137,12 @@ def losses(model: Any, tokens: Tensor, clean: Tensor, others: Mapping[str, Tenso
     return out
 
 
-def sae_terms(sae: Any, x: Tensor, chunk: int) -> tuple[Tensor, ReconstructionTerms]:
+def sae_terms(sae: Any, x: Tensor, chunk: int,
+              visit: Callable[[slice, Tensor], None] | None = None) -> tuple[Tensor, ReconstructionTerms]:
     """(x̂ (B, T, d) in x's dtype, per-token reconstruction terms (B, T)) of ``sae`` on ``x`` (B, T, d),
-    encoding ``chunk`` tokens at a time: the (tokens, d_sae) features of one chunk are alive at once."""
+    encoding ``chunk`` tokens at a time: the (tokens, d_sae) features of one chunk are alive at once.
+    ``visit(span, f)``: called with each chunk's features f (n, d_sae) and its span of the B * T tokens
+    (row-major), for what else a caller reads from them (the cloze runner's active features)."""
     B, T, d = x.shape
     flat = x.reshape(B * T, d)
     x_hat = torch.empty_like(flat)
@@ -117,6 +152,8 @@ def sae_terms(sae: Any, x: Tensor, chunk: int) -> tuple[Tensor, ReconstructionTe
         f = sae.encode(xs.to(sae.dtype))
         xh = sae.decode(f).to(x.dtype)
         parts.append(reconstruction_terms(xs, xh, f))
+        if visit is not None:
+            visit(s, f[0])
         x_hat[s] = xh[0]
         del f, xh
     terms = ReconstructionTerms(*(torch.cat([getattr(p, name) for p in parts], dim=1).view(B, T)

@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,7 +34,7 @@ from torch import Tensor
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.attention import fast_attention
-from sae_checks.engine.chunks import LOGIT_TENSORS, SAE_TENSORS, chunk_tokens, losses, sae_terms
+from sae_checks.engine.chunks import Chunks, chunk_sizes, losses, sae_terms
 from sae_checks.engine.hooks import (
     assert_no_hooks,
     capture,
@@ -186,7 +186,7 @@ def evaluate(
                 else contextlib.nullcontext())
     assert_no_hooks(model)
     batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
-    chunks = _chunk_sizes(model, [*saes.values(), *extra.values()], device, config)
+    chunks = chunk_sizes(model, [*saes.values(), *extra.values()], device, config.chunk_tokens)
     if progress is None:
         from sae_checks import progress as _progress
 
@@ -237,25 +237,6 @@ def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], d
 
     passes = len(saes) * (2 if config.zero_ablation else 1)
     return model_batch_size(model, device, n_ctx, passes), "auto"
-
-
-class _Chunks(NamedTuple):
-    """Tokens per chunk of the reductions over the vocabulary (``logits``) and the SAE's features (``sae``)."""
-
-    logits: int
-    sae: int
-
-
-def _chunk_sizes(model: Any, saes: Sequence[Any], device: str, config: RunConfig) -> _Chunks:
-    """``config.chunk_tokens`` for both, or when None each from the byte budget (``engine.chunks``)."""
-    if config.chunk_tokens is not None:
-        return _Chunks(config.chunk_tokens, config.chunk_tokens)
-    from sae_checks.engine.memory import free_memory
-
-    free = free_memory(device)
-    widest = max((int(getattr(s, "d_sae", 0) or 0) for s in saes), default=1)
-    return _Chunks(chunk_tokens(int(model.cfg.d_vocab), LOGIT_TENSORS, free=free),
-                   chunk_tokens(max(widest, 1), SAE_TENSORS, free=free))
 
 
 @dataclass
@@ -324,7 +305,7 @@ def _first_nonfinite(t: Tensor, offset: int) -> tuple[int, int] | None:
 
 def _run_batch(
     model: Any, saes: Mapping[str, Any], layout: _Layout, toks: Tensor, offset: int, specials: Tensor,
-    config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int, chunks: _Chunks,
+    config: RunConfig, buckets: Mapping[str, list[tuple[int, int]]], n_ctx: int, chunks: Chunks,
 ) -> _State:
     """All measurements for one batch, into fresh accumulators (merged by the caller on success)."""
     state = _new_state(model, saes, layout, buckets, config, n_ctx)

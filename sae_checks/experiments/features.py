@@ -11,6 +11,7 @@ feature zeroed (``sae.decode(f with f_k = 0)``, i.e. x̂ − f_k·W_dec[k] for l
 correct for any architecture), spliced instead of the full x̂, and ``causal_delta_logp`` is the mean
 over the prompts where k is active of ``logp_ablated − logp_spliced``: negative means removing the
 feature hurts the answer, i.e. the feature helps it causally. Reported beside the correlational numbers.
+The sweep that runs it: ``experiments.causal``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import torch
 from torch import Tensor
 
 from sae_checks.aggregate import clean_float
-from sae_checks.engine.hooks import assert_no_hooks, forward_from, keep_positions
-from sae_checks.metrics.cloze import FEATURE_WINDOW, FeatureSums, cloze_scores, feature_stats
+from sae_checks.metrics.cloze import FEATURE_WINDOW, FeatureSums, feature_stats
 
 RANKINGS = ("top", "bottom", "top_by_score", "bottom_by_score")
 
@@ -54,46 +54,6 @@ def rank_features(sums: FeatureSums, *, min_count: int, n_top: int) -> dict[str,
 def causal_candidates(ranks: dict[str, list[int]], n_causal: int) -> list[int]:
     """The union of the first ``n_causal`` features of every ranking, sorted."""
     return sorted({k for name in RANKINGS for k in ranks.get(name, [])[:n_causal]})
-
-
-def causal_ablation_batch(
-    model: Any, sae: Any, hook_name: str, x: Tensor, f: Tensor, keep: Tensor, tokens: Tensor,
-    prompt_len: Tensor, cont_len: Tensor, active: Tensor, logp_spliced: Tensor,
-    candidates: Tensor, *, batch_size: int, start_act: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Σ (logp_ablated − logp_spliced) and counts (C,) for the ``candidates`` (C,) on one batch.
-
-    ``x`` (B, T, d) clean activations, ``f`` (B, T, k) their features, ``keep`` (B, T) positions left
-    clean (BOS, padding), ``active`` (B, k) the helpfulness activity, ``logp_spliced`` (B,) the full
-    splice's log-prob of the answer's first token. Every (prompt, candidate) pair where the candidate is
-    active becomes one row; rows are run ``batch_size`` at a time, each pass with exactly one splice.
-    ``start_act`` (B, T, d_model): the clean ``hook_resid_pre`` of the hook's block, for hooks that are
-    not the residual stream (``engine.hooks.forward_from``).
-    """
-    C = candidates.numel()
-    sums = torch.zeros(C, dtype=torch.float64)
-    counts = torch.zeros(C, dtype=torch.float64)
-    if C == 0:
-        return sums, counts
-    pair_b, pair_c = active[:, candidates].nonzero(as_tuple=True)  # (R,), (R,)
-    T = tokens.shape[1]
-    for start in range(0, pair_b.numel(), batch_size):
-        b = pair_b[start:start + batch_size]
-        c = pair_c[start:start + batch_size]
-        fz = f[b].clone()  # (R, T, k)
-        rows = torch.arange(b.numel(), device=fz.device)[:, None]
-        fz[rows, torch.arange(T, device=fz.device)[None, :], candidates[c][:, None]] = 0
-        x_hat = sae.decode(fz).to(x.dtype)
-        new = keep_positions(x[b], x_hat, keep[b])
-        assert_no_hooks(model)
-        logits, _ = forward_from(model, hook_name, x[b], new, tokens[b],
-                                 start_act=start_act[b] if start_act is not None else None)
-        assert_no_hooks(model)
-        diff = cloze_scores(logits, tokens[b], prompt_len[b], cont_len[b]).logp_first.double().cpu()
-        diff = diff - logp_spliced[b.cpu()].double()
-        sums.index_add_(0, c.cpu(), diff)
-        counts.index_add_(0, c.cpu(), torch.ones_like(diff))
-    return sums, counts
 
 
 def histogram(values: Tensor, n_bins: int = 20, *, integer: bool = False) -> dict[str, list[float]]:

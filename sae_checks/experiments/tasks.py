@@ -30,11 +30,20 @@ def task_source(task: str, config: RunConfig) -> str:
     return HUB_SOURCES[task]
 
 
-def _auto_batch_size(model: Any, saes: Mapping[str, Any]) -> int:
-    """The memory budget's batch size (``engine.memory``) for rows of up to the model's ``n_ctx`` tokens."""
-    from sae_checks.engine.memory import model_batch_size
+def cloze_options(config: RunConfig, model: Any, saes: Mapping[str, Any], *, task: str, batch_size: int,
+                  features: bool) -> Any:
+    """The ``experiments.cloze.ClozeOptions`` of ``task`` under ``config``: ``batch_size`` rows per pass,
+    ``features`` on or off, the run's position buckets clipped to the model's context."""
+    from sae_checks.engine.run import layer_buckets
+    from sae_checks.experiments.cloze import ClozeOptions
 
-    return model_batch_size(model, str(model.cfg.device), n_passes=len(saes))
+    return ClozeOptions(
+        task=task, batch_size=batch_size, chunk_tokens=config.chunk_tokens, splice_bos=config.splice_bos,
+        features=features, n_causal=config.n_causal, causal_max_prompts=config.causal_max_prompts,
+        n_bootstrap=config.n_bootstrap, ci_level=config.ci_level, seed=config.seed,
+        fast_attention=config.fast_attention,
+        buckets={n: layer_buckets(config, s.context_size, model.cfg.n_ctx) for n, s in saes.items()},
+    )
 
 
 def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,
@@ -42,25 +51,19 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,
     """Run every task of ``config.tasks``: returns (results.cloze, results.features). ``progress``: a
     ``sae_checks.progress.Progress`` told about each task's batches (None: ``config.progress`` decides)."""
     from sae_checks import progress as _progress
-    from sae_checks.engine.run import layer_buckets
-    from sae_checks.experiments.cloze import run_cloze
+    from sae_checks.experiments import cloze as _cloze
     from sae_checks.loading.data import load_cloze
 
     cloze: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for task in config.tasks:
         items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
-        batch_size = config.batch_size or _auto_batch_size(model, saes)
+        batch_size = config.batch_size or _cloze.auto_batch_size(model, items)
         while True:
             try:
-                out = run_cloze(
-                    model, dict(saes), items, task=task, batch_size=batch_size, splice_bos=config.splice_bos,
-                    features=not features,
-                    progress=progress if progress is not None else _progress.enabled(config.progress), n_bootstrap=config.n_bootstrap,
-                    ci_level=config.ci_level, seed=config.seed, n_causal=config.n_causal,
-                    causal_max_prompts=config.causal_max_prompts, fast_attention=config.fast_attention,
-                    buckets={n: layer_buckets(config, s.context_size, model.cfg.n_ctx) for n, s in saes.items()},
-                )
+                options = cloze_options(config, model, saes, task=task, batch_size=batch_size, features=not features)
+                out = _cloze.run_cloze(model, dict(saes), items, options,
+                                       progress=progress if progress is not None else _progress.enabled(config.progress))
                 break
             except torch.cuda.OutOfMemoryError:
                 # Batches run longest first, so an OOM nearly always comes at once: restarting the task

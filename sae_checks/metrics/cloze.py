@@ -33,19 +33,32 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from sae_checks.metrics.reconstruction import ReconstructionTerms
+
 CLASSES = ("both_right", "both_wrong", "clean_only", "spliced_only")
 FEATURE_WINDOW = 32  # feature helpfulness looks at the last 32 prompt positions (DESIGN.md section 3)
 
 
-def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
-    """log p(tok[t+1] | tok[≤t]) for the prediction made at each position t, shape (B, T−1).
+class TokenStats(NamedTuple):
+    """What the cloze scores read from the logits of one prediction, each of the predictions' shape."""
 
-    ``logits`` (B, T, V), ``tokens`` (B, T). Uses logsumexp + gather, so no (B, T, V) log-softmax
-    copy is made (the vocabulary of gpt2 is 50k). Computed in float32.
-    """
-    lg = logits[:, :-1].float()  # (B, T-1, V)
-    target = lg.gather(-1, tokens[:, 1:, None]).squeeze(-1)  # (B, T-1)
-    return target - torch.logsumexp(lg, dim=-1)
+    logp: Tensor  # log p(target) = target logit − logsumexp, float32
+    greedy: Tensor  # argmax over the vocabulary
+    finite: Tensor  # bool: every logit is finite (the argmax over NaN/inf logits is no answer)
+
+
+def token_stats_of(logits: Tensor, targets: Tensor) -> TokenStats:
+    """:class:`TokenStats` of ``logits`` (..., V) for ``targets`` (...): logsumexp + gather, so no (..., V)
+    log-softmax copy is made (gpt2's vocabulary is 50k); computed in float32."""
+    lg = logits.float()
+    target = lg.gather(-1, targets[..., None]).squeeze(-1)
+    return TokenStats(target - torch.logsumexp(lg, dim=-1), logits.argmax(-1), torch.isfinite(logits).all(-1))
+
+
+def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
+    """log p(tok[t+1] | tok[≤t]) for the prediction made at each position t, shape (B, T−1), from ``logits``
+    (B, T, V) and ``tokens`` (B, T) (:func:`token_stats_of`)."""
+    return token_stats_of(logits[:, :-1], tokens[:, 1:]).logp
 
 
 def continuation_index(prompt_len: Tensor, cont_len: Tensor, T: int) -> tuple[Tensor, Tensor]:
@@ -55,6 +68,13 @@ def continuation_index(prompt_len: Tensor, cont_len: Tensor, T: int) -> tuple[Te
     pos = (prompt_len[:, None] - 1 + i[None, :]).clamp(0, T - 2)
     valid = i[None, :] < cont_len[:, None]
     return pos, valid
+
+
+def scored_positions(prompt_len: Tensor, cont_len: Tensor, T: int) -> Tensor:
+    """(B, T−1) bool: the predictions :func:`cloze_scores` reads, t = 0 … P+A−2 (the row's real predictions;
+    t = 0 only for the ``finite`` flag). What the others hold changes no score."""
+    t = torch.arange(T - 1, device=prompt_len.device)
+    return t[None, :] < (prompt_len + cont_len - 1)[:, None]
 
 
 class ClozeScores(NamedTuple):
@@ -75,16 +95,20 @@ def cloze_scores(logits: Tensor, tokens: Tensor, prompt_len: Tensor, cont_len: T
 
     See the module docstring for the row layout and the definitions.
     """
+    return scores_from_stats(token_stats_of(logits[:, :-1], tokens[:, 1:]), tokens, prompt_len, cont_len)
+
+
+def scores_from_stats(stats: TokenStats, tokens: Tensor, prompt_len: Tensor, cont_len: Tensor) -> ClozeScores:
+    """:func:`cloze_scores` from the :class:`TokenStats` (B, T−1) of the predictions made at t = 0 … T−2 of
+    ``tokens[:, t + 1]``; only the :func:`scored_positions` are read, so a caller may fill only those
+    (``experiments.cloze_passes``: from final residuals, a chunk of tokens at a time)."""
     B, T = tokens.shape
-    logp = token_logprobs(logits, tokens)  # (B, T-1)
-    greedy = logits[:, :-1].argmax(-1)  # (B, T-1)
-    ok = torch.isfinite(logits[:, :-1]).all(-1)  # (B, T-1): argmax over NaN/inf logits is no answer
+    logp, greedy, ok = stats
     pos, valid = continuation_index(prompt_len, cont_len, T)  # (B, A)
     target = tokens[:, 1:].gather(1, pos)  # (B, A): tokens[pos + 1]
     lp_cont = logp.gather(1, pos)
     hit = (greedy.gather(1, pos) == target) & ok.gather(1, pos)
-    t_all = torch.arange(T - 1, device=tokens.device)
-    used = t_all[None, :] < (prompt_len + cont_len - 1)[:, None]  # (B, T-1) the row's real predictions
+    used = scored_positions(prompt_len, cont_len, T)  # (B, T-1) the row's real predictions
     t = torch.arange(T - 1, device=tokens.device)
     prompt_pred = (t[None, :] >= 1) & (t[None, :] <= prompt_len[:, None] - 2)  # (B, T-1)
     ce = torch.where(prompt_pred, -logp, torch.zeros_like(logp))
@@ -130,14 +154,11 @@ class PromptSaeSums(NamedTuple):
     n_tokens: Tensor  # number of masked positions
 
 
-def prompt_sae_sums(x: Tensor, x_hat: Tensor, f: Tensor, mask: Tensor) -> PromptSaeSums:
-    """mse, l0 and resid_norm summed over the positions in ``mask`` (B, T), from the *clean* ``x``
-    (B, T, d), its reconstruction ``x_hat`` and features ``f`` (B, T, k)."""
+def prompt_sae_sums(terms: ReconstructionTerms, mask: Tensor) -> PromptSaeSums:
+    """mse, l0 and resid_norm summed over the positions in ``mask`` (B, T), from the per-token terms
+    (``metrics.reconstruction``, each (B, T)) of the SAE on the *clean* activations."""
     m = mask.float()
-    sse = (x.float() - x_hat.float()).pow(2).sum(-1)
-    l0 = torch.linalg.vector_norm(f.float(), ord=0, dim=-1)  # #{f ≠ 0}
-    norm = x.float().norm(dim=-1)
-    return PromptSaeSums((sse * m).sum(1), (l0 * m).sum(1), (norm * m).sum(1), mask.sum(1))
+    return PromptSaeSums((terms.sse * m).sum(1), (terms.l0 * m).sum(1), (terms.resid_norm * m).sum(1), mask.sum(1))
 
 
 def classify(clean_right: Tensor, spliced_right: Tensor) -> Tensor:
@@ -162,6 +183,13 @@ def choice_correct(option_logp: Tensor, answer_index: Tensor) -> Tensor:
 def active_features(f: Tensor, mask: Tensor) -> Tensor:
     """(B, k) bool: feature k is active (f_k ≠ 0) at any position in ``mask`` (B, T) of ``f`` (B, T, k)."""
     return ((f != 0) & mask[..., None]).any(1)
+
+
+def active_counts(f: Tensor, rows: Tensor, n_rows: int) -> Tensor:
+    """(n_rows, k) int32: at how many of the positions ``f`` (n, k) holds, row ``rows`` (n,), feature k is
+    active (f_k ≠ 0). Summed over chunks of a batch's masked positions, ``> 0`` is :func:`active_features`."""
+    out = torch.zeros(n_rows, f.shape[-1], dtype=torch.int32, device=f.device)
+    return out.index_add_(0, rows, (f != 0).int())
 
 
 class FeatureSums(NamedTuple):
