@@ -13,10 +13,14 @@ What a row (prompt, feature) costs, and why it is cheap:
 - zeroing f_k changes the decoded x̂ only where f_k ≠ 0, and the decoder works position by position, so
   only those positions are encoded and decoded again with f_k = 0 (exactly ``decode(f with f_k = 0)``
   there, x̂ elsewhere: no (T, d_sae) tensor per row);
-- the clean activations come from the first sweep (:class:`ActivationCache`, the prompt positions on the
-  CPU) when they fit a memory budget; otherwise each batch of prompts gets its clean pass again;
-- rows of every (prompt, feature) pair of a batch run together, as many per pass as the memory budget
-  allows (``engine.memory.model_batch_size`` for rows of the longest prompt), halved on CUDA OOM.
+- which prompts a feature is active on comes from the first sweep (:class:`Kept`: the helpfulness window's
+  active features of every prompt, as indices), so the rows are known before any pass, and only the
+  prompts that have a row are visited (at most ``max_prompts`` per candidate, however many prompts the
+  task has);
+- their clean activations come from the first sweep too (:class:`Kept`, the prompt positions on the CPU)
+  when they fit a memory budget; otherwise each batch of those prompts gets its clean pass again;
+- the rows of a batch of prompts run together, as many per pass as the memory budget allows
+  (``engine.memory.model_batch_size`` for rows of the longest prompt), halved on CUDA OOM.
 
 The numbers equal the per-row full passes of the definition up to float32 rounding
 (tests/test_causal.py compares them).
@@ -36,25 +40,27 @@ from sae_checks.engine.hooks import hook_layer, keep_positions, splice_start
 from sae_checks.experiments.cloze_items import EncodedItems, RowBatch, batches
 from sae_checks.experiments.cloze_passes import Passes, progress_iter
 from sae_checks.experiments.features import causal_candidates
-from sae_checks.metrics.cloze import window_mask
 
 if TYPE_CHECKING:
     from sae_checks.loading.saes import LoadedSAE
 
-CACHE_SHARE = 4  # the activation cache may take 1 / CACHE_SHARE of the free RAM
+CACHE_SHARE = 4  # the clean activations kept may take 1 / CACHE_SHARE of the free RAM
 
 
-class ActivationCache:
-    """Clean activations kept from the first sweep for the causal one: per hook, per prompt, its prompt
-    positions (P, d) on the CPU (``None`` until the first sweep stored them)."""
+class Kept:
+    """What the causal sweep takes from the first sweep: per SAE name, each prompt's active features over the
+    helpfulness window (their indices, int32), and, when given ``hooks`` (they fit a memory budget), each
+    prompt's clean activations at those hooks, prompt positions only, (P, d) on the CPU."""
 
-    def __init__(self, hooks: Sequence[str], n_prompts: int) -> None:
-        self.acts: dict[str, list[Tensor | None]] = {h: [None] * n_prompts for h in hooks}
+    def __init__(self, names: Sequence[str], n_prompts: int, hooks: Sequence[str] | None = None) -> None:
+        self.activity: dict[str, list[Tensor | None]] = {L: [None] * n_prompts for L in names}
+        self.acts: dict[str, list[Tensor | None]] | None = (
+            {h: [None] * n_prompts for h in hooks} if hooks is not None else None)
 
     @staticmethod
     def size(model: Any, saes: Sequence[LoadedSAE], hooks: Sequence[str], prompt_lengths: Sequence[int]) -> int:
-        """Bytes the cache of ``hooks`` takes for prompts of ``prompt_lengths`` tokens (an SAE's hook is
-        ``d_in`` wide, a splice start point ``d_model``)."""
+        """Bytes the activations of ``hooks`` take for prompts of ``prompt_lengths`` tokens (an SAE's hook
+        is ``d_in`` wide, a splice start point ``d_model``)."""
         width = {h: int(model.cfg.d_model) for h in hooks}
         width.update({s.hook_name: int(s.d_in or model.cfg.d_model) for s in saes})
         item = torch.empty(0, dtype=model.cfg.dtype).element_size()
@@ -62,26 +68,45 @@ class ActivationCache:
 
     @staticmethod
     def budget() -> int:
-        """Bytes it may take by default: 1 / ``CACHE_SHARE`` of the free RAM."""
+        """Bytes the activations may take by default: 1 / ``CACHE_SHARE`` of the free RAM."""
         from sae_checks.engine.memory import free_memory
 
         return free_memory("cpu") // CACHE_SHARE
 
-    def keep(self, idx: list[int], prompt_len: Tensor, acts: Mapping[str, Tensor]) -> None:
-        """Store the prompt positions of rows ``idx`` (one per batch row) of the batch's ``acts``."""
+    def keep_activity(self, name: str, idx: list[int], active: Tensor) -> None:
+        """Store ``active`` (B, d_sae) bool, the window activity of the batch rows (prompts ``idx``)."""
+        b, k = active.nonzero(as_tuple=True)
+        per_row = torch.bincount(b, minlength=len(idx)).tolist()
+        for i, features in zip(idx, k.to(torch.int32).cpu().split(per_row), strict=True):
+            self.activity[name][i] = features
+
+    def keep_acts(self, idx: list[int], prompt_len: Tensor, acts: Mapping[str, Tensor]) -> None:
+        """Store the prompt positions of the batch's clean ``acts`` (rows = prompts ``idx``)."""
+        if self.acts is None:
+            return
         lens = prompt_len.tolist()
         for hook, store in self.acts.items():
+            a = acts[hook].to("cpu")  # one transfer per batch (the batch itself on a CPU run: clone below)
             for b, i in enumerate(idx):
-                store[i] = acts[hook][b, :lens[b]].to("cpu", copy=True)
+                store[i] = a[b, :lens[b]].clone()
 
-    def batch(self, idx: list[int], device: Any) -> dict[str, Tensor]:
+    def activity_of(self, name: str, cand: Tensor) -> Tensor:
+        """(N, C) bool: candidate c active on prompt i, over the helpfulness window."""
+        return torch.stack([torch.isin(cand, r.to(cand.dtype)) for r in _stored(self.activity[name], name)])
+
+    def acts_batch(self, idx: list[int], device: Any) -> dict[str, Tensor]:
         """The stored activations of prompts ``idx``, right-padded with zeros: (B, max P, d) per hook."""
-        out = {}
-        for hook, store in self.acts.items():
-            rows = [store[i] for i in idx]
-            assert all(r is not None for r in rows), f"prompts {idx} of {hook} were not cached"
-            out[hook] = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device)  # type: ignore[arg-type]
-        return out
+        assert self.acts is not None
+        return {hook: torch.nn.utils.rnn.pad_sequence(_stored([store[i] for i in idx], hook),
+                                                       batch_first=True).to(device)
+                for hook, store in self.acts.items()}
+
+
+def _stored(rows: list[Tensor | None], what: str) -> list[Tensor]:
+    """``rows``, every one stored by the first sweep (an AssertionError naming ``what`` otherwise)."""
+    present = [r for r in rows if r is not None]
+    assert len(present) == len(rows), f"{what}: {len(rows) - len(present)} prompts were not stored by the first sweep"
+    return present
 
 
 @dataclass
@@ -93,8 +118,8 @@ class CausalSweep:
     enc: EncodedItems
     n_causal: int  # ablate the first n features of each ranking
     max_prompts: int  # ... each over at most this many of the prompts where it is active
-    batch_size: int  # prompts per batch (the first sweep's); rows per pass come from memory
-    cache: ActivationCache | None = None  # clean activations of the first sweep; None: clean passes again
+    batch_size: int  # prompts per batch; rows per pass come from memory
+    kept: Kept  # what the first sweep kept: window activity, clean activations when they fit
     sums: dict[str, Tensor] = field(default_factory=dict)  # name -> Σ (logp_ablated − logp_spliced) (C,)
     counts: dict[str, Tensor] = field(default_factory=dict)  # name -> prompts ablated (C,)
     logp_spliced: Mapping[str, Tensor] = field(default_factory=dict)  # name -> the full splice's logp (N,)
@@ -113,18 +138,40 @@ class CausalSweep:
         self.counts = {L: torch.zeros(c.numel(), dtype=torch.float64) for L, c in cands.items()}
         self.logp_spliced = logp_spliced
         enc, model = self.enc, self.passes.model
-        self.per_pass = model_batch_size(model, str(model.cfg.device), n_ctx=max(len(p) for p in enc.prompts))
-        lengths = [len(p) + len(a) for p, a in zip(enc.prompts, enc.answers, strict=True)]  # the first sweep's
-        for idx in progress_iter(list(batches(lengths, self.batch_size)), progress, f"{task} causal"):
+        rows = self.rows(cands)
+        needed = sorted(set().union(*(r.any(1).nonzero().flatten().tolist() for r in rows.values())))
+        if not needed:
+            return self._result(cands)
+        self.per_pass = model_batch_size(model, str(model.cfg.device), n_ctx=max(len(enc.prompts[i]) for i in needed))
+        for pos in progress_iter(list(batches([len(enc.prompts[i]) for i in needed], self.batch_size)), progress,
+                                 f"{task} causal"):
+            idx = [needed[p] for p in pos]
             batch = self.passes.batch([enc.prompts[i] for i in idx], [[] for _ in idx])  # the prompts alone
-            if self.cache is not None:
-                acts = self.cache.batch(idx, model.cfg.device)
+            if self.kept.acts is not None:
+                acts = self.kept.acts_batch(idx, model.cfg.device)
             else:
                 stop = min(max(hook_layer(h) for h in self.passes.hooks) + 1, model.cfg.n_layers)
                 acts = self.passes.clean(batch, stop=stop)[1]
             for L, ls in self.saes.items():
-                if cands[L].numel():
-                    self._ablate(L, _Job.of(self, ls, cands[L], acts, batch, idx))
+                sub = rows[L][idx]  # (B, C)
+                if bool(sub.any()):
+                    self._ablate(L, _Job.of(self, ls, cands[L], acts, batch, idx, sub))
+        return self._result(cands)
+
+    def rows(self, cands: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Name -> (N, C) bool: the rows (prompt i, candidate c): each candidate over the first
+        ``max_prompts`` prompts where it is active, in the first sweep's order (longest row first)."""
+        enc = self.enc
+        order = torch.tensor(sorted(range(len(enc.prompts)), key=lambda i: (-len(enc.prompts[i]) - len(enc.answers[i]), i)))
+        out = {}
+        for L, cand in cands.items():
+            active = self.kept.activity_of(L, cand)[order]  # (N, C) in the first sweep's order
+            picked = torch.zeros_like(active)
+            picked[order] = active & (active.cumsum(0) <= self.max_prompts)
+            out[L] = picked
+        return out
+
+    def _result(self, cands: Mapping[str, Tensor]) -> dict[str, dict[int, tuple[float, int]]]:
         return {
             L: {int(k): (float(self.sums[L][i] / self.counts[L][i]) if self.counts[L][i] > 0 else float("nan"),
                          int(self.counts[L][i]))
@@ -134,11 +181,7 @@ class CausalSweep:
 
     def _ablate(self, name: str, job: _Job) -> None:
         """Every row of one SAE on one batch of prompts, ``per_pass`` rows per pass, into sums and counts."""
-        window = window_mask(job.batch.prompt_len, job.x.shape[1], include_bos=self.passes.splice_bos)
-        active = ((job.f_c != 0) & window[..., None]).any(1)  # (B, C): metrics.cloze.active_features, candidates
-        room = (self.max_prompts - self.counts[name]).clamp(min=0).to(active.device)
-        active &= active.cumsum(0) <= room[None]  # each candidate over its first max_prompts prompts
-        rb, rc = active.nonzero(as_tuple=True)  # (R,), (R,): row = (prompt b, candidate c)
+        rb, rc = job.rows.nonzero(as_tuple=True)  # (R,), (R,): row = (prompt b, candidate c)
         start = 0
         while start < rb.numel():
             stop = min(start + self.per_pass, rb.numel())
@@ -180,22 +223,28 @@ class CausalSweep:
 
 @dataclass
 class _Job:
-    """What the rows of one SAE on one batch of prompts share."""
+    """What the rows of one SAE on one batch of prompts share (only the prompts that have a row)."""
 
     ls: LoadedSAE
     cand: Tensor  # (C,) candidate features
-    x: Tensor  # (B, T, d) clean activations at the SAE's hook, T = the longest prompt
+    rows: Tensor  # (B, C) bool: the rows (prompt b, candidate c)
+    x: Tensor  # (B, T, d) clean activations at the SAE's hook, T = the longest prompt of the batch
     spliced: Tensor  # (B, T, d) the full splice's input: x̂, x at BOS / padding
     f_c: Tensor  # (B, T, C) the candidates' activations
     keep: Tensor  # (B, T) positions left clean
-    acts: Mapping[str, Tensor]  # the batch's clean activations
+    acts: Mapping[str, Tensor]  # the prompts' clean activations
     batch: RowBatch  # the prompts alone
     idx: list[int]  # (B,) prompt indices
 
     @classmethod
     def of(cls, sweep: CausalSweep, ls: LoadedSAE, cand: Tensor, acts: Mapping[str, Tensor], batch: RowBatch,
-           idx: list[int]) -> _Job:
-        """Encode / decode the batch once (in token chunks), keeping only the candidates' activations."""
+           idx: list[int], rows: Tensor) -> _Job:
+        """The prompts of ``batch`` (``idx``) that have a row in ``rows`` (B, C), encoded / decoded once (in
+        token chunks), keeping only the candidates' activations."""
+        has = rows.any(1).nonzero().flatten()
+        sel = has.to(batch.tokens.device)
+        batch = RowBatch(*(t[sel] for t in batch))
+        acts = {h: a[sel.to(a.device)] for h, a in acts.items()}
         x = acts[ls.hook_name]
         B, T = batch.tokens.shape
         cand = cand.to(x.device)
@@ -206,4 +255,5 @@ class _Job:
 
         x_hat, _ = sae_terms(ls.sae, x, sweep.passes.chunks.sae, visit)
         keep = sweep.passes.keep(batch)
-        return cls(ls, cand, x, keep_positions(x, x_hat, keep), fc.view(B, T, -1), keep, acts, batch, idx)
+        return cls(ls, cand, rows[has], x, keep_positions(x, x_hat, keep), fc.view(B, T, -1), keep, acts, batch,
+                   [idx[i] for i in has.tolist()])

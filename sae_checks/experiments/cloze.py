@@ -40,7 +40,7 @@ from sae_checks.engine.chunks import chunk_sizes
 from sae_checks.engine.run import default_buckets
 from sae_checks.errors import DataError
 from sae_checks.experiments import features as feat
-from sae_checks.experiments.causal import ActivationCache, CausalSweep
+from sae_checks.experiments.causal import CausalSweep, Kept
 from sae_checks.experiments.cloze_items import EncodedItems, batches, encode_items, max_row_length
 from sae_checks.experiments.cloze_passes import Passes, choice_passes, hooks_of, progress_iter
 from sae_checks.experiments.cloze_report import PromptValues, cloze_section
@@ -146,16 +146,16 @@ def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeIt
     values = PromptValues(len(items), list(saes))
     feats: dict[str, dict[str, Any]] = {}
     with torch.no_grad(), fused_attention(model, options.fast_attention):
-        cache = _cache(model, saes, passes, enc, options)
-        fsums = _first_sweep(passes, saes, enc, values, options, cache, progress)
+        kept = _kept(model, saes, passes, enc, options)
+        fsums = _first_sweep(passes, saes, enc, values, options, kept, progress)
         if enc.options is not None:
             values.choice = choice_passes(passes, saes, enc, options.batch_size, progress, options.task)
         if options.features:
             ranks = {L: feat.rank_features(fsums[L], min_count=options.min_count, n_top=options.n_top) for L in saes}
             causal: dict[str, dict[int, tuple[float, int]]] = {}
-            if options.n_causal > 0:
+            if kept is not None:
                 sweep = CausalSweep(passes, saes, enc, options.n_causal, options.causal_max_prompts,
-                                    options.batch_size, cache)
+                                    options.batch_size, kept)
                 causal = sweep.run(ranks, {L: values.per[L]["logp"] for L in saes}, progress, options.task)
             for L, ls in saes.items():
                 feats[L] = feat.feature_report(fsums[L], task=options.task, n_prompts=len(items),
@@ -165,27 +165,28 @@ def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeIt
     return ClozeOutput(cloze_section(values, enc, saes, buckets, options), feats)
 
 
-def _cache(model: Any, saes: Mapping[str, LoadedSAE], passes: Passes, enc: EncodedItems,
-           options: ClozeOptions) -> ActivationCache | None:
-    """The activation cache for the causal sweep when it runs and fits ``options.cache_bytes``, else None."""
+def _kept(model: Any, saes: Mapping[str, LoadedSAE], passes: Passes, enc: EncodedItems,
+          options: ClozeOptions) -> Kept | None:
+    """What the first sweep keeps for the causal sweep (None when that does not run): the window activity,
+    and the clean activations when they fit ``options.cache_bytes``."""
     if not options.features or options.n_causal <= 0:
         return None
-    need = ActivationCache.size(model, list(saes.values()), passes.hooks, [len(p) for p in enc.prompts])
-    budget = options.cache_bytes if options.cache_bytes is not None else ActivationCache.budget()
-    return ActivationCache(passes.hooks, len(enc.prompts)) if need <= budget else None
+    need = Kept.size(model, list(saes.values()), passes.hooks, [len(p) for p in enc.prompts])
+    budget = options.cache_bytes if options.cache_bytes is not None else Kept.budget()
+    return Kept(list(saes), len(enc.prompts), passes.hooks if need <= budget else None)
 
 
 def _first_sweep(passes: Passes, saes: Mapping[str, LoadedSAE], enc: EncodedItems, values: PromptValues,
-                 options: ClozeOptions, cache: ActivationCache | None, progress: Any) -> dict[str, FeatureSums]:
-    """The clean and splice passes of every batch into ``values`` (and ``cache``); returns the feature
-    helpfulness sums per SAE name (zeros without ``options.features``)."""
+                 options: ClozeOptions, kept: Kept | None, progress: Any) -> dict[str, FeatureSums]:
+    """The clean and splice passes of every batch into ``values`` (and ``kept``, for the causal sweep);
+    returns the feature helpfulness sums per SAE name (zeros without ``options.features``)."""
     fsums = {L: FeatureSums(*(torch.zeros(s.d_sae, dtype=torch.float64) for _ in range(4))) for L, s in saes.items()}
     lengths = [len(p) + len(a) for p, a in zip(enc.prompts, enc.answers, strict=True)]
     for idx in progress_iter(list(batches(lengths, options.batch_size)), progress, f"{options.task} clean+splice"):
         batch = passes.batch([enc.prompts[i] for i in idx], [enc.answers[i] for i in idx])
         resid, acts = passes.clean(batch)
-        if cache is not None:
-            cache.keep(idx, batch.prompt_len, acts)
+        if kept is not None:
+            kept.keep_acts(idx, batch.prompt_len, acts)
         c = passes.scores(resid, batch)
         del resid
         values.put_scores(None, idx, c)
@@ -202,6 +203,8 @@ def _first_sweep(passes: Passes, saes: Mapping[str, LoadedSAE], enc: EncodedItem
             if options.features:
                 delta = (s.logp_first - c.logp_first).cpu()
                 fsums[L] = add_feature_sums(fsums[L], feature_sums((active > 0).cpu(), delta))
+            if kept is not None:
+                kept.keep_activity(L, idx, active > 0)
     return fsums
 
 
