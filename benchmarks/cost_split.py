@@ -16,7 +16,9 @@ Phases: ``engine`` = ``evaluate`` on ``--seqs`` random sequences of 1024 tokens 
 ``causal_max_prompts`` 32: the RunConfig defaults), split into ``cloze clean+splice`` (its first loop less
 the helpfulness work in it), ``helpfulness`` (the window's active features and the sums in that loop, timed
 by wrappers, plus the rankings and reports around the loops) and ``causal sweep`` (its causal loop). Every
-phase runs with the batch sizes the gate would pick on this machine (``engine.memory``). ``--peak``: the growth of the process' peak
+phase runs with the batch sizes the gate would pick on this machine (``engine.memory``). Times are CPU
+seconds of the process, all threads (``--clock cpu``, the default): on a shared machine the wall-clock time
+(``--clock wall``) of the same work varies with what else runs. ``--peak``: the growth of the process' peak
 resident memory (``VmHWM`` − ``VmRSS`` before the passes) while the clean + splice passes run.
 """
 
@@ -27,12 +29,13 @@ import contextlib
 import inspect
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 D_VOCAB, D_MODEL, N_HEADS, N_CTX, D_SAE = 50257, 768, 12, 1024, 24576
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def world(n_layers: int, seed: int = 0) -> tuple[Any, dict[int, Any]]:
@@ -72,32 +75,33 @@ class PhaseClock:
     """A ``sae_checks.progress.Progress`` that records how long each loop (``start`` … ``close``) took, and
     how much of the cloze clean + splice loop went to feature helpfulness (:meth:`timed`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.process_time) -> None:
+        self.now = now
         self.times: dict[str, float] = {}
         self.helpfulness = 0.0
         self._what, self._t0 = "", 0.0
 
     def start(self, total: int, what: str) -> None:
-        self._what, self._t0 = what, time.perf_counter()
+        self._what, self._t0 = what, self.now()
 
     def update(self, n: int = 1) -> None:
         pass
 
     def close(self) -> None:
         if self._what:
-            self.times[self._what] = self.times.get(self._what, 0.0) + time.perf_counter() - self._t0
+            self.times[self._what] = self.times.get(self._what, 0.0) + self.now() - self._t0
             self._what = ""
 
     def timed(self, fn: Any) -> Any:
         """``fn``, its time inside the clean + splice loop added to ``helpfulness``."""
 
         def wrapper(*args: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = self.now()
             try:
                 return fn(*args, **kw)
             finally:
                 if self._what.endswith("clean+splice"):
-                    self.helpfulness += time.perf_counter() - t0
+                    self.helpfulness += self.now() - t0
 
         return wrapper
 
@@ -143,7 +147,8 @@ def cloze(model: Any, saes: dict[int, Any], items: list[Any], progress: Any, bat
     return mod.run_cloze(model, saes, items, mod.ClozeOptions(batch_size=batch, **opts), progress=progress)
 
 
-def timings(n_layers: int, n_items: int, n_seqs: int) -> dict[str, float]:
+def timings(n_layers: int, n_items: int, n_seqs: int, now: Callable[[], float]) -> dict[str, float]:
+    """Seconds (``now``'s) per phase (module docstring)."""
     from sae_checks.config import RunConfig
     from sae_checks.engine.run import evaluate
     from sae_checks.loading.data import load_cloze
@@ -155,14 +160,14 @@ def timings(n_layers: int, n_items: int, n_seqs: int) -> dict[str, float]:
     tokens[:, 0] = model.tokenizer.bos_token_id
     cloze(model, saes, items[:4], PhaseClock(), features=False)  # warm-up: the allocator's first growth
     out: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0 = now()
     evaluate(model, saes, tokens, RunConfig(n_bootstrap=0, progress=False, device="cpu"))
-    out["engine"] = time.perf_counter() - t0
-    clock = PhaseClock()
-    t0 = time.perf_counter()
+    out["engine"] = now() - t0
+    clock = PhaseClock(now)
+    t0 = now()
     with clock.helpfulness_timers():
         cloze(model, saes, items, clock, features=True)
-    total = time.perf_counter() - t0
+    total = now() - t0
     out["cloze clean+splice"] = clock.times["lambada clean+splice"] - clock.helpfulness
     out["causal sweep"] = clock.times.get("lambada causal", 0.0)
     out["helpfulness"] = total - out["cloze clean+splice"] - out["causal sweep"]  # in the loop + rankings
@@ -195,6 +200,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--seqs", type=int, default=8, help="engine sequences of 1024 tokens")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="CPU seconds (default) or wall time")
     parser.add_argument("--peak", type=int, default=None, metavar="ROWS",
                         help="measure the peak memory of the clean + splice passes at ROWS per pass (0 = auto)")
     args = parser.parse_args()
@@ -203,11 +209,11 @@ def main() -> None:
         mib = peak(args.layers, args.items, args.peak)
         print(f"cloze clean+splice peak RSS growth: {mib:.0f} MiB ({args.peak or 'auto'} rows per pass)")
         return
-    times = timings(args.layers, args.items, args.seqs)
+    times = timings(args.layers, args.items, args.seqs, CLOCKS[args.clock])
     total = sum(times.values())
     for k, v in times.items():
         print(f"{k:20s} {v:8.1f} s  {100 * v / total:5.1f}%")
-    print(f"{'total':20s} {total:8.1f} s")
+    print(f"{'total':20s} {total:8.1f} s ({args.clock} time)")
 
 
 if __name__ == "__main__":

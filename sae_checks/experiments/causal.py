@@ -227,7 +227,7 @@ class _Job:
 
     ls: LoadedSAE
     cand: Tensor  # (C,) candidate features
-    rows: Tensor  # (B, C) bool: the rows (prompt b, candidate c)
+    rows: Tensor  # (B, C) bool: the rows (prompt b, candidate c), on the activations' device
     x: Tensor  # (B, T, d) clean activations at the SAE's hook, T = the longest prompt of the batch
     spliced: Tensor  # (B, T, d) the full splice's input: x̂, x at BOS / padding
     f_c: Tensor  # (B, T, C) the candidates' activations
@@ -255,5 +255,5 @@ class _Job:
 
         x_hat, _ = sae_terms(ls.sae, x, sweep.passes.chunks.sae, visit)
         keep = sweep.passes.keep(batch)
-        return cls(ls, cand, rows[has], x, keep_positions(x, x_hat, keep), fc.view(B, T, -1), keep, acts, batch,
-                   [idx[i] for i in has.tolist()])
+        return cls(ls, cand, rows[has].to(x.device), x, keep_positions(x, x_hat, keep), fc.view(B, T, -1), keep,
+                   acts, batch, [idx[i] for i in has.tolist()])
