@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import inspect
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,35 +39,12 @@ CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time
 
 def world(n_layers: int, seed: int = 0) -> tuple[Any, dict[int, Any]]:
     """The random gpt2-shaped model (the zoo's tokenizer attached) and one random StandardSAE per layer."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from sae_checks.loading.saes import LoadedSAE
+    from benchmarks.medium import random_world
     from sae_checks.zoo import load_zoo_tokenizer
 
-    warnings.filterwarnings("ignore", message=".*deprecated.*")
-    torch.manual_seed(seed)
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_MODEL // N_HEADS, d_mlp=4 * D_MODEL,
-        n_ctx=N_CTX, d_vocab=D_VOCAB, act_fn="gelu_new", normalization_type="LN", device="cpu", seed=seed,
-    )
-    model = HookedTransformer(cfg, tokenizer=load_zoo_tokenizer())
-    model.eval()
-    saes = {}
-    for L in range(n_layers):
-        hook = f"blocks.{L}.hook_resid_pre"
-        sae = StandardSAE(StandardSAEConfig(d_in=D_MODEL, d_sae=D_SAE, metadata=SAEMetadata(
-            hook_name=hook, context_size=128, prepend_bos=True)))
-        with torch.no_grad():
-            sae.W_enc.normal_(0, D_MODEL ** -0.5)
-            sae.W_dec.copy_(sae.W_enc.T * 0.5)
-            sae.b_enc.fill_(-0.5)
-        sae.eval()
-        saes[L] = LoadedSAE(sae=sae, layer=L, hook_name=hook, release=None, sae_id=None, path="", sha256="",
-                            context_size=128, architecture="standard", d_in=D_MODEL, d_sae=D_SAE,
-                            model_name=None, neuronpedia_id=None)
-    return model, saes
+    return random_world(n_layers=n_layers, d_model=D_MODEL, n_heads=N_HEADS, n_ctx=N_CTX, d_vocab=D_VOCAB,
+                        d_sae=D_SAE, sae_layers=range(n_layers), act_fn="gelu_new", seed=seed,
+                        tokenizer=load_zoo_tokenizer())
 
 
 class PhaseClock:

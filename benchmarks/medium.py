@@ -24,10 +24,12 @@ def medium_world(seed: int = 0) -> tuple[Any, dict[int, Any]]:
 
 
 def random_world(*, n_layers: int, d_model: int, n_heads: int, n_ctx: int, d_vocab: int, d_sae: int,
-                 sae_layers: Iterable[int], act_fn: str = "gelu", seed: int = 0) -> tuple[Any, dict[int, Any]]:
+                 sae_layers: Iterable[int], act_fn: str = "gelu", seed: int = 0,
+                 tokenizer: Any = None) -> tuple[Any, dict[int, Any]]:
     """A random-init HookedTransformer (LayerNorm, d_mlp = 4 d_model) and one StandardSAE (context 128) on
     ``blocks.L.hook_resid_pre`` for each L in ``sae_layers``, encoder N(0, 1/d_model), decoder half its
-    transpose, b_enc −0.5 (some features fire, reconstructions are not absurd)."""
+    transpose, b_enc −0.5 (some features fire, reconstructions are not absurd); ``tokenizer`` attached to
+    the model when given."""
     from sae_lens import StandardSAE, StandardSAEConfig
     from sae_lens.saes.sae import SAEMetadata
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -40,7 +42,7 @@ def random_world(*, n_layers: int, d_model: int, n_heads: int, n_ctx: int, d_voc
         n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_model // n_heads, d_mlp=4 * d_model,
         n_ctx=n_ctx, d_vocab=d_vocab, act_fn=act_fn, normalization_type="LN", device="cpu", seed=seed,
     )
-    model = HookedTransformer(cfg)
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.eval()
     saes = {}
     for L in sae_layers:
