@@ -12,7 +12,8 @@ same chunk: the clean logits of a chunk are computed once, however many SAEs are
 
 The chunk size comes from a byte budget (:func:`chunk_tokens`: ``LOGIT_BUDGET``, or less when the device
 has less free memory) unless the run sets ``chunk_tokens``. Values are those of the unchunked
-computation up to float32 summation order (tests/test_chunks.py).
+computation up to float32 summation order (tests/test_engine.py: test_token_chunks_change_nothing,
+test_chunked_losses_equal_the_full_logits; tests/test_cloze_chunks.py).
 """
 
 from __future__ import annotations
