@@ -45,9 +45,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sae-checks", "sae-checks gate (the same options as `sae-checks gate`; also "
                             "settable in [tool.sae-checks])")
     add_pytest(group, RUN + GATE)
-    group.addoption("--sae-update-baseline", dest="sae_update_baseline", nargs="?", const="new", default=None,
-                    choices=("new", "all"), help="rewrite the baseline file at the end: 'new' (default) adds "
-                    "new and failing checks, 'all' rewrites every check run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,10 +65,9 @@ def _gate(config: pytest.Config) -> Any:
         from sae_checks.options import GATE, RUN, pytest_values
 
         cli = pytest_values(config.getoption, RUN + GATE)
-        cli["update_baseline"] = config.getoption("sae_update_baseline")
         workerid = getattr(config, "workerinput", {}).get("workerid")
         gate = GateSession.create(
-            {k: v for k, v in cli.items() if v is not None}, rootdir=config.rootpath,
+            cli, rootdir=config.rootpath,
             invocation_dir=config.invocation_params.dir, worker=int(workerid[2:]) if workerid else None)
         if (gate.config.device or "").startswith("cuda"):
             import torch

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_checks.config import RunConfig
+from sae_checks.config import ALIASES, GATE_KEYS, RunConfig, read_pyproject
 from sae_checks.errors import ConfigError, SaeChecksError
 from sae_checks.gate.checks import (
     Check,
@@ -34,16 +34,13 @@ from sae_checks.gate.checks import (
     unused_baselines,
 )
 from sae_checks.gate.setup import (
-    ALIASES,
     BUILTIN_POLICY,
     DEFAULT_BASELINE,
     DEFAULT_REPORT,
-    GATE_KEYS,
     GateOptions,
     check_gate_paths,
     choose_policy,
     default_policy_path,
-    read_pyproject,
     resolve_options,
 )
 from sae_checks.gate.thresholds import (

@@ -13,19 +13,15 @@ a packaged or built-in policy, to ``./sae-baseline.json``.
 from __future__ import annotations
 
 import importlib.resources
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sae_checks.config import RunConfig
+from sae_checks.config import RunConfig, key_name
 from sae_checks.errors import ConfigError
 from sae_checks.gate.thresholds import Policy, load_policy, parse_policy
-from sae_checks.options import aliases
 
-GATE_KEYS = ("thresholds", "baseline", "report", "update_baseline", "baseline_any")  # not RunConfig fields
-ALIASES = aliases()  # older option names -> RunConfig field ({"ctx": "ctx_len", "id": "sae_id"})
 DEFAULT_REPORT = "sae-report.json"
 DEFAULT_BASELINE = "sae-baseline.json"
 BUILTIN_SOURCE = "built-in generic policy (sae_checks.gate.BUILTIN_POLICY)"
@@ -100,15 +96,6 @@ class GateOptions:
     baseline_any: bool = False  # compare against a baseline of another model / SAE set anyway
 
 
-def read_pyproject(rootdir: Path) -> dict[str, Any]:
-    """``[tool.sae-checks]`` of ``rootdir/pyproject.toml`` ({} if absent)."""
-    path = rootdir / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        return dict(tomllib.load(fh).get("tool", {}).get("sae-checks", {}))
-
-
 def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, rootdir: Path,
                     invocation_dir: Path) -> tuple[RunConfig, Policy, GateOptions]:
     """Precedence, lowest first: RunConfig defaults < policy top-level keys (buckets, tasks, baseline)
@@ -117,7 +104,7 @@ def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, roo
     def norm(d: Mapping[str, Any], base: Path) -> dict[str, Any]:
         out = {}
         for k, v in d.items():
-            k = ALIASES.get(k.replace("-", "_"), k.replace("-", "_"))
+            k = key_name(k)
             if v is None:
                 continue
             if k in ("thresholds", "baseline", "report"):
