@@ -21,6 +21,8 @@ from sae_checks.errors import ConfigError
 
 Dtype = Literal["float32", "bfloat16"]
 DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)  # the one list of run dtypes
+UpdateMode = Literal["new", "all"]  # --sae-update-baseline: add new and failing checks, or rewrite every one
+UPDATE_MODES: tuple[UpdateMode, ...] = typing.get_args(UpdateMode)
 # The cloze tasks a run may name: the one list the options, validation and the policy read. (To be fed
 # from the task registry once tasks declare themselves in one file each.)
 TASKS: tuple[str, ...] = ("lambada", "cbt")
@@ -248,7 +250,7 @@ class GateConfig:
     baseline_any: bool = option(False, Flag("judge against a baseline recorded for another model or SAE set "
                                             "anyway (refused by default)", switch=True))
     # a baseline of another model / SAE set is refused unless asked: its numbers are not comparable
-    update_baseline: Literal["new", "all"] | None = option(None, Flag(
+    update_baseline: UpdateMode | None = option(None, Flag(
         "rewrite the baseline file at the end: 'new' (default) adds new and failing checks, 'all' rewrites every "
         "check run", const="new"))  # a run that stops early never updates it
 

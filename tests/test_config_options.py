@@ -121,3 +121,13 @@ def test_run_keywords_are_the_config_fields() -> None:
     kwargs: dict[str, Any] = {"n_seqs": "2"}
     with pytest.raises(ConfigError, match="n_seqs.*must be an integer"):
         sae_checks.run(**kwargs)
+
+
+def test_one_parse_of_the_layer_and_one_list_of_dtypes() -> None:
+    from sae_checks.loading.models import DTYPES as model_dtypes
+    from sae_checks.names import hook_layer, hook_site
+
+    assert [hook_layer(h) for h in ("blocks.3.attn.hook_z", "blocks.12.hook_resid_pre", "blocks.2.odd", "hook_embed",
+                                    None)] == [3, 12, 2, None, None]
+    assert hook_site("blocks.2.odd") is None and hook_site("blocks.3.attn.hook_z") == (3, "attn.hook_z")
+    assert model_dtypes is DTYPES

@@ -16,9 +16,9 @@ import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sae_checks.config import RunConfig, key_name
+from sae_checks.config import UPDATE_MODES, RunConfig, UpdateMode, key_name
 from sae_checks.errors import ConfigError
 from sae_checks.gate.thresholds import Policy, load_policy, parse_policy
 
@@ -92,7 +92,7 @@ class GateOptions:
     baseline_target: Path  # where --sae-update-baseline writes (never inside the installed package)
     baseline_given: bool  # the baseline path came from an option / [tool.sae-checks], not from a policy
     report: Path  # where the JSON report is written
-    update_baseline: Literal["new", "all"] | None  # rewrite baselines at the end of the run
+    update_baseline: UpdateMode | None  # rewrite baselines at the end of the run
     baseline_any: bool = False  # compare against a baseline of another model / SAE set anyway
 
 
@@ -123,8 +123,8 @@ def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, roo
                                            str(merged.get("saes", RunConfig.saes)))
     policy = load_policy(thresholds) if thresholds else parse_policy(BUILTIN_POLICY, path="<built-in policy>")
     update = merged.pop("update_baseline", None)
-    if update not in (None, "new", "all"):
-        raise ConfigError("update_baseline", update, "must be 'new' or 'all'")
+    if update is not None and update not in UPDATE_MODES:
+        raise ConfigError("update_baseline", update, f"must be {' or '.join(map(repr, UPDATE_MODES))}")
     given = merged.pop("baseline", None)
     baseline = given or policy.baseline
     if given is not None:
