@@ -267,6 +267,11 @@ def key_name(key: str) -> str:
     return ALIASES.get(name, name)
 
 
+def split_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``: comma-separated values, blanks dropped (options, SAE sources)."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def read_pyproject(path: Path) -> dict[str, Any]:
     """``[tool.sae-checks]`` of ``path`` (a pyproject.toml, or a folder holding one); {} when absent.
     Invalid TOML raises ConfigError naming the file."""

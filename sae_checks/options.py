@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from sae_checks.config import ALIASES, GateConfig, RunConfig, flags_of
+from sae_checks.config import GateConfig, RunConfig, flags_of, split_list
 
 Kind = Literal["str", "int", "ints", "strs", "buckets", "shard", "on", "off", "choice", "float"]
 
@@ -42,11 +42,6 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-
-
-def split_list(text: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``: comma-separated values, blanks dropped (also SAE sources)."""
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _buckets(text: str) -> tuple[tuple[int, int], ...]:
@@ -106,11 +101,6 @@ def options_of(cls: type) -> tuple[Option, ...]:
 
 RUN: tuple[Option, ...] = options_of(RunConfig)
 GATE: tuple[Option, ...] = options_of(GateConfig)
-
-
-def aliases() -> dict[str, str]:
-    """Older option names (``ctx``, ``id``) -> the field they set, as ``[tool.sae-checks]`` keys."""
-    return dict(ALIASES)
 
 
 def _add(add: Callable[..., Any], options: tuple[Option, ...], prefix: str, dest_prefix: str) -> None:

@@ -12,8 +12,9 @@ wins). The work happens in ``sae_checks.gate.GateSession``; this module only wir
   judges one check, fails the test with the check's message.
 - fixtures for one's own test files (README "Your own checks"): ``sae_results`` (the same cached
   evaluation, as ``sae_checks.results.Results``), ``sae_model`` / ``sae_saes`` / ``sae_tokens`` (loaded
-  once per process) and ``sae_record`` (a custom check, collected into report["custom_checks"]); the
-  ``gpu`` marker skips a test without CUDA.
+  once per process) and ``sae_record`` (a custom check, collected into report["custom_checks"]; a
+  recorded failure fails its test in ``pytest_runtest_makereport``, a ``severity="warn"`` one only
+  warns); the ``gpu`` marker skips a test without CUDA.
 - ``pytest_sessionfinish``: workers send results and checks as plain data through
   ``config.workeroutput``; the controller merges them in ``pytest_testnodedown`` and writes one report
   (and one baseline update with ``--sae-update-baseline``).

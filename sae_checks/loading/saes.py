@@ -63,7 +63,7 @@ class LoadedSAE(NamedTuple):
 
 def split_sources(spec: str) -> list[str]:
     """``"zoo:v2, zoo:suite"`` -> ``["zoo:v2", "zoo:suite"]`` (sources are separated by commas)."""
-    from sae_checks.options import split_list
+    from sae_checks.config import split_list
 
     return list(split_list(spec))
 
