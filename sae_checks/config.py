@@ -20,16 +20,14 @@ from typing import Any, Literal, Union
 from sae_checks.errors import ConfigError
 
 Dtype = Literal["float32", "bfloat16"]
-DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)  # the one list of run dtypes
-UpdateMode = Literal["new", "all"]  # --sae-update-baseline: add new and failing checks, or rewrite every one
-UPDATE_MODES: tuple[UpdateMode, ...] = typing.get_args(UpdateMode)
-# The cloze tasks a run may name: the one list the options, validation and the policy read. (To be fed
-# from the task registry once tasks declare themselves in one file each.)
-TASKS: tuple[str, ...] = ("lambada", "cbt")
+TASKS = ("lambada", "cbt")
 DEFAULT_TOKENS = 100_000  # tokens evaluated by default, as the post (~100k tokens of web text)
 ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 tokens
 # The data of a non-zoo model without --data: web text as the post (Anders & Bloom used OpenWebText), split train
 DEFAULT_DATA = "Skylion007/openwebtext"
+DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)  # the one list of run dtypes
+UpdateMode = Literal["new", "all"]  # --sae-update-baseline: add new and failing checks, or rewrite every one
+UPDATE_MODES: tuple[UpdateMode, ...] = typing.get_args(UpdateMode)
 
 
 @dataclass(frozen=True)
@@ -134,8 +132,8 @@ class RunConfig:
     propagation_window: tuple[int, int] = (1, 101)  # half-open position window for propagation (the post's 1..100)
     n_bootstrap: int = option(1000, "bootstrap resamples per CI (default 1000)")  # over sequences, per bucket CI
     ci_level: float = 0.95  # confidence level of the bucket CIs
-    tasks: tuple[str, ...] = option((), f"comma-separated cloze tasks: {', '.join(TASKS)} (on the zoo, lambada is "
-                                    "its cloze set)")  # cloze tasks to run (TASKS)
+    tasks: tuple[str, ...] = option((), "comma-separated cloze tasks: lambada, cbt (on the zoo, lambada is its "
+                                    "cloze set)")  # cloze tasks to run (the names validate() accepts)
     n_prompts: int = option(1000, "prompts per cloze task (default 1000)")  # the post used the first 1000
     task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
     n_causal: int = option(5, "causal check: ablate the top-n features of each helpfulness ranking (0 = off; "
