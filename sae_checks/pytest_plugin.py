@@ -251,11 +251,14 @@ def sae_record(request: pytest.FixtureRequest) -> Callable[..., None]:
 
     def record(name: str, value: float | None, *, passed: bool | None = None, sae: str | None = None,
                note: str = "", severity: Severity = "fail") -> None:
-        if passed is not None and not isinstance(passed, bool):
-            raise TypeError(f"sae_record({name!r}): passed={passed!r}: must be True, False or None "
-                            "(numpy booleans: bool(...))")
-        if severity not in ("fail", "warn"):
-            raise ValueError(f"sae_record({name!r}): severity={severity!r}: must be 'fail' or 'warn'")
+        from sae_checks.status import SEVERITIES
+
+        if isinstance(passed, str):
+            raise TypeError(f"sae_record({name!r}): passed={passed!r}: must be True, False or None (a warning: "
+                            "passed=False, severity='warn')")
+        if severity not in SEVERITIES:
+            raise ValueError(f"sae_record({name!r}): severity={severity!r}: must be one of {', '.join(SEVERITIES)}")
+        passed = None if passed is None else bool(passed)  # numpy / torch booleans too
         v = None if value is None else float(value)
         entry = {"id": str(name), "value": v if v is None or math.isfinite(v) else None, "passed": passed,
                  "sae": sae, "note": note, "severity": severity}
@@ -282,7 +285,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     fails, with each such check's line, though it asserted nothing: the exit code, pytest's summary and
     the report agree (on an xdist worker too: the failed report is what travels)."""
     report = yield
-    if report.when == "call" and report.passed:
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):  # xfail decides itself
         entries: list[Any] = [e for k, e in item.user_properties if k == _RECORD]
         failing = [e for e in entries if e.get("passed") is False and e.get("severity") == "fail"]
         if failing:

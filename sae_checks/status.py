@@ -10,6 +10,7 @@ No imports beyond typing: the plugin imports this at start-up.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ NOTEWORTHY: frozenset[str] = frozenset({"warn", "improved"})  # pass, with a war
 ORDER: tuple[Status, ...] = ("fail", "new", "warn", "improved", "pass")
 # A check of one's own (sae_record) is pass, fail, or (severity "warn") warn: it has no baseline.
 CustomStatus = Literal["pass", "fail", "warn"]
-Severity = Literal["fail", "warn"]
+Severity = Literal["fail", "warn"]  # what a failure of a check is: fail (blocks) or warn (reported only)
+SEVERITIES: tuple[Severity, ...] = typing.get_args(Severity)
 
 
 def fails(status: Any) -> bool:

@@ -93,15 +93,19 @@ def test_custom_status_table() -> None:
         "pass", "pass", "pass", "pass", "fail", "fail", "warn", "warn", "pass", "fail", "pass", "fail"]
 
 
-def test_sae_record_refuses_a_bad_passed_or_severity(pytester: pytest.Pytester) -> None:
+def test_sae_record_refuses_a_bad_passed_or_severity_and_takes_numpy_booleans(pytester: pytest.Pytester) -> None:
     setup_gate(pytester)
     pytester.makepyfile(test_mine='''
         import pytest
 
+        import numpy as np
+
         def test_bad(sae_record):
-            with pytest.raises(TypeError, match="passed='yes'"):
-                sae_record("x", 1.0, passed="yes")
+            with pytest.raises(TypeError, match="passed='warn'.*severity='warn'"):
+                sae_record("x", 1.0, passed="warn")
             with pytest.raises(ValueError, match="severity='info'"):
                 sae_record("x", 1.0, passed=False, severity="info")
+            sae_record("numpy", 0.3, passed=np.float64(0.3) < 0.5)  # a numpy boolean is a boolean
     ''')
     pytester.runpytest("test_mine.py", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "sae-report.json").read_text())["custom_checks"][0]["status"] == "pass"
