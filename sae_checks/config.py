@@ -3,7 +3,8 @@ why it exists (its comment) and, through ``option(...)``, how users set it: the 
 (``Flag``). The CLI (``--ctx-len``), the pytest plugin (``--sae-ctx-len``), ``[tool.sae-checks]``
 (``ctx_len`` or ``ctx-len``) and the Python API (``sae_checks.run(ctx_len=...)``) are all derived from
 these fields (``sae_checks.options``, ``sae_checks.notebook``); ``GateConfig`` is the same for the
-gate-only options. ``validate()`` names the field at fault. No imports beyond the standard library.
+gate-only options. ``validate()`` names the field at fault. Imports only the standard library and
+``errors``.
 """
 
 from __future__ import annotations
@@ -70,22 +71,17 @@ class RunConfig:
 
     # --- what to load -------------------------------------------------------------------------
     model: str = option("zoo", "TransformerLens model name (gpt2-small) or 'zoo' (the default)")
-    # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
     saes: str = option("zoo:v2", "SAE sources, comma-separated: a sae_lens release, a local SAE folder or folder "
                        "of folders, zoo:v1 / zoo:v2 / zoo:suite (default zoo:v2)")
-    # comma-separated sources: sae_lens release, local SAE folder / folder of folders, "zoo:v1" / "zoo:v2" / "zoo:suite"
     sae_id: str = option("blocks.{layer}.hook_resid_pre", Flag(
         "id template in a release, {layer} filled per layer (default blocks.{layer}.hook_resid_pre)", aliases=("id",)))
-    # id template inside a release; {layer} is filled per layer
     sae_ids: str | None = option(None, "regex or glob over release ids / folder names, whole id "
                                  "(e.g. 'blocks\\.[0-9]+\\.hook_resid_pre' or 'blocks.*.hook_z'); overrides --sae-id")
     # regex or shell glob over release ids / folder names (whole id); None = all in a folder, the {layer}
     # template (sae_id) in a release
     layers: tuple[int, ...] | None = option(None, "comma-separated layers: keep the SAEs at these layers (default: all)")
-    # keep the SAEs at these layers; None = every SAE selected
     shard: tuple[int, int] | None = option(None, "I/N: evaluate the I-th (0-based) of N cost-balanced parts of the "
                                            "SAEs; merge the parts with `sae-checks merge`")
-    # (i, n): evaluate the i-th of n cost-balanced parts of the suite
     data: str | None = option(None, "evaluation data: HF dataset id or local .jsonl/.txt/.parquet (text, or "
                               "pre-tokenized input_ids/tokens), or 'zoo' (zoo model only); default: zoo on the zoo "
                               "model, Skylion007/openwebtext otherwise")
