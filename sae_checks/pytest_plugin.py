@@ -68,7 +68,7 @@ def _gate(config: pytest.Config) -> Any:
         cli = pytest_values(config.getoption, RUN + GATE)
         workerid = getattr(config, "workerinput", {}).get("workerid")
         gate = GateSession.create(
-            cli, rootdir=config.rootpath,
+            {k: v for k, v in cli.items() if v is not None}, rootdir=config.rootpath,
             invocation_dir=config.invocation_params.dir, worker=int(workerid[2:]) if workerid else None)
         if (gate.config.device or "").startswith("cuda"):
             import torch
