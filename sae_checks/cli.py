@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sae_checks.errors import ConfigError, SaeChecksError
+from sae_checks.errors import SaeChecksError
 
 # Exit codes, with pytest's meanings (pytest.ExitCode), so CI treats the gate and the CLI alike.
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3, 4, 5
@@ -49,27 +48,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def pyproject_defaults(path: Path = Path("pyproject.toml")) -> dict[str, Any]:
-    """``[tool.sae-checks]`` of ``path`` (empty when absent)."""
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), "[tool.sae-checks]", f"invalid TOML: {err}") from err
-    return dict(data.get("tool", {}).get("sae-checks", {}))
+    """``[tool.sae-checks]`` of ``path`` (empty when absent; ``config.read_pyproject``)."""
+    from sae_checks.config import read_pyproject
+
+    return read_pyproject(path)
 
 
 def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> Any:
     """RunConfig from ``[tool.sae-checks]`` defaults overridden by the flags that were given."""
-    from sae_checks.config import RunConfig
-    from sae_checks.gate import ALIASES, GATE_KEYS
+    from sae_checks.config import ALIASES, GATE_KEYS, RunConfig
 
     fields = set(RunConfig.__dataclass_fields__)
-    gate_keys = set(GATE_KEYS)  # keys of the pyproject table that belong to the gate, not the run
     values = {}
     for key, value in (defaults or {}).items():
         name = key.replace("-", "_")
-        if name not in gate_keys:
+        if name not in GATE_KEYS:  # keys of the pyproject table that belong to the gate, not the run
             values[ALIASES.get(name, key)] = value  # the pytest option names (ctx, id) work here too
     values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
     return RunConfig.from_dict(values, source="[tool.sae-checks]")
@@ -144,7 +137,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     write_report(args.out, report)
     print(f"report: {args.out} (merged from {len(args.parts)} parts)")
     print_summary(report)
-    failed = report.get("summary", {}).get("fail", 0) + report.get("summary", {}).get("new", 0)
+    from sae_checks.status import FAILING
+
+    failed = any(report.get("summary", {}).get(s, 0) for s in FAILING)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -155,11 +150,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from sae_checks.options import GATE, RUN, as_pytest_args
 
     values = {k: v for k, v in vars(args).items() if v is not None}
-    argv = ["--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider", *as_pytest_args(values, RUN),
-            *as_pytest_args({k: str(v) if k != "baseline_any" else v for k, v in values.items()
-                             if k in ("thresholds", "baseline", "report", "baseline_any")}, GATE)]
-    if args.update_baseline:
-        argv.append(f"--sae-update-baseline={args.update_baseline}")
+    argv = ["--pyargs", "sae_checks.gate.gate_tests", "-p", "no:cacheprovider", *as_pytest_args(values, RUN + GATE)]
     rest = list(args.pytest_args)
     argv += rest[1:] if rest[:1] == ["--"] else rest
     return int(pytest.main(argv))
@@ -191,8 +182,6 @@ def parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(gt)
     add_argparse(gt.add_argument_group("gate"), GATE)
-    gt.add_argument("--update-baseline", nargs="?", const="new", choices=("new", "all"),
-                    help="rewrite the baseline at the end: 'new' (default) adds new and failing checks, 'all' every check")
     gt.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest arguments (-k, -n 2 --dist loadgroup, -q)")
     gt.set_defaults(func=cmd_gate)
     r = sub.add_parser("run", help="evaluate SAEs (the zoo when nothing is named) and write the JSON report")

@@ -1,13 +1,21 @@
-"""The run configuration: one frozen dataclass that the CLI, the pytest options and ``[tool.sae-checks]``
-all map onto. Every field says why it exists; ``validate()`` names the field at fault."""
+"""The run configuration: one frozen dataclass whose fields are the one table of options. Each field says
+why it exists (its comment) and, through ``option(...)``, how users set it: the help text and the flag
+(``Flag``). The CLI (``--ctx-len``), the pytest plugin (``--sae-ctx-len``), ``[tool.sae-checks]``
+(``ctx_len`` or ``ctx-len``) and the Python API (``sae_checks.run(ctx_len=...)``) are all derived from
+these fields (``sae_checks.options``, ``sae_checks.notebook``); ``GateConfig`` is the same for the
+gate-only options. ``validate()`` names the field at fault. Imports only the standard library and
+``errors``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Union
 
 from sae_checks.errors import ConfigError
@@ -18,6 +26,32 @@ DEFAULT_TOKENS = 100_000  # tokens evaluated by default, as the post (~100k toke
 ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 tokens
 # The data of a non-zoo model without --data: web text as the post (Anders & Bloom used OpenWebText), split train
 DEFAULT_DATA = "Skylion007/openwebtext"
+DTYPES: tuple[Dtype, ...] = typing.get_args(Dtype)  # the one list of run dtypes
+UpdateMode = Literal["new", "all"]  # --sae-update-baseline: add new and failing checks, or rewrite every one
+UPDATE_MODES: tuple[UpdateMode, ...] = typing.get_args(UpdateMode)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How users set a config field from the command line: ``--{name}`` in the CLI, ``--sae-{name}``
+    under pytest. The type of the value, and its choices (a ``Literal``), come from the field's annotation."""
+
+    help: str
+    name: str = ""  # the flag without dashes; "" = the field's name with dashes for underscores
+    aliases: tuple[str, ...] = ()  # older names, still accepted (also as [tool.sae-checks] keys)
+    switch: bool | None = None  # a flag without a value that sets the field to this (True / False)
+    const: str | None = None  # the value when the flag is given without one (``--sae-update-baseline``)
+
+
+def option(default: Any, *flags: Flag | str) -> Any:
+    """A config field settable from the command line: ``default`` and its flags (a string is the help of
+    the one flag named after the field). The field's comment still says why it exists."""
+    return field(default=default, metadata={"flags": tuple(Flag(f) if isinstance(f, str) else f for f in flags)})
+
+
+def flags_of(f: dataclasses.Field[Any]) -> tuple[Flag, ...]:
+    """The flags of a config field (``option``), none for a field settable only from a file or the API."""
+    return tuple(f.metadata.get("flags", ()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,49 +70,78 @@ class RunConfig:
     """
 
     # --- what to load -------------------------------------------------------------------------
-    model: str = "zoo"  # TransformerLens pretrained name ("gpt2-small") or "zoo" (the embedded tiny model)
-    saes: str = "zoo:v2"  # comma-separated sources: sae_lens release, local SAE folder / folder of folders,
-    # "zoo:v1" / "zoo:v2" / "zoo:suite"
-    sae_id: str = "blocks.{layer}.hook_resid_pre"  # id template inside a release; {layer} is filled per layer
-    sae_ids: str | None = None  # regex or shell glob over release ids / folder names (whole id); None = all
-    # in a folder, the {layer} template (sae_id) in a release
-    layers: tuple[int, ...] | None = None  # keep the SAEs at these layers; None = every SAE selected
-    shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n cost-balanced parts of the suite
-    data: str | None = None  # HF dataset id, a local .jsonl/.txt/.parquet file (text, or pre-tokenized
-    # input_ids/tokens), or "zoo" (held-out zoo tokens, zoo model only); None = the model's default
-    # (data_source: "zoo" on the zoo model, DEFAULT_DATA otherwise)
-    data_split: str = "train"  # split of a HF dataset
-    data_config: str | None = None  # config name of a HF dataset (e.g. "CN" for cam-cst/cbt)
-    text_field: str = "text"  # field holding the text in JSONL / parquet / HF records
-    n_seqs: int | None = None  # sequences evaluated; None = about DEFAULT_TOKENS tokens as the post
-    # (ceil(100_000 / ctx_len): 98 x 1024 for gpt2-small), on the zoo's held-out rows ZOO_DEFAULT_SEQS
-    ctx_len: int | None = None  # tokens per sequence incl. BOS; None = the model's n_ctx
-    seed: int = 0  # sampling seed for the data (and the bootstrap), so a run is reproducible
+    model: str = option("zoo", "TransformerLens model name (gpt2-small) or 'zoo' (the default)")
+    saes: str = option("zoo:v2", "SAE sources, comma-separated: a sae_lens release, a local SAE folder or folder "
+                       "of folders, zoo:v1 / zoo:v2 / zoo:suite (default zoo:v2)")
+    sae_id: str = option("blocks.{layer}.hook_resid_pre", Flag(
+        "id template in a release, {layer} filled per layer (default blocks.{layer}.hook_resid_pre)", aliases=("id",)))
+    sae_ids: str | None = option(None, "regex or glob over release ids / folder names, whole id "
+                                 "(e.g. 'blocks\\.[0-9]+\\.hook_resid_pre' or 'blocks.*.hook_z'); overrides --sae-id")
+    # regex or shell glob over release ids / folder names (whole id); None = all in a folder, the {layer}
+    # template (sae_id) in a release
+    layers: tuple[int, ...] | None = option(None, "comma-separated layers: keep the SAEs at these layers (default: all)")
+    shard: tuple[int, int] | None = option(None, "I/N: evaluate the I-th (0-based) of N cost-balanced parts of the "
+                                           "SAEs; merge the parts with `sae-checks merge`")
+    data: str | None = option(None, "evaluation data: HF dataset id or local .jsonl/.txt/.parquet (text, or "
+                              "pre-tokenized input_ids/tokens), or 'zoo' (zoo model only); default: zoo on the zoo "
+                              "model, Skylion007/openwebtext otherwise")
+    # HF dataset id, a local .jsonl/.txt/.parquet file (text, or pre-tokenized input_ids/tokens), or "zoo"
+    # (held-out zoo tokens, zoo model only); None = the model's default (data_source: "zoo" on the zoo
+    # model, DEFAULT_DATA otherwise)
+    data_split: str = option("train", "split of a HF dataset (default train)")
+    data_config: str | None = option(None, "config name of a HF dataset")  # e.g. "CN" for cam-cst/cbt
+    text_field: str = option("text", "field holding the text (default text)")  # in JSONL / parquet / HF records
+    n_seqs: int | None = option(None, "sequences evaluated (default: about 100k tokens, ceil(100000 / ctx-len); "
+                                "64 on the zoo)")
+    # None = about DEFAULT_TOKENS tokens as the post (ceil(100_000 / ctx_len): 98 x 1024 for gpt2-small), on
+    # the zoo's held-out rows ZOO_DEFAULT_SEQS
+    ctx_len: int | None = option(None, Flag("tokens per sequence including BOS (default: the model's n_ctx)",
+                                            aliases=("ctx",)))  # incl. BOS; None = the model's n_ctx
+    seed: int = option(0, "data sampling and bootstrap seed (default 0)")  # so a run is reproducible
     # --- how to run ---------------------------------------------------------------------------
-    device: str | None = None  # "cpu", "cuda", "cuda:N"; None = CUDA when available
-    dtype: Dtype = "float32"  # bfloat16 = autocast on CUDA only; recorded in the report
-    batch_size: int | None = None  # sequences (cloze: rows) per forward pass; None = auto from the device's
-    # free memory and the model's size for rows as long as the data's (engine/memory.py); halved on CUDA OOM
-    chunk_tokens: int | None = None  # tokens per chunk of the per-token reductions over the vocabulary (CE, KL,
-    # cloze scores) and the SAE's features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
-    fast_attention: bool = True  # fused scaled_dot_product_attention in the engine's passes (same function,
-    # about 2x faster on CPU; see sae_checks/engine/attention.py); False = TransformerLens' own attention
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: CUDA when available)")
+    dtype: Dtype = option("float32", f"{' or '.join(DTYPES)} (autocast, CUDA only)")
+    # bfloat16 = autocast on CUDA only; recorded in the report
+    batch_size: int | None = option(None, "sequences per forward pass (default: from the free memory; halved on "
+                                    "CUDA OOM)")
+    # sequences (cloze: rows) per forward pass; None = auto from the device's free memory and the model's
+    # size for rows as long as the data's (engine/memory.py); halved on CUDA OOM
+    chunk_tokens: int | None = option(None, "tokens per chunk of the reductions over the vocabulary and the "
+                                      "SAE's features (default: from a 256 MB budget; bounds peak memory)")
+    # tokens per chunk of the per-token reductions over the vocabulary (CE, KL, cloze scores) and the SAE's
+    # features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
     # --- what to measure ----------------------------------------------------------------------
-    splice_bos: bool = False  # also replace the BOS residual by its reconstruction (it is huge; off by default)
+    buckets: tuple[tuple[int, int], ...] | None = option(None, "position buckets, e.g. 1-128,128-1024 (default: "
+                                                         "inside / beyond each SAE's training context)")
+    # position buckets [a, b); None = inside / beyond SAE context
+    fast_attention: bool = option(True, Flag("TransformerLens' own attention instead of the fused kernel (same "
+                                             "function, slower)", name="no-fast-attention", switch=False))
+    # fused scaled_dot_product_attention in the engine's passes (same function, about 2x faster on CPU; see
+    # sae_checks/engine/attention.py); False = TransformerLens' own attention
+    splice_bos: bool = option(False, Flag("also splice the BOS position", switch=True))
+    # also replace the BOS residual by its reconstruction (it is huge; off by default)
     exclude_special: bool = True  # leave BOS/special tokens out of every mean
-    zero_ablation: bool = True  # also run the zero-ablated pass for ce_loss_score (one extra splice pass)
-    propagation: bool = True  # upstream x downstream error-propagation matrix (extra SAE passes only)
+    zero_ablation: bool = option(True, Flag("skip the zero-ablation pass (no ce_loss_score)", name="no-zero-ablation",
+                                            switch=False))  # the zero-ablated pass for ce_loss_score (one extra splice pass)
+    propagation: bool = option(True, Flag("skip the error-propagation matrix", name="no-propagation", switch=False))
+    # upstream x downstream error-propagation matrix (extra SAE passes only)
     propagation_window: tuple[int, int] = (1, 101)  # half-open position window for propagation (the post's 1..100)
-    buckets: tuple[tuple[int, int], ...] | None = None  # position buckets [a, b); None = inside / beyond SAE context
-    n_bootstrap: int = 1000  # bootstrap resamples over sequences for each bucket CI
+    n_bootstrap: int = option(1000, "bootstrap resamples per CI (default 1000)")  # over sequences, per bucket CI
     ci_level: float = 0.95  # confidence level of the bucket CIs
-    tasks: tuple[str, ...] = ()  # cloze tasks to run: "lambada", "cbt"
-    n_prompts: int = 1000  # prompts per cloze task (the post used the first 1000)
+    tasks: tuple[str, ...] = option((), "comma-separated cloze tasks: lambada, cbt (on the zoo, lambada is its "
+                                    "cloze set)")  # cloze tasks to run (the names validate() accepts)
+    n_prompts: int = option(1000, "prompts per cloze task (default 1000)")  # the post used the first 1000
     task_data: tuple[tuple[str, str], ...] = ()  # (task, source) overrides: a local JSONL or a HF dataset id
-    n_causal: int = 5  # causal check: ablate the top-n features of each helpfulness ranking (0 = off)
-    causal_max_prompts: int = 32  # ... each over at most this many prompts where it is active
-    progress: bool | None = None  # progress bars/lines; None = only on an interactive terminal outside CI
-    # ($CI unset), so CI logs stay clean (sae_checks.progress.enabled)
+    n_causal: int = option(5, "causal check: ablate the top-n features of each helpfulness ranking (0 = off; "
+                           "default 5)")
+    causal_max_prompts: int = option(32, "causal check: at most this many prompts per feature (default 32)")
+    # ... each over at most this many prompts where it is active
+    progress: bool | None = option(None, Flag(
+        "progress with time left even when not on a terminal or in CI (default: only on an interactive terminal "
+        "with $CI unset; never under pytest -q)", switch=True), Flag("no progress output", name="no-progress",
+                                                                      switch=False))
+    # progress bars/lines; None = only on an interactive terminal outside CI ($CI unset), so CI logs stay
+    # clean (sae_checks.progress.enabled)
 
     @property
     def data_source(self) -> str:
@@ -110,8 +173,8 @@ class RunConfig:
                               f"--data unset for {DEFAULT_DATA}")
         if self.ctx_len is not None and self.ctx_len < 2:
             raise ConfigError("ctx_len", self.ctx_len, "must be >= 2 (BOS plus one token)")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ConfigError("dtype", self.dtype, "must be float32 or bfloat16")
+        if self.dtype not in DTYPES:
+            raise ConfigError("dtype", self.dtype, f"must be {' or '.join(DTYPES)}")
         if self.device is not None and not (
             self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
             or self.device == "mps"
@@ -166,6 +229,54 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes).validate()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateConfig:
+    """The gate-only options (``sae-checks gate``, the pytest plugin, ``[tool.sae-checks]``), as given:
+    ``gate.setup.resolve_options`` turns them into ``GateOptions`` (paths resolved, the policy chosen)."""
+
+    thresholds: str | None = option(None, "policy TOML (default: the zoo's for the zoo, a release's shipped "
+                                    "policy, else a built-in generic one)")  # None: gate.setup.choose_policy
+    baseline: str | None = option(None, "baseline JSON (default: 'baseline' in the policy; updates of a packaged "
+                                  "policy's baseline go to ./sae-baseline.json, never into the package)")
+    report: str | None = option(None, "where to write the JSON report (default: sae-report.json)")
+    baseline_any: bool = option(False, Flag("judge against a baseline recorded for another model or SAE set "
+                                            "anyway (refused by default)", switch=True))
+    # a baseline of another model / SAE set is refused unless asked: its numbers are not comparable
+    update_baseline: UpdateMode | None = option(None, Flag(
+        "rewrite the baseline file at the end: 'new' (default) adds new and failing checks, 'all' rewrites every "
+        "check run", const="new"))  # a run that stops early never updates it
+
+
+GATE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GateConfig))  # not RunConfig fields
+# Older option names -> the field they set ({"ctx": "ctx_len", "id": "sae_id"}), as [tool.sae-checks] keys too.
+ALIASES: dict[str, str] = {a.replace("-", "_"): f.name for cls in (RunConfig, GateConfig)
+                           for f in dataclasses.fields(cls) for fl in flags_of(f) for a in fl.aliases}
+
+
+def key_name(key: str) -> str:
+    """The field a ``[tool.sae-checks]`` key or option name sets: dashes as underscores, aliases resolved."""
+    name = key.replace("-", "_")
+    return ALIASES.get(name, name)
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``: comma-separated values, blanks dropped (options, SAE sources)."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def read_pyproject(path: Path) -> dict[str, Any]:
+    """``[tool.sae-checks]`` of ``path`` (a pyproject.toml, or a folder holding one); {} when absent.
+    Invalid TOML raises ConfigError naming the file."""
+    path = path / "pyproject.toml" if path.is_dir() else path
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), "[tool.sae-checks]", f"invalid TOML: {err}") from err
+    return dict(data.get("tool", {}).get("sae-checks", {}))
 
 
 def conforms(value: Any, tp: Any) -> bool:

@@ -25,7 +25,7 @@ HOOK_KINDS: dict[str, tuple[int, str]] = {
     "hook_mlp_out": (6, "d_model"),
     "hook_resid_post": (7, "d_model"),
 }
-_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")  # the one parse of a hook name: blocks.<layer>.<kind>
 
 
 class HookSite(NamedTuple):
@@ -50,6 +50,12 @@ def hook_site(hook_name: str) -> HookSite | None:
     if not m or m.group(2) not in HOOK_KINDS:
         return None
     return HookSite(int(m.group(1)), m.group(2))
+
+
+def hook_layer(hook_name: str | None) -> int | None:
+    """The layer L of a hook named ``blocks.L.<anything>`` (supported by the splice or not), else None."""
+    m = _HOOK_RE.match(hook_name or "")
+    return int(m.group(1)) if m else None
 
 
 def supported_hooks_text() -> str:

@@ -13,57 +13,34 @@ saves it); ``judge`` plans every check a policy names for its results, as the py
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypedDict, Unpack
+from typing import Any, NamedTuple, TypedDict
 
 from sae_checks.config import RunConfig
 
 PathLike = str | os.PathLike[str]
 
 
-class RunOptions(TypedDict, total=False):
-    """``RunConfig``'s fields as keyword arguments of ``run`` (see RunConfig for what each means; a test
-    keeps the two in step)."""
-
-    model: str
-    saes: str
-    sae_id: str
-    sae_ids: str | None
-    layers: tuple[int, ...] | None
-    shard: tuple[int, int] | None
-    data: str | None
-    data_split: str
-    data_config: str | None
-    text_field: str
-    n_seqs: int | None
-    ctx_len: int | None
-    seed: int
-    device: str | None
-    dtype: Literal["float32", "bfloat16"]
-    batch_size: int | None
-    chunk_tokens: int | None
-    fast_attention: bool
-    splice_bos: bool
-    exclude_special: bool
-    zero_ablation: bool
-    propagation: bool
-    propagation_window: tuple[int, int]
-    buckets: tuple[tuple[int, int], ...] | None
-    n_bootstrap: int
-    ci_level: float
-    tasks: tuple[str, ...]
-    n_prompts: int
-    task_data: tuple[tuple[str, str], ...]
-    n_causal: int
-    causal_max_prompts: int
-    progress: bool | None
+def _run_options() -> Any:
+    """``RunConfig``'s fields as a TypedDict (names and types), for code that introspects ``run``'s keywords."""
+    hints = typing.get_type_hints(RunConfig)
+    return TypedDict("RunOptions", {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)},  # type: ignore[operator]
+                     total=False)
 
 
-def run(config: RunConfig | None = None, /, **options: Unpack[RunOptions]) -> dict[str, Any]:
+# ``run``'s keyword arguments: RunConfig's fields, derived from them (see RunConfig for what each means).
+RunOptions = _run_options()
+
+
+def run(config: RunConfig | None = None, /, **options: Any) -> dict[str, Any]:
     """Evaluate (``api.run``: load the model, SAEs and data, run the engine and the cloze tasks) and return
-    the report dict (schema 2, no checks: ``judge`` adds them). ``options`` override ``config``'s fields.
+    the report dict (schema 2, no checks: ``judge`` adds them). ``options`` override ``config``'s fields:
+    any ``RunConfig`` field by name (its signature lists them; a wrong name or type is a ConfigError).
 
     >>> import sae_checks
     >>> report = sae_checks.run(n_seqs=2, n_bootstrap=0, device="cpu", propagation=False)
@@ -79,6 +56,20 @@ def run(config: RunConfig | None = None, /, **options: Unpack[RunOptions]) -> di
     evaluation = _run(config)
     return build_report(provenance=evaluation.provenance, config=config.to_dict(), results=evaluation.results,
                         checks=[])
+
+
+def _signature() -> inspect.Signature:
+    """``run(config=None, /, *, model="zoo", ...)``: RunConfig's fields as keyword-only parameters, so
+    ``help(sae_checks.run)`` and notebooks' completion show them."""
+    hints = typing.get_type_hints(RunConfig)
+    params = [inspect.Parameter("config", inspect.Parameter.POSITIONAL_ONLY, default=None,
+                                annotation=RunConfig | None)]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+               for f in dataclasses.fields(RunConfig)]
+    return inspect.Signature(params, return_annotation=dict[str, Any])
+
+
+run.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 class _SAE(NamedTuple):
@@ -101,7 +92,8 @@ def judge(results: Mapping[str, Any], policy: Any = None, baseline: Any = None) 
     >>> checks = sae_checks.judge(report)  # the zoo: its packaged policy and baseline
     >>> checks[0]["id"], checks[0]["baseline"] is not None
     ('fvu-L0-pos1_32-blocks.0.hook_resid_pre', True)
-    >>> {c["status"] for c in checks} <= {"pass", "fail", "warn", "improved", "new"}
+    >>> from sae_checks.status import STATUSES
+    >>> {c["status"] for c in checks} <= set(STATUSES)
     True
     """
     from sae_checks.gate import Baselines, Policy, load_baselines, load_policy, parse_policy

@@ -1,6 +1,8 @@
-"""One definition of every user-facing option: the CLI (``--ctx-len``), the pytest plugin
-(``--sae-ctx-len``) and ``[tool.sae-checks]`` (``ctx_len`` or ``ctx-len``) are generated from ``RUN`` and
-``GATE`` below, so the three always have the same names, types and help.
+"""The command-line form of every user-facing option, derived from the one table: ``config.RunConfig``'s
+and ``config.GateConfig``'s fields (their ``option(...)`` metadata: help, flag name, aliases; their
+annotations: the value's type and choices). The CLI (``--ctx-len``), the pytest plugin (``--sae-ctx-len``)
+and ``sae-checks gate`` handing its options to pytest all read ``RUN`` and ``GATE`` below, so they always
+have the same names, types and help; ``[tool.sae-checks]`` maps onto the same fields (``config.key_name``).
 
 No torch, no pytest import: the plugin and the CLI both import this at start-up.
 """
@@ -8,9 +10,14 @@ No torch, no pytest import: the plugin and the CLI both import this at start-up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Union
+
+from sae_checks.config import GateConfig, RunConfig, flags_of, split_list
 
 Kind = Literal["str", "int", "ints", "strs", "buckets", "shard", "on", "off", "choice", "float"]
 
@@ -18,8 +25,8 @@ Kind = Literal["str", "int", "ints", "strs", "buckets", "shard", "on", "off", "c
 @dataclass(frozen=True)
 class Option:
     """An option: ``name`` is the flag without dashes (the CLI's ``--name``, pytest's ``--sae-name``);
-    ``field`` the RunConfig field or gate key it sets; ``kind`` how its text is parsed (``on``/``off``:
-    a flag that sets the field to True/False)."""
+    ``field`` the RunConfig / GateConfig field it sets; ``kind`` how its text is parsed (``on``/``off``:
+    a flag that sets the field to True/False); ``const`` the value of a flag given without one."""
 
     name: str
     field: str
@@ -27,6 +34,7 @@ class Option:
     help: str
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # older names, still accepted
+    const: str | None = None
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -34,11 +42,6 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-
-
-def split_list(text: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``: comma-separated values, blanks dropped (also SAE sources)."""
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _buckets(text: str) -> tuple[tuple[int, int], ...]:
@@ -65,68 +68,39 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "shard": parse_shard, "choice": str,
 }
 
-RUN: tuple[Option, ...] = (
-    Option("model", "model", "str", "TransformerLens model name (gpt2-small) or 'zoo' (the default)"),
-    Option("saes", "saes", "str", "SAE sources, comma-separated: a sae_lens release, a local SAE folder or folder "
-           "of folders, zoo:v1 / zoo:v2 / zoo:suite (default zoo:v2)"),
-    Option("sae-id", "sae_id", "str", "id template in a release, {layer} filled per layer "
-           "(default blocks.{layer}.hook_resid_pre)", aliases=("id",)),
-    Option("sae-ids", "sae_ids", "str", "regex or glob over release ids / folder names, whole id "
-           "(e.g. 'blocks\\.[0-9]+\\.hook_resid_pre' or 'blocks.*.hook_z'); overrides --sae-id"),
-    Option("layers", "layers", "ints", "comma-separated layers: keep the SAEs at these layers (default: all)"),
-    Option("shard", "shard", "shard", "I/N: evaluate the I-th (0-based) of N cost-balanced parts of the SAEs; "
-           "merge the parts with `sae-checks merge`"),
-    Option("data", "data", "str", "evaluation data: HF dataset id or local .jsonl/.txt/.parquet (text, or "
-           "pre-tokenized input_ids/tokens), or 'zoo' (zoo model only); default: zoo on the zoo model, "
-           "Skylion007/openwebtext otherwise"),
-    Option("data-split", "data_split", "str", "split of a HF dataset (default train)"),
-    Option("data-config", "data_config", "str", "config name of a HF dataset"),
-    Option("text-field", "text_field", "str", "field holding the text (default text)"),
-    Option("n-seqs", "n_seqs", "int", "sequences evaluated (default: about 100k tokens, ceil(100000 / ctx-len); "
-           "64 on the zoo)"),
-    Option("ctx-len", "ctx_len", "int", "tokens per sequence including BOS (default: the model's n_ctx)",
-           aliases=("ctx",)),
-    Option("seed", "seed", "int", "data sampling and bootstrap seed (default 0)"),
-    Option("device", "device", "str", "cpu, cuda or cuda:N (default: CUDA when available)"),
-    Option("dtype", "dtype", "choice", "float32 or bfloat16 (autocast, CUDA only)", choices=("float32", "bfloat16")),
-    Option("batch-size", "batch_size", "int", "sequences per forward pass (default: from the free memory; halved on "
-           "CUDA OOM)"),
-    Option("chunk-tokens", "chunk_tokens", "int", "tokens per chunk of the reductions over the vocabulary and "
-           "the SAE's features (default: from a 256 MB budget; bounds peak memory)"),
-    Option("buckets", "buckets", "buckets", "position buckets, e.g. 1-128,128-1024 (default: inside / beyond "
-           "each SAE's training context)"),
-    Option("no-fast-attention", "fast_attention", "off", "TransformerLens' own attention instead of the fused "
-           "kernel (same function, slower)"),
-    Option("splice-bos", "splice_bos", "on", "also splice the BOS position"),
-    Option("no-zero-ablation", "zero_ablation", "off", "skip the zero-ablation pass (no ce_loss_score)"),
-    Option("no-propagation", "propagation", "off", "skip the error-propagation matrix"),
-    Option("n-bootstrap", "n_bootstrap", "int", "bootstrap resamples per CI (default 1000)"),
-    Option("tasks", "tasks", "strs", "comma-separated cloze tasks: lambada, cbt (on the zoo, lambada is its "
-           "cloze set)"),
-    Option("n-prompts", "n_prompts", "int", "prompts per cloze task (default 1000)"),
-    Option("n-causal", "n_causal", "int", "causal check: ablate the top-n features of each helpfulness ranking "
-           "(0 = off; default 5)"),
-    Option("causal-max-prompts", "causal_max_prompts", "int", "causal check: at most this many prompts per "
-           "feature (default 32)"),
-    Option("progress", "progress", "on", "progress with time left even when not on a terminal or in CI "
-           "(default: only on an interactive terminal with $CI unset; never under pytest -q)"),
-    Option("no-progress", "progress", "off", "no progress output"),
-)
 
-GATE: tuple[Option, ...] = (
-    Option("thresholds", "thresholds", "str", "policy TOML (default: the zoo's for the zoo, a release's shipped "
-           "policy, else a built-in generic one)"),
-    Option("baseline", "baseline", "str", "baseline JSON (default: 'baseline' in the policy; updates of a "
-           "packaged policy's baseline go to ./sae-baseline.json, never into the package)"),
-    Option("report", "report", "str", "where to write the JSON report (default: sae-report.json)"),
-    Option("baseline-any", "baseline_any", "on", "judge against a baseline recorded for another model or SAE "
-           "set anyway (refused by default)"),
-)
+def _kind(tp: Any) -> tuple[Kind, tuple[str, ...]]:
+    """How the text of a field annotated ``tp`` is parsed, and its choices (a ``Literal``'s values)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):  # X | None: the option is unset when not given
+        (inner,) = [a for a in args if a is not type(None)]
+        return _kind(inner)
+    if origin is Literal:
+        return "choice", tuple(str(a) for a in args)
+    if origin is tuple:
+        kinds: dict[tuple[Any, ...], Kind] = {(int, Ellipsis): "ints", (str, Ellipsis): "strs", (int, int): "shard",
+                                               (tuple[int, int], Ellipsis): "buckets"}
+        if args in kinds:
+            return kinds[args], ()
+    if tp in (str, int, float):
+        return typing.cast(Kind, tp.__name__), ()
+    raise TypeError(f"no command-line form for a field of type {tp!r}: give it none, or a parser here")
 
 
-def aliases() -> dict[str, str]:
-    """Older option names (``ctx``, ``id``) -> the RunConfig field they set, as ``[tool.sae-checks]`` keys."""
-    return {a.replace("-", "_"): opt.field for opt in RUN for a in opt.aliases}
+def options_of(cls: type) -> tuple[Option, ...]:
+    """The options of a config dataclass: one per ``Flag`` of each field, in field order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        for fl in flags_of(f):
+            kind, choices = ("on" if fl.switch else "off", ()) if fl.switch is not None else _kind(hints[f.name])
+            out.append(Option(fl.name or f.name.replace("_", "-"), f.name, kind, fl.help, choices, fl.aliases,
+                              fl.const))
+    return tuple(out)
+
+
+RUN: tuple[Option, ...] = options_of(RunConfig)
+GATE: tuple[Option, ...] = options_of(GateConfig)
 
 
 def _add(add: Callable[..., Any], options: tuple[Option, ...], prefix: str, dest_prefix: str) -> None:
@@ -137,6 +111,8 @@ def _add(add: Callable[..., Any], options: tuple[Option, ...], prefix: str, dest
         flags = list(dict.fromkeys(flag(n, prefix) for n in (opt.name, *opt.aliases)))
         kind: dict[str, Any] = ({"action": "store_const", "const": opt.kind == "on"} if opt.kind in ("on", "off")
                                 else {"type": PARSERS[opt.kind], "choices": opt.choices or None})
+        if opt.const is not None:
+            kind.update(nargs="?", const=opt.const)
         add(*flags, dest=f"{dest_prefix}{opt.field}", default=None, help=opt.help, **kind)
 
 

@@ -12,8 +12,9 @@ wins). The work happens in ``sae_checks.gate.GateSession``; this module only wir
   judges one check, fails the test with the check's message.
 - fixtures for one's own test files (README "Your own checks"): ``sae_results`` (the same cached
   evaluation, as ``sae_checks.results.Results``), ``sae_model`` / ``sae_saes`` / ``sae_tokens`` (loaded
-  once per process) and ``sae_record`` (a custom check, collected into report["custom_checks"]); the
-  ``gpu`` marker skips a test without CUDA.
+  once per process) and ``sae_record`` (a custom check, collected into report["custom_checks"]; a
+  recorded failure fails its test in ``pytest_runtest_makereport``, a ``severity="warn"`` one only
+  warns); the ``gpu`` marker skips a test without CUDA.
 - ``pytest_sessionfinish``: workers send results and checks as plain data through
   ``config.workeroutput``; the controller merges them in ``pytest_testnodedown`` and writes one report
   (and one baseline update with ``--sae-update-baseline``).
@@ -27,9 +28,12 @@ import sys
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sae_checks.status import Severity
 
 _SESSION = pytest.StashKey[Any]()  # the process's GateSession (created lazily: only gate runs pay for it)
 _ERROR = pytest.StashKey[str]()  # an error raised while writing the report, shown in the summary
@@ -42,9 +46,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sae-checks", "sae-checks gate (the same options as `sae-checks gate`; also "
                             "settable in [tool.sae-checks])")
     add_pytest(group, RUN + GATE)
-    group.addoption("--sae-update-baseline", dest="sae_update_baseline", nargs="?", const="new", default=None,
-                    choices=("new", "all"), help="rewrite the baseline file at the end: 'new' (default) adds "
-                    "new and failing checks, 'all' rewrites every check run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,7 +66,6 @@ def _gate(config: pytest.Config) -> Any:
         from sae_checks.options import GATE, RUN, pytest_values
 
         cli = pytest_values(config.getoption, RUN + GATE)
-        cli["update_baseline"] = config.getoption("sae_update_baseline")
         workerid = getattr(config, "workerinput", {}).get("workerid")
         gate = GateSession.create(
             {k: v for k, v in cli.items() if v is not None}, rootdir=config.rootpath,
@@ -182,6 +182,7 @@ def sae_judge(sae_gate: Any) -> Callable[[Any], Any]:
     """``sae_judge(spec)``: judge one check (running the engine if needed); fail or warn per its status."""
     from sae_checks import api
     from sae_checks.gate import EngineFailure, GateWarning
+    from sae_checks.status import NOTEWORTHY
 
     def judge(spec: Any) -> Any:
         try:
@@ -192,7 +193,7 @@ def sae_judge(sae_gate: Any) -> Callable[[Any], Any]:
             pytest.fail(f"sae-checks: {failure}", pytrace=False)
         if sae_gate.fails(check):
             pytest.fail(check.message, pytrace=False)
-        if check.status in ("warn", "improved") or check.failed:
+        if check.status in NOTEWORTHY or check.failed:
             warnings.warn(GateWarning(check.message), stacklevel=2)
         return check
 
@@ -241,19 +242,56 @@ def sae_tokens(_sae_loaded: Any) -> Any:
 
 @pytest.fixture
 def sae_record(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """``sae_record(name, value, passed=None, sae=None, note="")``: a check of your own, written into the
-    JSON report's ``custom_checks`` (status ``pass``/``fail`` from ``passed``, else from the test's outcome)
-    and the Markdown summary. Names are ids: make them unique (e.g. include the SAE name)."""
+    """``sae_record(name, value, passed=None, sae=None, note="", severity="fail")``: a check of your own,
+    written into the JSON report's ``custom_checks`` and the summaries. Its status (``status.custom_status``):
+    ``passed=True`` pass; ``passed=False`` fail, and the test fails (severity "warn": warn, a GateWarning,
+    the test passes); ``passed=None`` the test's own outcome. Names are ids: make them unique (e.g. include
+    the SAE name)."""
     import math
 
     def record(name: str, value: float | None, *, passed: bool | None = None, sae: str | None = None,
-               note: str = "") -> None:
+               note: str = "", severity: Severity = "fail") -> None:
+        from sae_checks.status import SEVERITIES
+
+        if isinstance(passed, str):
+            raise TypeError(f"sae_record({name!r}): passed={passed!r}: must be True, False or None (a warning: "
+                            "passed=False, severity='warn')")
+        if severity not in SEVERITIES:
+            raise ValueError(f"sae_record({name!r}): severity={severity!r}: must be one of {', '.join(SEVERITIES)}")
+        passed = None if passed is None else bool(passed)  # numpy / torch booleans too
         v = None if value is None else float(value)
-        request.node.user_properties.append((_RECORD, {
-            "id": str(name), "value": v if v is None or math.isfinite(v) else None, "passed": passed,
-            "sae": sae, "note": note}))
+        entry = {"id": str(name), "value": v if v is None or math.isfinite(v) else None, "passed": passed,
+                 "sae": sae, "note": note, "severity": severity}
+        request.node.user_properties.append((_RECORD, entry))
+        if passed is False and severity == "warn":
+            from sae_checks.gate import GateWarning
+
+            warnings.warn(GateWarning(_custom_message(entry, "warn")), stacklevel=2)
 
     return record
+
+
+def _custom_message(entry: dict[str, Any], status: str) -> str:
+    """One line for a custom check that did not pass: ``sae-checks: custom check 'x' failed (value 0.3, SAE s): note``."""
+    where = ", ".join([f"value {entry.get('value')}", *([f"SAE {entry['sae']}"] if entry.get("sae") else [])])
+    note = f": {entry['note']}" if entry.get("note") else ""
+    word = "failed" if status == "fail" else "warns"
+    return f"sae-checks: custom check {entry['id']!r} {word} ({where}){note}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that recorded a failing custom check (``sae_record(..., passed=False)``, severity "fail")
+    fails, with each such check's line, though it asserted nothing: the exit code, pytest's summary and
+    the report agree (on an xdist worker too: the failed report is what travels)."""
+    report = yield
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):  # xfail decides itself
+        entries: list[Any] = [e for k, e in item.user_properties if k == _RECORD]
+        failing = [e for e in entries if e.get("passed") is False and e.get("severity") == "fail"]
+        if failing:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(_custom_message(e, "fail") for e in failing)
+    return report
 
 
 class _Records:
@@ -267,12 +305,13 @@ class _Records:
         entries = [v for k, v in getattr(report, "user_properties", ()) if k == _RECORD]
         if not entries or report.when != "call":
             return
+        from sae_checks.status import custom_status
+
         gate = _gate(self.config)
         for entry in entries:
-            passed = entry.get("passed")
-            status = ("pass" if passed else "fail") if passed is not None else ("pass" if report.passed else "fail")
-            gate.record_custom({**{k: v for k, v in entry.items() if k != "passed"}, "status": status,
-                                "test": report.nodeid.split("@")[0], "outcome": report.outcome})
+            status = custom_status(entry.get("passed"), entry.get("severity", "fail"), report.passed)
+            gate.record_custom({**{k: v for k, v in entry.items() if k != "passed"},
+                                "status": status, "test": report.nodeid.split("@")[0], "outcome": report.outcome})
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

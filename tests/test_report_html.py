@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sae_checks.report.html import check_anchor, render_html, status_changes, write_html
+from sae_checks.report.html import BLOCKING, check_anchor, render_html, status_changes, write_html
 from sae_checks.report.plots import make_plots
 from tests.browser import Browser, Row, body_attrs, count_colour, find_chromium, table_rows
 from tests.test_report_plots import build_report, minimal_report
@@ -247,7 +247,6 @@ def test_empty_and_invalid_reports() -> None:
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(CHROMIUM is None,
                                     reason="no chromium on PATH (.ci/run installs it: apt-get install chromium)")
-BLOCKING = ("fail", "error", "new")
 PASS_GREEN, FAIL_RED, TAB_BLUE = (46, 125, 50), (198, 40, 40), (31, 119, 180)  # CSS .s-pass, .s-fail; matplotlib C0
 
 

@@ -8,7 +8,6 @@ is how the engine and the tests make sure that cannot happen here.)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -16,21 +15,20 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from sae_checks.names import hook_layer as names_hook_layer
 from sae_checks.names import hook_site
-
-_RESID_PRE = re.compile(r"^blocks\.(\d+)\.hook_resid_pre$")
 
 
 def resid_pre_layer(hook_name: str) -> int | None:
     """Layer L if ``hook_name`` is ``blocks.L.hook_resid_pre`` (the start_at_layer fast path), else None."""
-    m = _RESID_PRE.match(hook_name)
-    return int(m.group(1)) if m else None
+    site = hook_site(hook_name)
+    return site.layer if site is not None and site.kind == "hook_resid_pre" else None
 
 
 def hook_layer(hook_name: str) -> int:
     """The block index a hook belongs to (``blocks.L.…``); ``hook_embed``-style hooks count as layer 0."""
-    m = re.match(r"^blocks\.(\d+)\.", hook_name)
-    return int(m.group(1)) if m else 0
+    layer = names_hook_layer(hook_name)
+    return 0 if layer is None else layer
 
 
 def active_hooks(model: Any) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_checks.config import RunConfig
+from sae_checks.config import ALIASES, GATE_KEYS, RunConfig, read_pyproject
 from sae_checks.errors import ConfigError, SaeChecksError
 from sae_checks.gate.checks import (
     Check,
@@ -34,16 +34,13 @@ from sae_checks.gate.checks import (
     unused_baselines,
 )
 from sae_checks.gate.setup import (
-    ALIASES,
     BUILTIN_POLICY,
     DEFAULT_BASELINE,
     DEFAULT_REPORT,
-    GATE_KEYS,
     GateOptions,
     check_gate_paths,
     choose_policy,
     default_policy_path,
-    read_pyproject,
     resolve_options,
 )
 from sae_checks.gate.thresholds import (
@@ -302,9 +299,8 @@ class GateSession:
                           "baseline": str(self.options.baseline) if self.options.baseline else None,
                           "unsafe_tolerances": self.unsafe}
         report = build_report(provenance=self.provenance or self._no_provenance(), config=config, results=self.results,
-                              checks=self.checks_list(), unused_baseline=self.unused())
-        if self.custom:
-            report["custom_checks"] = [self.custom[k] for k in sorted(self.custom)]
+                              checks=self.checks_list(), unused_baseline=self.unused(),
+                              custom_checks=list(self.custom.values()))
         not_run = self.not_run()
         if not_run:
             report["incomplete"] = True
@@ -340,8 +336,9 @@ class GateSession:
 
     def summary_lines(self) -> list[str]:
         counts = summarize(self.checks.values())
-        custom = (f"{len(self.custom)} custom checks ({sum(c.get('status') == 'fail' for c in self.custom.values())}"
-                  " failed)")
+        custom_counts = summarize(self.custom.values())
+        custom = (f"{len(self.custom)} custom checks ({custom_counts['fail']} failed"
+                  + (f", {custom_counts['warn']} warn" if custom_counts["warn"] else "") + ")")
         lines = [f"sae-checks: {', '.join(f'{v} {k}' for k, v in counts.items())}"
                  + (f"; {custom}" if self.custom else "") if self.checks
                  else f"sae-checks: no gate checks ran; {custom if self.custom else 'no custom checks'}"]

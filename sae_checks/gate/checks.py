@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sae_checks.gate.thresholds import Baselines, Family, Policy, Rule
 from sae_checks.names import check_id, slug
+from sae_checks.status import STATUSES, Status, count, fails  # noqa: F401  (STATUSES, Status re-exported)
 
-Status = Literal["pass", "fail", "warn", "improved", "new"]
-STATUSES: tuple[Status, ...] = ("pass", "fail", "warn", "improved", "new")
 FIX = "rerun with --sae-update-baseline"
 
 
@@ -85,7 +84,7 @@ class Check:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("fail", "new")
+        return fails(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         def num(v: float | None) -> float | None:
@@ -257,11 +256,8 @@ def rules_for(policy: Policy, specs: Iterable[CheckSpec]) -> dict[str, Rule]:
 
 
 def summarize(checks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Counts by status (the report's ``summary``)."""
-    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for c in checks:
-        counts[c["status"]] += 1
-    return counts
+    """Counts by status (the report's ``summary``; ``status.count``)."""
+    return count(checks)
 
 
 def unused_baselines(baselines: Baselines, judged_ids: Iterable[str]) -> list[str]:

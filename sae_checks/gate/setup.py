@@ -13,19 +13,15 @@ a packaged or built-in policy, to ``./sae-baseline.json``.
 from __future__ import annotations
 
 import importlib.resources
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sae_checks.config import RunConfig
+from sae_checks.config import UPDATE_MODES, RunConfig, UpdateMode, key_name
 from sae_checks.errors import ConfigError
 from sae_checks.gate.thresholds import Policy, load_policy, parse_policy
-from sae_checks.options import aliases
 
-GATE_KEYS = ("thresholds", "baseline", "report", "update_baseline", "baseline_any")  # not RunConfig fields
-ALIASES = aliases()  # older option names -> RunConfig field ({"ctx": "ctx_len", "id": "sae_id"})
 DEFAULT_REPORT = "sae-report.json"
 DEFAULT_BASELINE = "sae-baseline.json"
 BUILTIN_SOURCE = "built-in generic policy (sae_checks.gate.BUILTIN_POLICY)"
@@ -96,17 +92,8 @@ class GateOptions:
     baseline_target: Path  # where --sae-update-baseline writes (never inside the installed package)
     baseline_given: bool  # the baseline path came from an option / [tool.sae-checks], not from a policy
     report: Path  # where the JSON report is written
-    update_baseline: Literal["new", "all"] | None  # rewrite baselines at the end of the run
+    update_baseline: UpdateMode | None  # rewrite baselines at the end of the run
     baseline_any: bool = False  # compare against a baseline of another model / SAE set anyway
-
-
-def read_pyproject(rootdir: Path) -> dict[str, Any]:
-    """``[tool.sae-checks]`` of ``rootdir/pyproject.toml`` ({} if absent)."""
-    path = rootdir / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        return dict(tomllib.load(fh).get("tool", {}).get("sae-checks", {}))
 
 
 def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, rootdir: Path,
@@ -117,7 +104,7 @@ def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, roo
     def norm(d: Mapping[str, Any], base: Path) -> dict[str, Any]:
         out = {}
         for k, v in d.items():
-            k = ALIASES.get(k.replace("-", "_"), k.replace("-", "_"))
+            k = key_name(k)
             if v is None:
                 continue
             if k in ("thresholds", "baseline", "report"):
@@ -136,8 +123,8 @@ def resolve_options(cli: Mapping[str, Any], pyproject: Mapping[str, Any], *, roo
                                            str(merged.get("saes", RunConfig.saes)))
     policy = load_policy(thresholds) if thresholds else parse_policy(BUILTIN_POLICY, path="<built-in policy>")
     update = merged.pop("update_baseline", None)
-    if update not in (None, "new", "all"):
-        raise ConfigError("update_baseline", update, "must be 'new' or 'all'")
+    if update is not None and update not in UPDATE_MODES:
+        raise ConfigError("update_baseline", update, f"must be {' or '.join(map(repr, UPDATE_MODES))}")
     given = merged.pop("baseline", None)
     baseline = given or policy.baseline
     if given is not None:

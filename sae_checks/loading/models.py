@@ -10,12 +10,12 @@ import difflib
 import warnings
 from typing import Any
 
+from sae_checks.config import DTYPES
 from sae_checks.errors import ConfigError, LoadError, OfflineError
 from sae_checks.loading import cached_file, hub_offline
 
 __all__ = ["load_model", "official_model_name", "same_model"]
 
-DTYPES = ("float32", "bfloat16")
 # Files of a HF model repo, one of which must be cached for the weights to load offline.
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")

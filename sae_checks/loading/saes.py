@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from sae_checks.errors import CompatibilityError, ConfigError, LoadError, OfflineError
 from sae_checks.loading import cached_file, hub_offline
-from sae_checks.names import hook_site, hook_width, sae_sort_key, supported_hooks_text
+from sae_checks.names import hook_layer, hook_site, hook_width, sae_sort_key, supported_hooks_text
 
 __all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "check_sae_cfg", "id_matcher", "load_saes", "sha256_file",
            "split_sources"]
@@ -39,7 +39,6 @@ __all__ = ["DEFAULT_SAE_ID", "LoadedSAE", "check_sae_cfg", "id_matcher", "load_s
 DEFAULT_SAE_ID = "blocks.{layer}.hook_resid_pre"
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-_LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
 
 
 class LoadedSAE(NamedTuple):
@@ -64,7 +63,7 @@ class LoadedSAE(NamedTuple):
 
 def split_sources(spec: str) -> list[str]:
     """``"zoo:v2, zoo:suite"`` -> ``["zoo:v2", "zoo:suite"]`` (sources are separated by commas)."""
-    from sae_checks.options import split_list
+    from sae_checks.config import split_list
 
     return list(split_list(spec))
 
@@ -395,10 +394,10 @@ def _check_weights(loaded: LoadedSAE) -> LoadedSAE:
 
 
 def _layer_of(hook_name: str | None, where: str) -> int:
-    match = _LAYER_RE.match(hook_name or "")
-    if match is None:
+    layer = hook_layer(hook_name)
+    if layer is None:
         raise LoadError(f"SAE {where}: cannot tell its layer from hook_name {hook_name!r} (expected blocks.L.…)")
-    return int(match.group(1))
+    return layer
 
 
 def _one_line(err: BaseException) -> str:

@@ -36,16 +36,16 @@ from typing import Any, Literal
 from sae_checks.errors import ReportError
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
+from sae_checks.status import FAILING
 
 Category = Literal["regressed", "improved", "changed", "unchanged", "added", "excluded"]
 Direction = Literal["lower", "higher"]
 CATEGORIES: tuple[Category, ...] = ("regressed", "improved", "changed", "added", "excluded", "unchanged")
-FAILING = frozenset({"fail", "new"})  # check statuses that fail the gate (DESIGN.md 5: "new" fails)
 EXACT_REL_TOL = 1e-5  # without any CI, changes below this relative size are float rounding (6 significant digits)
 # beyond/inside ratios: a larger ratio is a worse degradation past the SAE's training context (the post's
 # failure mode), for every metric including l0 (12 -> 1900 at gpt2-small layer 0).
 CONTEXT_RATIO_DIRECTION: Direction = "lower"
-SUMMARY_DIRECTION: dict[str, Direction] = {"fail": "lower", "new": "lower"}  # pass/warn/improved move with the check set
+SUMMARY_DIRECTION: dict[str, Direction] = dict.fromkeys(FAILING, "lower")  # pass/warn/improved move with the check set
 
 
 class DiffError(ReportError):

@@ -33,6 +33,7 @@ import jinja2
 
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots import PlotResult, make_diff_plots, make_plots
+from sae_checks.status import FAILING, NOTEWORTHY, ORDER
 
 __all__ = ["check_anchor", "render_html", "status_changes", "write_html"]
 
@@ -40,8 +41,7 @@ __all__ = ["check_anchor", "render_html", "status_changes", "write_html"]
 # gate's thresholds decide pass/fail). 2x is where the post's v1 SAEs sit well past.
 RATIO_BAD, RATIO_WARN = 2.0, 1.25
 GENERALIZATION_METRICS = ("fvu", "l0", "delta_ce")
-BLOCKING = ("fail", "error", "new")  # statuses that block publishing (DESIGN.md section 5)
-KNOWN_STATUSES = ("fail", "error", "new", "warn", "improved", "pass")
+BLOCKING = tuple(s for s in ORDER if s in FAILING)  # statuses that block publishing (sae_checks.status)
 CHECK_COLUMNS = ("status", "id", "sae", "metric", "layer", "bucket", "value", "ci", "baseline", "limit",
                  "direction", "message")
 NUMERIC_COLUMNS = ("layer", "value", "ci", "baseline", "limit")
@@ -103,7 +103,7 @@ def _ci(value: Any) -> str:
 
 def status_class(status: Any) -> str:
     """The CSS class that colours a status: ``s-<status>`` for known ones, ``s-other`` otherwise."""
-    return f"s-{status}" if status in KNOWN_STATUSES else "s-other"
+    return f"s-{status}" if status in ORDER else "s-other"
 
 
 def check_anchor(check_id: Any) -> str:
@@ -136,7 +136,10 @@ def _verdict(report: Mapping[str, Any]) -> dict[str, Any]:
     if any(counts.get(s, 0) for s in BLOCKING):
         word, cls = "FAIL", "fail"
         says = "not ready to publish: " + ", ".join(f"{counts[s]} {s}" for s in BLOCKING if counts.get(s))
-    elif counts.get("warn") or counts.get("improved"):
+        own = [str(c.get("id")) for c in data.custom_checks(report) if c.get("status") in BLOCKING]
+        if own:
+            says += f" (checks of your own: {', '.join(own[:12])}{' ...' if len(own) > 12 else ''})"
+    elif any(counts.get(s) for s in NOTEWORTHY):
         word, cls, says = "PASS", "warn", "passes with warnings (see warn / improved checks)"
     elif counts:
         word, cls, says = "PASS", "pass", "every check passes"

@@ -20,12 +20,12 @@ from typing import Any
 from sae_checks.errors import ConfigError, ReportError
 from sae_checks.report.schema import READABLE_VERSIONS, SCHEMA_VERSION, validate
 from sae_checks.report.upgrade import sae_name, sort_key, upgrade_report
+from sae_checks.status import STATUSES
 
 __all__ = ["build_report", "canonical_json", "check_writable", "load_report", "read_report", "upgrade_report",
            "write_report"]
 
 SIG_DIGITS = 6  # significant digits kept for every float: far below any CI, far above float32 noise
-STATUSES = ("pass", "fail", "warn", "improved", "new")  # check statuses counted in ``summary``
 INDENT = "  "
 TMP_PREFIX = ".saeck-"  # temporary files of atomic writes: .saeck-<8 hex>.tmp, shorter than any name it replaces
 
@@ -37,8 +37,11 @@ def build_report(
     results: dict[str, Any],
     checks: list[dict[str, Any]],
     unused_baseline: Iterable[str] | None = None,
+    custom_checks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a report: adds ``schema_version`` (2), sorts checks by id and counts them per status in ``summary``.
+    """Assemble a report: adds ``schema_version`` (2), sorts checks by id and counts them per status in ``summary``
+    (the gate's checks and ``custom_checks``, one's own from ``sae_record``, stored sorted by id when given:
+    a failing status of either fails the gate, ``sae_checks.status``).
 
     ``provenance["saes"]`` entries get a ``"name"`` where they lack one (``upgrade.sae_name``: id, else
     the folder name of ``path``, else ``layer<L>``) and are sorted by (layer, hook, name).
@@ -52,13 +55,13 @@ def build_report(
     (2, 1, 0)
     """
     summary = dict.fromkeys(STATUSES, 0)
-    for i, check in enumerate(checks):
-        status = check.get("status")
-        if status not in summary:
-            raise ReportError(
-                f"checks[{i}] (id {check.get('id')!r}): status {status!r} is not one of {', '.join(STATUSES)}"
-            )
-        summary[status] += 1
+    for where, entries in (("checks", checks), ("custom_checks", custom_checks or [])):
+        for i, check in enumerate(entries):
+            status = check.get("status")
+            if status not in summary:
+                raise ReportError(f"{where}[{i}] (id {check.get('id')!r}): status {status!r} is not one of "
+                                  f"{', '.join(STATUSES)}")
+            summary[status] += 1
     saes = provenance.get("saes")
     if isinstance(saes, list):
         named = [{**e, "name": e.get("name") or sae_name(e)} if isinstance(e, Mapping) else e for e in saes]
@@ -74,6 +77,8 @@ def build_report(
     }
     if unused_baseline is not None:
         report["unused_baseline"] = sorted(unused_baseline)
+    if custom_checks:
+        report["custom_checks"] = sorted(custom_checks, key=lambda c: str(c.get("id")))
     return report
 
 

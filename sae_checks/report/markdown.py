@@ -1,17 +1,21 @@
 """A compact Markdown summary of one report, for people: the CI job summary and PR comments.
 
 Failing checks come first (value, CI, limit or band, message), then warnings, improved checks (update
-the baseline), unused baseline entries. Reads only the report dict.
+the baseline), unused baseline entries, one's own checks (``custom_checks``). The verdict counts the
+gate's checks and one's own alike (``sae_checks.status.FAILING``), as the exit code does. Reads only the
+report dict.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sae_checks.report.upgrade import sae_name
+from sae_checks.status import FAILING, ORDER, rank
 
 MAX_ROWS = 50  # rows per table; GitHub caps a step summary at 1 MiB and nobody reads row 51
 MAX_NAMED = 12  # SAE names spelled out in the header; a larger suite is counted
@@ -19,12 +23,12 @@ MAX_NAMED = 12  # SAE names spelled out in the header; a larger suite is counted
 
 def summary_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: a verdict line, what was checked, counts, then tables of the checks to act on."""
-    prov, summary = report.get("provenance", {}), report.get("summary", {})
+    prov = report.get("provenance", {})
     checks: list[dict[str, Any]] = report.get("checks", [])
-    failing = [c for c in checks if c.get("status") in ("fail", "new")]
+    failing = [c for c in checks if c.get("status") in FAILING]
     custom: list[dict[str, Any]] = report.get("custom_checks", [])
-    n_fail = summary.get("fail", 0) + summary.get("new", 0) + sum(c.get("status") == "fail" for c in custom)
-    verdict = "❌ FAIL" if n_fail else "✅ PASS"
+    summary = Counter(str(c.get("status")) for c in [*checks, *custom])  # = report["summary"]
+    verdict = "❌ FAIL" if any(summary[s] for s in FAILING) else "✅ PASS"
     lines = [f"## sae-checks: {verdict}", ""]
     lines += [f"- **Model** `{prov.get('model', '?')}`", f"- **SAEs** {_saes(prov.get('saes', []))}"]
     data = prov.get("data", {})
@@ -37,8 +41,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
     extras = [f"{k} `{prov[k]}`" for k in ("device", "dtype", "git_commit", "created") if prov.get(k)]
     if extras:
         lines.append("- " + ", ".join(extras))
-    counts = ", ".join(f"{summary.get(s, 0)} {s}" for s in ("fail", "new", "warn", "improved", "pass"))
-    lines += [f"- **Checks** {len(checks)}: {counts}", ""]
+    counts = ", ".join(f"{summary[s]} {s}" for s in ORDER)
+    own = f" (and {len(custom)} of your own)" if custom else ""
+    lines += [f"- **Checks** {len(checks)}{own}: {counts}", ""]
 
     lines += _table("Failing checks", failing, "A `new` check has no baseline entry and fails: add one.")
     lines += _table("Warnings", [c for c in checks if c.get("status") == "warn"])
@@ -55,7 +60,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
         lines += [f"### Custom checks ({len(custom)})", "", "| check | SAE | status | value | test |",
                   "|---|---|---|---:|---|"]
         lines += [f"| `{c.get('id')}` | {c.get('sae') or ''} | {c.get('status')} | {_num(c.get('value'))} | "
-                  f"`{c.get('test', '')}` |" for c in custom[:MAX_ROWS]]
+                  f"`{c.get('test', '')}` |" for c in sorted(custom, key=lambda c: rank(c.get("status")))[:MAX_ROWS]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

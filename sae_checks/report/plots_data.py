@@ -19,6 +19,7 @@ import numpy as np
 
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
+from sae_checks.status import rank as status_rank  # noqa: F401  (sort key: what blocks publishing first)
 
 # The post's log-spaced view of positions (DESIGN.md section 3): 1, 2, 4, ..., 512, plus T-2.
 POST_POSITIONS = tuple(2**k for k in range(10))
@@ -491,13 +492,6 @@ def feature_hists(report: Mapping[str, Any]) -> dict[str, dict[str, tuple[np.nda
 
 # ------------------------------------------------------------------------------------------ checks
 
-# Display order: what blocks publishing first.
-STATUS_ORDER = ("fail", "error", "new", "warn", "improved", "pass", "skip", "unused")
-
-
-def status_rank(status: str) -> int:
-    """Sort key: failures first, unknown statuses after the known ones."""
-    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
 
 
 def checks(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -507,10 +501,18 @@ def checks(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda c: (status_rank(str(c.get("status", ""))), str(c.get("id", ""))))
 
 
+def custom_checks(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """One's own checks (``sae_record``: report["custom_checks"]), failures first, then by id."""
+    raw = report.get("custom_checks") if isinstance(report, Mapping) else None
+    rows = [c for c in raw or [] if isinstance(c, Mapping)] if isinstance(raw, list) else []
+    return sorted(rows, key=lambda c: (status_rank(str(c.get("status", ""))), str(c.get("id", ""))))
+
+
 def status_counts(report: Mapping[str, Any]) -> dict[str, int]:
-    """Counts by status: from the checks list when present, else from ``summary``."""
+    """Counts by status of the gate's checks and one's own: from the lists when present, else from
+    ``summary`` (which counts both)."""
     counts: dict[str, int] = {}
-    rows = checks(report)
+    rows = [*checks(report), *custom_checks(report)]
     if rows:
         for c in rows:
             s = str(c.get("status", "unknown"))
