@@ -1,5 +1,5 @@
-"""Feature helpfulness (DESIGN.md section 3): the score arithmetic on a hand-built example, the
-last-32-positions window, the report, and the causal ablation check on a tiny random model."""
+"""Feature helpfulness (docs/definitions.md#feature-helpfulness): the score arithmetic on a hand-built
+example, the last-32-positions window, the report, and the causal ablation check on a tiny random model."""
 
 from __future__ import annotations
 
