@@ -79,7 +79,8 @@ def test_three_shards_merge_into_the_unsharded_report(reports: dict[str, Any], t
     for i, p in enumerate(parts):
         paths.append(tmp_path / f"part{i}.json")
         write_report(paths[-1], p)
-    assert main(["merge", *map(str, paths), "-o", str(tmp_path / "merged.json")]) == 0
+    failing = full["summary"]["fail"] + full["summary"]["new"]  # merge exits as the gate: 1 when a check fails
+    assert main(["merge", *map(str, paths), "-o", str(tmp_path / "merged.json")]) == (1 if failing else 0)
     assert json.loads((tmp_path / "merged.json").read_text())["results"] == full["results"]
 
 
