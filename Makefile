@@ -1,6 +1,7 @@
 # sae-checks: one command from a fresh clone.
 #   make demo   install into .venv, then run the gate on the embedded tiny zoo (offline)
 #   make test   install into .venv, then run the whole test suite (offline)
+#   make lint   ruff, mypy and the import layers of docs/architecture.md (lint-imports)
 #   make realscale  the README's gate command against a gpt2-small-sized offline world (minutes, ~4 GB)
 # The install step re-runs only when constraints.txt or pyproject.toml change (the stamp holds their hash).
 
@@ -39,6 +40,7 @@ realscale: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check sae_checks tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:xdist -s

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -83,42 +82,33 @@ class PhaseClock:
 
     @contextlib.contextmanager
     def helpfulness_timers(self) -> Iterator[None]:
-        """Time the feature-helpfulness work of the cloze runner: the window's active features (682b3ad:
-        ``active_features`` of the whole (B, T, d_sae) f; now the visitor of the SAE's feature chunks,
-        ``_window_activity``) and the sums; the rankings and reports run outside the loops (and are timed by
-        the difference of the totals)."""
+        """Time the feature-helpfulness work of the cloze runner: the window's active features (the visitor
+        of the SAE's feature chunks, ``_window_activity``) and the sums; the rankings and reports run outside
+        the loops (and are timed by the difference of the totals)."""
         from sae_checks.experiments import cloze as mod
 
-        saved = {n: getattr(mod, n) for n in ("active_features", "feature_sums", "add_feature_sums") if hasattr(mod, n)}
+        saved = {n: getattr(mod, n) for n in ("feature_sums", "add_feature_sums")}
+        visitor = mod._window_activity
         for n, fn in saved.items():
             setattr(mod, n, self.timed(fn))
-        visitor = getattr(mod, "_window_activity", None)
-        if visitor is not None:
-            mod._window_activity = lambda *a: self.timed(visitor(*a))
+        mod._window_activity = lambda *a: self.timed(visitor(*a))
         try:
             yield
         finally:
             for n, fn in saved.items():
                 setattr(mod, n, fn)
-            if visitor is not None:
-                mod._window_activity = visitor
+            mod._window_activity = visitor
 
 
 def cloze(model: Any, saes: dict[int, Any], items: list[Any], progress: Any, batch: int = 0, **options: Any) -> Any:
     """``run_cloze`` with ``options`` (the RunConfig's cloze defaults otherwise), ``batch`` rows per pass (0:
-    the batch size the gate would pick). Also drives the keyword-only ``run_cloze`` of commit 682b3ad (batch
-    size from the model's n_ctx there), so one script times both."""
+    the batch size the gate would pick)."""
     from sae_checks.config import RunConfig
     from sae_checks.experiments import cloze as mod
 
     c = RunConfig()
     opts = {"task": "lambada", "n_bootstrap": 0, "n_causal": c.n_causal, "causal_max_prompts": c.causal_max_prompts,
             **options}
-    if "options" not in inspect.signature(mod.run_cloze).parameters:  # commit 682b3ad
-        from sae_checks.experiments import tasks
-
-        batch = batch or tasks._auto_batch_size(model, saes)  # type: ignore[attr-defined]
-        return mod.run_cloze(model, saes, items, batch_size=batch, progress=progress, **opts)  # type: ignore[call-arg]
     batch = batch or mod.auto_batch_size(model, items)
     return mod.run_cloze(model, saes, items, mod.ClozeOptions(batch_size=batch, **opts), progress=progress)
 

@@ -1,5 +1,5 @@
-"""Feature helpfulness (DESIGN.md section 3): the score arithmetic on a hand-built example, the
-last-32-positions window, the report, and the causal ablation check on a tiny random model."""
+"""Feature helpfulness (docs/definitions.md#feature-helpfulness): the score arithmetic on a hand-built
+example, the last-32-positions window, the report, and the causal ablation check on a tiny random model."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_features_from_run_and_causal_check(world: dict[str, Any]) -> None:
     out = run_cloze(model, saes, ITEMS, ClozeOptions(task="lambada", n_bootstrap=0, min_count=2, n_top=3,
                                                      n_causal=1, batch_size=4))
     rep = out.features["1"]
-    assert rep["n_features"] == 24 and rep["window"] == 32
+    assert rep["n_features"] == saes[1].d_sae and rep["window"] == 32  # the definition's window
     deltas = out.cloze["prompts"]["1"]["delta_logp"]
 
     # recompute the activity and the helpfulness of the top feature by hand, one prompt at a time

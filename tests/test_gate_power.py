@@ -110,4 +110,5 @@ def test_short_context_v1_in_place_of_v2_fails_context_generalization(zoo):
     ratio_fails = {i.split("-")[1] for i in failed if i.startswith("context_ratio-")}
     assert ratio_fails, failed
     layers = {i.split("-")[2] for i in failed if i.startswith("context_ratio-")}  # "L0", "L1", ...
-    assert len(layers) >= 3, f"most layers should fail context generalization: {failed}"
+    n_layers = len({s.layer for s in zoo[4].values()})
+    assert len(layers) > n_layers / 2, f"most of the {n_layers} layers should fail context generalization: {failed}"

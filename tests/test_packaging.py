@@ -46,3 +46,38 @@ def test_editable_default_policy_is_the_repository_file() -> None:
     from sae_checks.gate import default_policy_path
 
     assert default_policy_path() == ROOT / "thresholds" / "zoo.toml"
+
+
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces to dashes,
+    a repeated heading numbered ``-1``, ``-2``."""
+    import re
+
+    seen: dict[str, int] = {}
+    out = set()
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6} (.+)", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def test_every_cited_docs_anchor_exists() -> None:
+    """A citation ``docs/definitions.md#fvu`` (or ``gate.md#judging`` inside docs/) in the package, the tests,
+    the README or the docs names a heading of that file: a renamed heading breaks no reader's link."""
+    import re
+
+    docs = {p.name: _anchors(p) for p in (ROOT / "docs").glob("*.md")}
+    assert {"definitions.md", "gate.md", "report.md", "architecture.md"} <= docs.keys()
+    files = [*(ROOT / "sae_checks").rglob("*.py"), *(ROOT / "sae_checks").rglob("*.json"),
+             *(ROOT / "tests").glob("*.py"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md",
+             ROOT / "thresholds" / "README.md"]
+    broken = []
+    for path in files:
+        for m in re.finditer(r"\b([a-z][\w-]*\.md)#([\w-]+)", path.read_text(encoding="utf-8")):
+            if m.group(1) in docs and m.group(2) not in docs[m.group(1)]:
+                broken.append(f"{path.relative_to(ROOT)}: {m.group(0)}")
+    assert not broken, f"citations of headings that do not exist (docs/ anchors: GitHub's): {broken}"

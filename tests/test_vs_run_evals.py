@@ -1,6 +1,6 @@
-"""Correctness bar (DESIGN.md section 3): on the same tokens, the engine's mean mse, l0, explained
-variance, CE with and without the SAE and ce_loss_score match ``sae_lens.evals.run_evals`` to 1e-4
-relative.
+"""Correctness bar (docs/definitions.md#agreement-with-other-tools): on the same tokens, the engine's
+mean mse, l0, explained variance, CE with and without the SAE and ce_loss_score match
+``sae_lens.evals.run_evals`` to 1e-4 relative.
 
 ``run_evals`` draws its CE batches and its sparsity/variance batches from *different* rows of its
 activation store (CE first, then sparsity); the store here holds the same N sequences twice, so both
