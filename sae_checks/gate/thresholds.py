@@ -461,9 +461,9 @@ def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, Baseline
                             "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
     if subject is not None:
         data["subject"] = dict(subject)
-    from sae_checks.report.io import atomic_write_text
+    from sae_checks.io import atomic_write_json
 
-    atomic_write_text(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_json(p, data)
 
 
 def updated_baselines(old: Baselines, checks: Iterable[Mapping[str, Any]],
