@@ -229,6 +229,9 @@ class OutputLock:
             os.unlink(self.lock_path)
         os.close(fd)
 
+    def __del__(self) -> None:  # a holder dropped without release (an aborted session) frees the path
+        self.release()
+
     def __enter__(self) -> OutputLock:
         return self.acquire()
 

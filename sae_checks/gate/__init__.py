@@ -106,17 +106,38 @@ class GateSession:
     errors: list[str] = field(default_factory=list)  # end-of-run refusals, shown in red
     baseline_written: list[str] = field(default_factory=list)
     report_written: Path | None = None
+    baseline_updated: bool = False  # set only once the baseline file was written
+    lock: Any = None  # sae_checks.io.OutputLock on the report path, held by the controller until finish
     progress: Any = None  # sae_checks.progress.Progress handed to the engine (None: its default)
     _loaded: Any = None  # api.load's result for the sae_model / sae_saes / sae_tokens fixtures
 
     @classmethod
     def create(cls, cli: Mapping[str, Any], *, rootdir: Path, invocation_dir: Path,
                worker: int | None = None) -> GateSession:
+        """Resolve the options and refuse, before any model loads, what would fail only after the run: an
+        output path that cannot be written, another run writing the same report (the controller holds a
+        lock on it until ``finish``), a task's data missing offline, a local text file too short."""
+        from sae_checks.io import OutputLock
+        from sae_checks.loading.data import check_sequences_available, check_tasks_available
+
         config, policy, options = resolve_options(cli, read_pyproject(rootdir), rootdir=rootdir,
                                                   invocation_dir=invocation_dir)
         check_gate_paths(options, policy)
-        return cls(config=config, policy=policy, options=options,
-                   baselines=load_baselines(options.baseline), worker=worker)
+        lock = OutputLock(options.report, "--sae-report").acquire() if worker is None else None
+        try:
+            check_tasks_available(config)
+            check_sequences_available(config)
+            return cls(config=config, policy=policy, options=options,
+                       baselines=load_baselines(options.baseline), worker=worker, lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def close(self) -> None:
+        """Release the report path's lock (idempotent; ``finish`` calls it)."""
+        if self.lock is not None:
+            self.lock.release()
 
     # --- planning (cheap, deterministic, identical on every worker) --------------------------------
     def plan(self, plan_fn: Callable[[RunConfig], Any]) -> list[CheckSpec]:
@@ -290,10 +311,18 @@ class GateSession:
     def finish(self) -> dict[str, Any] | None:
         """Write the report (and the baseline update); returns the report, None if nothing ran. A run
         that stopped early is marked ``"incomplete": true`` with the ids ``not_run``, and never updates
-        the baseline."""
+        the baseline. An output that cannot be written is said in ``errors`` (what, where, why; a report
+        is saved elsewhere), never lost silently; the other outputs are still written. Releases the lock."""
+        try:
+            return self._finish()
+        finally:
+            self.close()
+
+    def _finish(self) -> dict[str, Any] | None:
         if not self.checks and not self.custom and not self.results:
             return None
-        from sae_checks.report.io import build_report, write_report
+        from sae_checks.io import OutputError
+        from sae_checks.report.io import build_report, write_failed, write_report
         from sae_checks.report.markdown import append_github_summary
 
         config = self.config.to_dict()
@@ -309,8 +338,14 @@ class GateSession:
         if not_run:
             report["incomplete"] = True
             report["not_run"] = not_run
-        self.report_written = write_report(self.options.report, report)
-        append_github_summary(report)
+        try:
+            self.report_written = write_report(self.options.report, report)
+        except OutputError as exc:
+            self.errors.append(f"sae-checks: {write_failed('report', exc, report)}")
+        try:
+            append_github_summary(report)
+        except OutputError as exc:
+            self.errors.append(f"sae-checks: {write_failed('GitHub step summary', exc)}")
         if self.options.update_baseline:
             from sae_checks.errors import ThresholdError
 
@@ -322,8 +357,13 @@ class GateSession:
             except ThresholdError as exc:
                 self.errors.append(f"sae-checks: baseline not updated: {exc}")
                 return report
-            write_baselines(path, entries, subject)
+            try:
+                write_baselines(path, entries, subject)
+            except OutputError as exc:
+                self.errors.append(f"sae-checks: baseline not updated: {write_failed('baseline', exc)}")
+                return report
             self.baselines = Baselines(path=path, entries=entries, subject=subject)
+            self.baseline_updated = True
         return report
 
     def _no_provenance(self) -> dict[str, Any]:
@@ -354,7 +394,7 @@ class GateSession:
         if not_run:
             lines.append(f"sae-checks: the run stopped early: {len(not_run)} planned checks did not run "
                          "(report marked incomplete)")
-        if self.options.update_baseline and not self.errors:
+        if self.options.update_baseline and self.baseline_updated:
             lines.append(f"sae-checks: baseline ({self.options.update_baseline}) updated "
                          f"{len(self.baseline_written)} entries in {self.baselines.path}")
             if self.options.baseline_target != self.options.baseline:

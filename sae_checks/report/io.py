@@ -21,7 +21,7 @@ from sae_checks.report.schema import READABLE_VERSIONS, SCHEMA_VERSION, validate
 from sae_checks.report.upgrade import sae_name, sort_key, upgrade_report
 
 __all__ = ["TMP_PREFIX", "OutputError", "atomic_write_text", "build_report", "canonical_json", "check_writable",
-           "load_report", "read_report", "upgrade_report", "write_report"]
+           "load_report", "read_report", "rescue_report", "upgrade_report", "write_failed", "write_report"]
 
 SIG_DIGITS = 6  # significant digits kept for every float: far below any CI, far above float32 noise
 STATUSES = ("pass", "fail", "warn", "improved", "new")  # check statuses counted in ``summary``
@@ -158,6 +158,30 @@ def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
     except OSError as exc:
         raise OutputError(path, f"cannot create its folder: {exc.strerror or exc}", exc.errno) from None
     return atomic_write_text(path, text)
+
+
+def rescue_report(report: dict[str, Any], failed: str | os.PathLike[str]) -> Path | None:
+    """Save ``report`` where a failed write (to ``failed``) cannot take it down with it: the system's
+    temporary folder, ``sae-checks-report-<pid>-<name>``. Returns the path, or None when that fails too.
+    No schema validation: the point is to keep the numbers."""
+    import tempfile
+
+    target = Path(tempfile.gettempdir()) / f"sae-checks-report-{os.getpid()}-{Path(failed).name or 'report.json'}"
+    try:
+        return atomic_write_text(target, canonical_json(report))
+    except (OutputError, ReportError):
+        return None
+
+
+def write_failed(what: str, exc: OutputError, report: dict[str, Any] | None = None) -> str:
+    """One line saying which output was not written, where and why, and (``report`` given) where the
+    report was saved instead, so the results are not lost."""
+    line = f"{what} not written to {exc.path}: {exc.reason}"
+    if report is None:
+        return line
+    saved = rescue_report(report, exc.path)
+    return line + (f"; the report was saved to {saved} instead" if saved is not None
+                   else "; it could not be saved elsewhere either: the summary above is all that is left of the run")
 
 
 def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
