@@ -287,3 +287,27 @@ def test_gate_says_baseline_updated_only_after_writing_it(tmp_path, monkeypatch,
     target = session.options.baseline_target
     assert session.errors == [f"sae-checks: baseline not updated: baseline not written to {target}: {ENOSPC}"]
     assert not target.exists()
+
+
+def test_gate_checks_the_step_summary_path_up_front(tmp_path, monkeypatch):
+    from sae_checks.gate import GateSession
+
+    (tmp_path / "policy.toml").write_text("[metrics.fvu]\nabs_tol = 0.1\n")
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "a-file" / "summary.md"))
+    with pytest.raises(ConfigError, match=r"GITHUB_STEP_SUMMARY=.*a-file is not a directory"):
+        GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path)
+
+
+def test_gate_step_summary_failure_after_the_run_keeps_the_report(tmp_path, monkeypatch, saved_evaluation):
+    from sae_checks.gate import GateSession
+
+    (tmp_path / "policy.toml").write_text("[metrics.fvu]\nabs_tol = 0.1\n")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    session = GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path)
+    session.results, session.provenance = saved_evaluation["results"], saved_evaluation["provenance"]
+    summary.mkdir()  # the summary path went bad during the run
+    session.finish()
+    assert session.report_written == tmp_path / "sae-report.json" and session.report_written.exists()
+    assert session.errors == [f"sae-checks: GitHub step summary not written to {summary}: cannot read it to append: Is a directory"]

@@ -117,12 +117,16 @@ class GateSession:
         """Resolve the options and refuse, before any model loads, what would fail only after the run: an
         output path that cannot be written, another run writing the same report (the controller holds a
         lock on it until ``finish``), a task's data missing offline, a local text file too short."""
-        from sae_checks.io import OutputLock
+        import os
+
+        from sae_checks.io import OutputLock, check_writable
         from sae_checks.loading.data import check_sequences_available, check_tasks_available
 
         config, policy, options = resolve_options(cli, read_pyproject(rootdir), rootdir=rootdir,
                                                   invocation_dir=invocation_dir)
         check_gate_paths(options, policy)
+        if os.environ.get("GITHUB_STEP_SUMMARY") and worker is None:  # the Markdown summary finish appends
+            check_writable(os.environ["GITHUB_STEP_SUMMARY"], "GITHUB_STEP_SUMMARY")
         lock = OutputLock(options.report, "--sae-report").acquire() if worker is None else None
         try:
             check_tasks_available(config)
