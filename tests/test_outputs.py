@@ -177,24 +177,39 @@ def test_gate_refuses_a_report_another_run_writes(tmp_path):
 # --- refused before the engine -----------------------------------------------------------------------
 
 
-def test_cbt_offline_without_data_is_refused_before_the_engine(tmp_path, capsys, monkeypatch):
-    """Seen: `--tasks cbt` offline was refused only after the engine ran."""
+@pytest.fixture
+def offline_without_cbt(tmp_path, monkeypatch):
+    """Offline, with an empty datasets cache (datasets reads these settings at import: patched too)."""
     import datasets
     from huggingface_hub import constants
 
-    import sae_checks.api
-
-    monkeypatch.setattr(sae_checks.api, "run", _no_model)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-cache")
+
+
+def test_cbt_offline_without_data_is_refused_before_the_engine(capsys, monkeypatch, offline_without_cbt):
+    """Seen: `--tasks cbt` offline was refused only after the engine ran."""
+    import sae_checks.api
+
+    monkeypatch.setattr(sae_checks.api, "run", _no_model)
     assert main(["run", "--tasks", "cbt"]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "cloze task 'cbt': dataset 'cam-cst/cbt' (config 'CN', split 'test') is not available offline" in err
     assert "task_data" in err and "sentences, question, answer, options" in err  # how to provide it
+
+
+def test_gate_refuses_cbt_offline_up_front(tmp_path, offline_without_cbt):
+    from sae_checks.errors import OfflineError
+    from sae_checks.gate import GateSession
+
+    (tmp_path / "policy.toml").write_text("[cloze.cbt.acc_choice]\nlimit = 0.1\n")
+    with pytest.raises(OfflineError, match="cloze task 'cbt': dataset 'cam-cst/cbt'"):
+        GateSession.create({"thresholds": "policy.toml", "tasks": ["cbt"]}, rootdir=tmp_path, invocation_dir=tmp_path)
+    GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path).close()  # unlocked
 
 
 def test_too_little_text_is_refused_before_the_engine(tmp_path, capsys, monkeypatch):

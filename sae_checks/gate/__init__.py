@@ -113,10 +113,12 @@ class GateSession:
 
     @classmethod
     def create(cls, cli: Mapping[str, Any], *, rootdir: Path, invocation_dir: Path,
-               worker: int | None = None) -> GateSession:
+               worker: int | None = None, lock_report: bool = True) -> GateSession:
         """Resolve the options and refuse, before any model loads, what would fail only after the run: an
-        output path that cannot be written, another run writing the same report (the controller holds a
-        lock on it until ``finish``), a task's data missing offline, a local text file too short."""
+        output path that cannot be written, another run writing the same report (the process that writes it
+        holds a lock on it until ``finish``; ``lock_report=False``: the xdist controller, whose session is
+        created only when the first worker ends, too late to refuse), a task's data missing offline, a
+        local text file too short."""
         import os
 
         from sae_checks.io import OutputLock, check_writable
@@ -127,7 +129,7 @@ class GateSession:
         check_gate_paths(options, policy)
         if os.environ.get("GITHUB_STEP_SUMMARY") and worker is None:  # the Markdown summary finish appends
             check_writable(os.environ["GITHUB_STEP_SUMMARY"], "GITHUB_STEP_SUMMARY")
-        lock = OutputLock(options.report, "--sae-report").acquire() if worker is None else None
+        lock = OutputLock(options.report, "--sae-report").acquire() if worker is None and lock_report else None
         try:
             check_tasks_available(config)
             check_sequences_available(config)
