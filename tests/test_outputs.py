@@ -207,9 +207,12 @@ def test_gate_refuses_cbt_offline_up_front(tmp_path, offline_without_cbt):
     from sae_checks.gate import GateSession
 
     (tmp_path / "policy.toml").write_text("[cloze.cbt.acc_choice]\nlimit = 0.1\n")
+    from sae_checks import api
+
+    session = GateSession.create({"thresholds": "policy.toml", "tasks": ["cbt"]}, rootdir=tmp_path,
+                                 invocation_dir=tmp_path)
     with pytest.raises(OfflineError, match="cloze task 'cbt': dataset 'cam-cst/cbt'"):
-        GateSession.create({"thresholds": "policy.toml", "tasks": ["cbt"]}, rootdir=tmp_path, invocation_dir=tmp_path)
-    GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path).close()  # unlocked
+        session.plan(api.plan)  # at collection, before any test runs the engine
 
 
 def test_too_little_text_is_refused_before_the_engine(tmp_path, capsys, monkeypatch):
@@ -232,10 +235,12 @@ def test_gate_refuses_too_little_text_up_front(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("A few words.\n")
     (tmp_path / "policy.toml").write_text("[metrics.fvu]\nabs_tol = 0.1\n")
+    from sae_checks import api
+
+    session = GateSession.create({"thresholds": "policy.toml", "data": str(short), "n_seqs": 4, "ctx_len": 64},
+                                 rootdir=tmp_path, invocation_dir=tmp_path)
     with pytest.raises(DataError, match=r"short\.txt: too little text: \d+ tokens available, 252 needed"):
-        GateSession.create({"thresholds": "policy.toml", "data": str(short), "n_seqs": 4, "ctx_len": 64},
-                           rootdir=tmp_path, invocation_dir=tmp_path)
-    GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path).close()  # unlocked
+        session.plan(api.plan)  # at collection, before any test runs the engine
 
 
 # --- a write that fails after compute ----------------------------------------------------------------

@@ -117,12 +117,10 @@ class GateSession:
         """Resolve the options and refuse, before any model loads, what would fail only after the run: an
         output path that cannot be written, another run writing the same report (the process that writes it
         holds a lock on it until ``finish``; ``lock_report=False``: the xdist controller, whose session is
-        created only when the first worker ends, too late to refuse), a task's data missing offline, a
-        local text file too short."""
+        created only when the first worker ends, too late to refuse). ``plan`` checks the data."""
         import os
 
         from sae_checks.io import OutputLock, check_writable
-        from sae_checks.loading.data import check_sequences_available, check_tasks_available
 
         config, policy, options = resolve_options(cli, read_pyproject(rootdir), rootdir=rootdir,
                                                   invocation_dir=invocation_dir)
@@ -131,8 +129,6 @@ class GateSession:
             check_writable(os.environ["GITHUB_STEP_SUMMARY"], "GITHUB_STEP_SUMMARY")
         lock = OutputLock(options.report, "--sae-report").acquire() if worker is None and lock_report else None
         try:
-            check_tasks_available(config)
-            check_sequences_available(config)
             return cls(config=config, policy=policy, options=options,
                        baselines=load_baselines(options.baseline), worker=worker, lock=lock)
         except BaseException:
@@ -147,10 +143,15 @@ class GateSession:
 
     # --- planning (cheap, deterministic, identical on every worker) --------------------------------
     def plan(self, plan_fn: Callable[[RunConfig], Any]) -> list[CheckSpec]:
+        """Plan the checks (once). Before any model loads: the SAEs' configs (``plan_fn``), then the data
+        (a task's dataset missing offline, a local text file too short for the sequences asked for)."""
         if not self.planned:
+            from sae_checks.loading.data import check_sequences_available, check_tasks_available
             from sae_checks.names import propagation_pairs
 
             plan = plan_fn(self.config)
+            check_tasks_available(self.config)
+            check_sequences_available(self.config)
             self.check_baseline_subject(list(plan.saes))
             buckets = {k: list(v) for k, v in plan.buckets.items()}
             self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.restricted)
