@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import secrets
@@ -26,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sae_checks.errors import ConfigError, SaeChecksError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; OutputLock does nothing there
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["OutputError", "OutputLock", "TMP_PREFIX", "atomic_append_text", "atomic_write_bytes",
            "atomic_write_json", "atomic_write_text", "check_writable"]
@@ -180,8 +184,8 @@ class OutputLock:
         return self._fd is not None
 
     def acquire(self) -> OutputLock:
-        """Take the lock or raise ``ConfigError``; a no-op when already held."""
-        while self._fd is None:
+        """Take the lock or raise ``ConfigError``; a no-op when already held (or without ``fcntl``)."""
+        while self._fd is None and fcntl is not None:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as exc:
