@@ -69,23 +69,38 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Everything that can be refused is refused before the model loads (exit 4): the report path (and
+    another run writing it), the tasks' data offline, a local text file too short. A report that cannot
+    be written after the run is not lost: the summary is printed and the report saved elsewhere."""
     from sae_checks.api import run
-    from sae_checks.report.io import build_report, check_writable, write_report
+    from sae_checks.io import OutputError, OutputLock, check_writable
+    from sae_checks.loading.data import check_sequences_available, check_tasks_available
+    from sae_checks.report.io import build_report, write_failed, write_report
     from sae_checks.summary import print_summary
 
     config = config_from_args(args, pyproject_defaults())
     if config.layers == ():
         print("sae-checks: nothing selected: --layers names no layer", file=sys.stderr)
         return EXIT_NOTHING
-    if args.report:
-        check_writable(args.report, "--report")  # before the model loads, not after the run
-    evaluation = run(config)
-    report = build_report(provenance=evaluation.provenance, config=config.to_dict(),
-                          results=evaluation.results, checks=[])
-    if args.report:
-        write_report(args.report, report)
-        print(f"report: {args.report}")
-    print_summary(report)
+    lock = OutputLock(check_writable(args.report, "--report"), "--report").acquire() if args.report else None
+    try:
+        check_tasks_available(config)
+        check_sequences_available(config)
+        evaluation = run(config)
+        report = build_report(provenance=evaluation.provenance, config=config.to_dict(),
+                              results=evaluation.results, checks=[])
+        if args.report:
+            try:
+                write_report(args.report, report)
+            except OutputError as exc:
+                print_summary(report)
+                print(f"sae-checks: error: {write_failed('report', exc, report)}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"report: {args.report}")
+        print_summary(report)
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -101,7 +116,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from sae_checks.report.io import check_writable, load_report
+    from sae_checks.io import check_writable
+    from sae_checks.report.io import load_report
     from sae_checks.report.plots import make_diff_plots, make_plots
 
     check_writable(args.out, "--out", directory=True)
@@ -117,8 +133,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_html(args: argparse.Namespace) -> int:
+    from sae_checks.io import check_writable
     from sae_checks.report.html import write_html
-    from sae_checks.report.io import check_writable, load_report
+    from sae_checks.report.io import load_report
 
     check_writable(args.out, "--out")
     baseline = load_report(args.baseline) if args.baseline else None
@@ -128,13 +145,15 @@ def cmd_html(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from sae_checks.report.io import check_writable, load_report, write_report
+    from sae_checks.io import OutputLock, check_writable
+    from sae_checks.report.io import load_report, write_report
     from sae_checks.report.merge import merge_reports
     from sae_checks.summary import print_summary
 
     check_writable(args.out, "--out")
     report = merge_reports([load_report(p) for p in args.parts], labels=[str(p) for p in args.parts])
-    write_report(args.out, report)
+    with OutputLock(args.out, "--out"):
+        write_report(args.out, report)
     print(f"report: {args.out} (merged from {len(args.parts)} parts)")
     print_summary(report)
     from sae_checks.status import FAILING

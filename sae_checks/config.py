@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from sae_checks.errors import ConfigError
+from sae_checks.tasks import task_names
 
 Dtype = Literal["float32", "bfloat16"]
-TASKS = ("lambada", "cbt")
 DEFAULT_TOKENS = 100_000  # tokens evaluated by default, as the post (~100k tokens of web text)
 ZOO_DEFAULT_SEQS = 64  # default on the zoo: half its 128 held-out rows of 256 tokens
 # The data of a non-zoo model without --data: web text as the post (Anders & Bloom used OpenWebText), split train
@@ -186,9 +186,9 @@ class RunConfig:
         for bucket in self.buckets or ():
             if len(bucket) != 2 or not 0 <= bucket[0] < bucket[1]:
                 raise ConfigError("buckets", bucket, "each bucket must be [a, b) with 0 <= a < b")
-        for task in self.tasks:
-            if task not in TASKS:
-                raise ConfigError("tasks", task, f"unknown task; choose from {', '.join(TASKS)}")
+        for task in self.tasks:  # the cloze task registry, read now (tasks the user registered included)
+            if task not in task_names():
+                raise ConfigError("tasks", task, f"unknown task; choose from {', '.join(task_names())}")
         if self.n_bootstrap < 0:
             raise ConfigError("n_bootstrap", self.n_bootstrap, "must be >= 0")
         if not 0 < self.ci_level < 1:

@@ -69,7 +69,8 @@ def _gate(config: pytest.Config) -> Any:
         workerid = getattr(config, "workerinput", {}).get("workerid")
         gate = GateSession.create(
             {k: v for k, v in cli.items() if v is not None}, rootdir=config.rootpath,
-            invocation_dir=config.invocation_params.dir, worker=int(workerid[2:]) if workerid else None)
+            invocation_dir=config.invocation_params.dir, worker=int(workerid[2:]) if workerid else None,
+            lock_report=not getattr(config.option, "numprocesses", None))  # the xdist controller: too late to lock
         if (gate.config.device or "").startswith("cuda"):
             import torch
 

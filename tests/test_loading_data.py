@@ -98,7 +98,8 @@ def test_ctx_len_beyond_model_context_names_both(tok, jsonl):
 
 def test_too_little_text_says_how_many_were_possible(tok, tmp_path):
     path = write_jsonl(tmp_path / "short.jsonl", [{"text": "The cat sat on the mat."}])  # 7 tokens + EOS
-    with pytest.raises(DataError, match=r"short\.jsonl: too little text for n_seqs=3 .*ctx_len=5: 8 tokens make only 2"):
+    with pytest.raises(DataError, match=r"short\.jsonl: too little text: 8 tokens available, 12 needed for n_seqs=3 sequences of "
+                       r"ctx_len=5 .*2 sequences fit"):
         load_sequences(str(path), tok, n_seqs=3, ctx_len=5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import os
@@ -17,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_checks.errors import ConfigError, ReportError
+from sae_checks.io import OutputError, atomic_write_text, check_writable
 from sae_checks.report import build_report, canonical_json, load_report, validate, write_report
-from sae_checks.report.io import atomic_write_text, check_writable
 
 DATA = Path(__file__).parent / "data"
 
@@ -114,13 +115,15 @@ def test_failed_rename_keeps_old_file_and_leaves_no_temp(tmp_path, full, monkeyp
     before = path.read_bytes()
 
     def broken_replace(src, dst):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))  # names the temporary file
 
     monkeypatch.setattr(os, "replace", broken_replace)
     changed = copy.deepcopy(full)
     changed["config"]["seed"] = 1
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError) as info:
         write_report(path, changed)
+    assert str(info.value) == f"{path}: not written: {os.strerror(errno.ENOSPC)}"  # the target, not the temp file
+    assert info.value.errno == errno.ENOSPC
     assert path.read_bytes() == before
     assert _files(tmp_path) == ["report.json"]
 

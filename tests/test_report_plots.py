@@ -222,7 +222,7 @@ def no_raster(monkeypatch: pytest.MonkeyPatch) -> None:
     figures are made or skipped, not of how they look. The full-report test draws for real."""
     from matplotlib.figure import Figure
 
-    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: Path(path).write_bytes(b"stub"))
+    monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: target.write(b"stub"))  # save() renders to a buffer
 
 
 def test_full_report_produces_every_figure(full_plots) -> None:

@@ -1,9 +1,11 @@
 """Glue from a RunConfig to the cloze runner: which data each task reads, and where results go.
 
-Sources: ``config.task_data`` entries ``(task, source)`` win; otherwise on the zoo model ``lambada`` is
-the zoo's cloze set, and on any other model ``EleutherAI/lambada_openai`` (test split) and
-``cam-cst/cbt`` (config CN, test split). Feature helpfulness is reported for the first task run
-(results.features is per SAE; each entry names its task).
+Tasks are declarations in the registry ``sae_checks.tasks`` (built-ins: ``tasks/lambada.py``,
+``tasks/cbt.py``; the user's own through ``register_task``), read here at call time. Sources:
+``config.task_data`` entries ``(task, source)`` win; otherwise on the zoo model a task the zoo ships
+prompts for (lambada) reads the zoo's cloze set, and on any other model the task's declared hub dataset
+(``EleutherAI/lambada_openai``, ``cam-cst/cbt`` config CN; test split). Feature helpfulness is reported
+for the first task run (results.features is per SAE; each entry names its task).
 """
 
 from __future__ import annotations
@@ -17,17 +19,13 @@ import torch
 from sae_checks.config import RunConfig
 
 log = logging.getLogger("sae_checks")
-HUB_SOURCES = {"lambada": "EleutherAI/lambada_openai", "cbt": "cam-cst/cbt"}
 
 
 def task_source(task: str, config: RunConfig) -> str:
     """Where ``task``'s prompts come from under ``config`` (see module docstring)."""
-    overrides = dict(config.task_data)
-    if task in overrides:
-        return overrides[task]
-    if config.model == "zoo" and task == "lambada":
-        return "zoo"
-    return HUB_SOURCES[task]
+    from sae_checks.tasks import task_source as source
+
+    return source(task, config.model, dict(config.task_data))
 
 
 def cloze_options(config: RunConfig, model: Any, saes: Mapping[str, Any], *, task: str, batch_size: int,
@@ -57,7 +55,7 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,
     cloze: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for task in config.tasks:
-        items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
+        items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)
         batch_size = config.batch_size or _cloze.auto_batch_size(model, items)
         while True:
             try:

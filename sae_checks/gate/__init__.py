@@ -103,24 +103,52 @@ class GateSession:
     errors: list[str] = field(default_factory=list)  # end-of-run refusals, shown in red
     baseline_written: list[str] = field(default_factory=list)
     report_written: Path | None = None
+    baseline_updated: bool = False  # set only once the baseline file was written
+    lock: Any = None  # sae_checks.io.OutputLock on the report path, held by the controller until finish
     progress: Any = None  # sae_checks.progress.Progress handed to the engine (None: its default)
     _loaded: Any = None  # api.load's result for the sae_model / sae_saes / sae_tokens fixtures
 
     @classmethod
     def create(cls, cli: Mapping[str, Any], *, rootdir: Path, invocation_dir: Path,
-               worker: int | None = None) -> GateSession:
+               worker: int | None = None, lock_report: bool = True) -> GateSession:
+        """Resolve the options and refuse, before any model loads, what would fail only after the run: an
+        output path that cannot be written, another run writing the same report (the process that writes it
+        holds a lock on it until ``finish``; ``lock_report=False``: the xdist controller, whose session is
+        created only when the first worker ends, too late to refuse). ``plan`` checks the data."""
+        import os
+
+        from sae_checks.io import OutputLock, check_writable
+
         config, policy, options = resolve_options(cli, read_pyproject(rootdir), rootdir=rootdir,
                                                   invocation_dir=invocation_dir)
         check_gate_paths(options, policy)
-        return cls(config=config, policy=policy, options=options,
-                   baselines=load_baselines(options.baseline), worker=worker)
+        if os.environ.get("GITHUB_STEP_SUMMARY") and worker is None:  # the Markdown summary finish appends
+            check_writable(os.environ["GITHUB_STEP_SUMMARY"], "GITHUB_STEP_SUMMARY")
+        lock = OutputLock(options.report, "--sae-report").acquire() if worker is None and lock_report else None
+        try:
+            return cls(config=config, policy=policy, options=options,
+                       baselines=load_baselines(options.baseline), worker=worker, lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def close(self) -> None:
+        """Release the report path's lock (idempotent; ``finish`` calls it)."""
+        if self.lock is not None:
+            self.lock.release()
 
     # --- planning (cheap, deterministic, identical on every worker) --------------------------------
     def plan(self, plan_fn: Callable[[RunConfig], Any]) -> list[CheckSpec]:
+        """Plan the checks (once). Before any model loads: the SAEs' configs (``plan_fn``), then the data
+        (a task's dataset missing offline, a local text file too short for the sequences asked for)."""
         if not self.planned:
+            from sae_checks.loading.data import check_sequences_available, check_tasks_available
             from sae_checks.names import propagation_pairs
 
             plan = plan_fn(self.config)
+            check_tasks_available(self.config)
+            check_sequences_available(self.config)
             self.check_baseline_subject(list(plan.saes))
             buckets = {k: list(v) for k, v in plan.buckets.items()}
             self.policy.check_run(plan.layers, buckets, plan.tasks, restricted=self.restricted)
@@ -287,10 +315,18 @@ class GateSession:
     def finish(self) -> dict[str, Any] | None:
         """Write the report (and the baseline update); returns the report, None if nothing ran. A run
         that stopped early is marked ``"incomplete": true`` with the ids ``not_run``, and never updates
-        the baseline."""
+        the baseline. An output that cannot be written is said in ``errors`` (what, where, why; a report
+        is saved elsewhere), never lost silently; the other outputs are still written. Releases the lock."""
+        try:
+            return self._finish()
+        finally:
+            self.close()
+
+    def _finish(self) -> dict[str, Any] | None:
         if not self.checks and not self.custom and not self.results:
             return None
-        from sae_checks.report.io import build_report, write_report
+        from sae_checks.io import OutputError
+        from sae_checks.report.io import build_report, write_failed, write_report
         from sae_checks.report.markdown import append_github_summary
 
         config = self.config.to_dict()
@@ -305,8 +341,14 @@ class GateSession:
         if not_run:
             report["incomplete"] = True
             report["not_run"] = not_run
-        self.report_written = write_report(self.options.report, report)
-        append_github_summary(report)
+        try:
+            self.report_written = write_report(self.options.report, report)
+        except OutputError as exc:
+            self.errors.append(f"sae-checks: {write_failed('report', exc, report)}")
+        try:
+            append_github_summary(report)
+        except OutputError as exc:
+            self.errors.append(f"sae-checks: {write_failed('GitHub step summary', exc)}")
         if self.options.update_baseline:
             from sae_checks.errors import ThresholdError
 
@@ -318,8 +360,13 @@ class GateSession:
             except ThresholdError as exc:
                 self.errors.append(f"sae-checks: baseline not updated: {exc}")
                 return report
-            write_baselines(path, entries, subject)
+            try:
+                write_baselines(path, entries, subject)
+            except OutputError as exc:
+                self.errors.append(f"sae-checks: baseline not updated: {write_failed('baseline', exc)}")
+                return report
             self.baselines = Baselines(path=path, entries=entries, subject=subject)
+            self.baseline_updated = True
         return report
 
     def _no_provenance(self) -> dict[str, Any]:
@@ -351,7 +398,7 @@ class GateSession:
         if not_run:
             lines.append(f"sae-checks: the run stopped early: {len(not_run)} planned checks did not run "
                          "(report marked incomplete)")
-        if self.options.update_baseline and not self.errors:
+        if self.options.update_baseline and self.baseline_updated:
             lines.append(f"sae-checks: baseline ({self.options.update_baseline}) updated "
                          f"{len(self.baseline_written)} entries in {self.baselines.path}")
             if self.options.baseline_target != self.options.baseline:

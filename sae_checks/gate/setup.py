@@ -152,7 +152,7 @@ def check_gate_paths(options: GateOptions, policy: Policy) -> None:
     """Before any model loads: a baseline named by an option must exist (only the policy's own
     ``baseline =`` may be absent, or any file being created by --sae-update-baseline), and the report
     and the baseline to update must be writable. Raises ConfigError naming the option and the path."""
-    from sae_checks.report.io import check_writable
+    from sae_checks.io import check_writable
 
     baseline = options.baseline
     if baseline is not None and baseline != policy.baseline and not options.update_baseline \

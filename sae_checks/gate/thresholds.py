@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sae_checks.errors import ThresholdError
 from sae_checks.metrics import registry
+from sae_checks.tasks import task_names
 
 Direction = Literal["lower", "higher"]
 Severity = Literal["fail", "warn"]
@@ -33,7 +34,6 @@ Family = Literal["bucket", "context_ratio", "cloze", "propagation"]
 BUCKET_METRICS: dict[str, Direction | None] = registry.directions("bucket")
 CONTEXT_RATIO_METRICS: dict[str, Direction | None] = registry.directions("context_ratio")
 CLOZE_METRICS: dict[str, Direction | None] = registry.directions("cloze")
-CLOZE_TASKS = ("lambada", "cbt")
 PROPAGATION_METRICS: dict[str, Direction | None] = registry.directions("propagation")
 
 RULE_KEYS = ("limit", "abs_tol", "rel_tol", "severity")
@@ -183,8 +183,8 @@ def parse_policy(text: str, *, path: str = "<string>", base_dir: Path | None = N
         metrics.append(_metric(ctx, ("context_ratio", name), table, "context_ratio", name, None,
                                CONTEXT_RATIO_METRICS, defaults))
     for task, tasktable in _table(ctx, ("cloze",), data.get("cloze", {})).items():
-        if task not in CLOZE_TASKS:
-            raise ctx.err(("cloze", task), f"unknown cloze task; known: {', '.join(CLOZE_TASKS)}")
+        if task not in task_names():
+            raise ctx.err(("cloze", task), f"unknown cloze task; known: {', '.join(task_names())}")
         for name, table in _table(ctx, ("cloze", task), tasktable).items():
             metrics.append(_metric(ctx, ("cloze", task, name), table, "cloze", name, task, CLOZE_METRICS, defaults))
     for name, table in _table(ctx, ("propagation",), data.get("propagation", {})).items():
@@ -206,8 +206,8 @@ def parse_policy(text: str, *, path: str = "<string>", base_dir: Path | None = N
     tasks = None
     if "tasks" in data:
         raw = data["tasks"]
-        if not isinstance(raw, list) or any(t not in CLOZE_TASKS for t in raw):
-            raise ctx.err(("tasks",), f"must be a list drawn from {list(CLOZE_TASKS)}, got {raw!r}")
+        if not isinstance(raw, list) or any(t not in task_names() for t in raw):
+            raise ctx.err(("tasks",), f"must be a list drawn from {list(task_names())}, got {raw!r}")
         tasks = tuple(raw)
     baseline = None
     if "baseline" in data:
@@ -461,9 +461,9 @@ def write_baselines(path: str | os.PathLike[str], entries: Mapping[str, Baseline
                             "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
     if subject is not None:
         data["subject"] = dict(subject)
-    from sae_checks.report.io import atomic_write_text
+    from sae_checks.io import atomic_write_json
 
-    atomic_write_text(p, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_json(p, data)
 
 
 def updated_baselines(old: Baselines, checks: Iterable[Mapping[str, Any]],

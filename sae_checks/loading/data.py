@@ -3,7 +3,7 @@
 Sequences (:func:`load_sequences`): text is tokenized without special tokens, documents are joined by the
 EOS token (BOS when the tokenizer has none; both are ``<|endoftext|>`` for GPT-2), and the stream is cut
 into rows of ``ctx_len - 1`` tokens, each prefixed with BOS, so every row is ``[BOS, t_1 … t_{ctx_len-1}]``
-and position 0 is always BOS (DESIGN.md section 3). Sampling is reproducible: local documents are
+and position 0 is always BOS (docs/definitions.md). Sampling is reproducible: local documents are
 shuffled with ``random.Random(seed)``; a streamed HF dataset with ``ds.shuffle(seed, buffer_size)``.
 
 Pre-tokenized data (records with a token column, ``input_ids`` or ``tokens``, in a local .jsonl/.parquet
@@ -16,9 +16,13 @@ Every source (the zoo's tokens too) is checked against the model's vocabulary: i
 ``[0, d_vocab)``.
 
 Cloze prompts (:func:`load_cloze`): the first ``n_prompts`` records in file order, as
-``ClozeItem(prompt, answer, options, continuation)``. Lambada is split exactly as lm-evaluation-harness'
-``lambada_openai`` (``continuation`` set, see :func:`load_cloze`); CBT items and hand-made items without
-a ``continuation`` score ``" " + answer``.
+``ClozeItem(prompt, answer, options, continuation)``, each record read by its task's declaration
+(``sae_checks.tasks``: lambada is split exactly as lm-evaluation-harness' ``lambada_openai``, CBT items
+score ``" " + answer``).
+
+Before any model loads, :func:`check_tasks_available` and :func:`check_sequences_available` refuse what
+would fail only after the engine ran: a task whose dataset is not available offline, a local text file
+too short for the sequences asked for.
 """
 
 from __future__ import annotations
@@ -30,30 +34,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from sae_checks.config import RunConfig
 from sae_checks.errors import ConfigError, DataError, OfflineError
 from sae_checks.loading import hub_offline
+from sae_checks.tasks import ClozeItem, ClozeTask, get_task, task_source
 
-__all__ = ["ClozeItem", "load_cloze", "load_sequences", "iter_jsonl", "tokenizer_info"]
+__all__ = ["ClozeItem", "check_sequences_available", "check_tasks_available", "load_cloze", "load_sequences",
+           "iter_jsonl", "tokenizer_info"]
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".txt", ".parquet")
 SHUFFLE_BUFFER = 10_000  # streamed-dataset shuffle buffer (documents)
-# Default configs of the HF datasets the cloze tasks know; any other id uses config_name as given.
-CLOZE_DEFAULT_CONFIGS = {"EleutherAI/lambada_openai": "default", "lambada": "plain_text", "cam-cst/cbt": "CN"}
-MASK = "XXXXX"  # CBT's blank in `question`
+# Default configs of HF datasets a task reads other than its own (its own: the task's hub_config).
+CLOZE_DEFAULT_CONFIGS = {"lambada": "plain_text"}
 TOKEN_COLUMNS = ("input_ids", "tokens")  # pre-tokenized data (sae_lens' names), first found wins
 TOKENIZER_FIELD = "tokenizer"  # a field / parquet metadata key naming the tokenizer that made the ids
-
-
-class ClozeItem(NamedTuple):
-    """One cloze prompt. ``answer`` is the word (no leading space); ``options`` are CBT's 10 candidates
-    (else None); ``continuation`` is the exact text scored after ``prompt`` (lm-eval's target, e.g.
-    ``" " + answer``, whitespace as in the source), or None for ``" " + answer`` after the prompt with its
-    trailing spaces dropped."""
-
-    prompt: str
-    answer: str
-    options: tuple[str, ...] | None = None
-    continuation: str | None = None
 
 
 # --- sequences -------------------------------------------------------------------------------------
@@ -119,9 +113,11 @@ def load_sequences(
         if len(rows) >= n_seqs:
             break
     if len(rows) < n_seqs:
+        need = n_seqs * body
         raise DataError(
-            f"{what}: too little text for n_seqs={n_seqs} sequences of ctx_len={ctx_len}: {n_tokens} tokens make "
-            f"only {len(rows)}; lower n_seqs or ctx_len, or use more text"
+            f"{what}: too little text: {n_tokens} tokens available, {need} needed for n_seqs={n_seqs} sequences "
+            f"of ctx_len={ctx_len} ({body} text tokens each after BOS; {len(rows)} sequences fit); lower n_seqs "
+            "or ctx_len, or use more text"
         )
     return _check_vocab(torch.tensor(rows, dtype=torch.long), d_vocab, what, pretokenized=False)
 
@@ -350,7 +346,7 @@ def _open_hub_dataset(dataset_id: str, config_name: str | None, split: str) -> A
     fix = ("pass a local .jsonl/.txt/.parquet file instead, or fill the Hugging Face cache with "
            f"datasets.load_dataset({dataset_id!r}, {config_name!r}, split={split!r}) on a machine with network "
            "access and copy it here (HF_HOME)")
-    offline = hub_offline()
+    offline = hub_offline() or _datasets_offline()
     try:
         return datasets.load_dataset(dataset_id, config_name, split=split, streaming=not offline)
     except (ConnectionError, OSError) as err:
@@ -374,44 +370,39 @@ LambadaSplit = Literal["lm_eval", "words"]
 
 
 def load_cloze(
-    task: Literal["lambada", "cbt"], source: str, *, n_prompts: int, split: str = "test",
+    task: str, source: str, *, n_prompts: int, split: str | None = None,
     config_name: str | None = None, lambada_split: LambadaSplit = "lm_eval",
 ) -> list[ClozeItem]:
     """The first ``n_prompts`` cloze items of ``source`` in file order (fewer when it has fewer).
 
-    - ``lambada``, ``lambada_split="lm_eval"`` (default): exactly lm-evaluation-harness' ``lambada_openai``
-      (``doc_to_text``/``doc_to_target``): ``prompt = text.rsplit(" ", 1)[0]`` and ``continuation =
-      " " + text.rsplit(" ", 1)[1]``, whitespace left where it is (the encoder then moves the prompt's
-      trailing whitespace into the continuation, as lm-eval's ``_encode_pair``), so ``acc_word`` is
-      lm-eval's ``acc`` and the summed continuation log-prob its loglikelihood.
-      ``lambada_split="words"``: the older split, kept for one reason: the post's first-token accuracy
-      reads the *word's* first token, and where whitespace other than one space precedes the last word
-      (``"...\n   word"``) lm-eval's continuation starts with a whitespace token instead. It strips the
-      text, takes the last whitespace-separated word as the answer and the text before it (stripped) as
-      the prompt, scoring ``" " + answer``. For lambada_openai's texts (one space before the last
-      word, nothing after it) both splits give the same tokens.
-    - ``cbt`` (CBT-CN): records with ``sentences`` (20 strings), ``question`` (with the blank ``XXXXX``),
-      ``answer`` and ``options`` (10 strings); prompt = ``" ".join(sentences) + " " + question up to
-      XXXXX`` (stripped), answer = ``answer``, options = ``options``.
+    ``task`` names a registered cloze task (``sae_checks.tasks``: ``lambada``, ``cbt`` or one of the
+    user's); its declaration says how a record becomes a ``ClozeItem`` (``tasks/lambada.py``,
+    ``tasks/cbt.py``). ``lambada_split="words"`` reads lambada records with its older split (the task's
+    variant ``words``).
 
-    ``source``: ``"zoo"`` (lambada only: :func:`sae_checks.zoo.zoo_cloze_path`), a local JSONL with those
-    fields, or a HF dataset id (``EleutherAI/lambada_openai``, ``lambada``, ``cam-cst/cbt``; default
-    configs ``default`` / ``plain_text`` / ``CN``).
+    ``source``: ``"zoo"`` (tasks the zoo ships prompts for: :func:`sae_checks.zoo.zoo_cloze_path`), a local
+    JSONL with the task's fields, or a HF dataset id; the task's own dataset uses its declared config and
+    split (``EleutherAI/lambada_openai``: ``default``; ``cam-cst/cbt``: ``CN``), ``lambada`` uses
+    ``plain_text``, any other id ``config_name`` as given; ``split`` defaults to the task's (``test``).
+    A task that declares ``acc_choice`` needs items with options: a record without is a ``DataError``.
     """
-    if task not in ("lambada", "cbt"):
-        raise ConfigError("tasks", task, "unknown cloze task; choose from lambada, cbt")
+    spec = get_task(task)
     if n_prompts < 1:
         raise ConfigError("n_prompts", n_prompts, "must be >= 1")
     if lambada_split not in ("lm_eval", "words"):
         raise ConfigError("lambada_split", lambada_split, "choose lm_eval or words")
-    if task == "lambada":
-        parse = _lambada_item if lambada_split == "lm_eval" else _lambada_words_item
-    else:
-        parse = _cbt_item
+    parse = spec.variants["words"] if lambada_split == "words" and "words" in spec.variants else spec.parse
+
+    def item(record: dict[str, Any], where: str) -> ClozeItem:
+        out = parse(record, where)
+        if "acc_choice" in spec.extra_metrics and not out.options:
+            raise DataError(f"{where}: cloze task {task!r} reports acc_choice and needs options; the record gave none")
+        return out
+
     if source == "zoo":
-        if task != "lambada":
+        if not spec.zoo:
             raise DataError(f"cloze task {task!r}: the zoo only ships lambada-style prompts; pass a local "
-                            "JSONL or cam-cst/cbt")
+                            f"JSONL{' or ' + spec.hub_dataset if spec.hub_dataset else ''}")
         from sae_checks.zoo import zoo_cloze_path
 
         try:
@@ -421,50 +412,96 @@ def load_cloze(
     items: list[ClozeItem] = []
     if _is_local(source):
         for line, record in iter_jsonl(Path(source).expanduser()):
-            items.append(parse(record, f"{source}:{line}"))
+            items.append(item(record, f"{source}:{line}"))
             if len(items) >= n_prompts:
                 break
         return items
-    config = config_name if config_name is not None else CLOZE_DEFAULT_CONFIGS.get(source)
+    split, config = cloze_hub_split(spec, source, split, config_name)
     ds = _open_hub_dataset(source, config, split)
     for i, record in enumerate(ds):
-        items.append(parse(record, f"dataset {source!r} ({split}) record {i}"))
+        items.append(item(record, f"dataset {source!r} ({split}) record {i}"))
         if len(items) >= n_prompts:
             break
     return items
 
 
-def _lambada_item(record: dict[str, Any], where: str) -> ClozeItem:
-    """lm-eval's lambada_openai split (see ``load_cloze``)."""
-    text = _text_field(record, "text", where)
-    if " " not in text.strip(" "):
-        raise DataError(f"{where}: field 'text' needs at least two words (a prompt and the answer), got {text!r}")
-    context, word = text.rsplit(" ", 1)
-    return ClozeItem(prompt=context, answer=word, continuation=" " + word)
+def cloze_hub_split(spec: ClozeTask, source: str, split: str | None, config_name: str | None) -> tuple[str, str | None]:
+    """(split, config) read from hub dataset ``source`` for task ``spec`` (see :func:`load_cloze`)."""
+    if config_name is None:
+        config_name = spec.hub_config if source == spec.hub_dataset else CLOZE_DEFAULT_CONFIGS.get(source)
+    return (split if split is not None else spec.split), config_name
 
 
-def _lambada_words_item(record: dict[str, Any], where: str) -> ClozeItem:
-    """The older whitespace-stripped split (``lambada_split="words"``, see ``load_cloze``)."""
-    text = _text_field(record, "text", where).rstrip()
-    words = text.split()
-    if len(words) < 2:
-        raise DataError(f"{where}: field 'text' needs at least two words (a prompt and the answer), got {text!r}")
-    answer = words[-1]
-    return ClozeItem(prompt=text[: len(text) - len(answer)].rstrip(), answer=answer)
+def check_tasks_available(config: RunConfig) -> None:
+    """Before any model loads: every task of ``config`` is known and, offline (``HF_HUB_OFFLINE`` /
+    ``HF_DATASETS_OFFLINE``), its hub dataset is in the local cache (``OfflineError`` saying what is
+    missing and how to provide it); a local source must exist. Online, a hub dataset is left to the run."""
+    for name in config.tasks:
+        spec = get_task(name)
+        source = task_source(name, config.model, dict(config.task_data))
+        if source == "zoo":
+            continue
+        if _is_local(source):
+            continue
+        if hub_offline() or _datasets_offline():
+            split, config_name = cloze_hub_split(spec, source, None, None)
+            try:
+                _open_hub_dataset(source, config_name, split)
+            except OfflineError as err:
+                raise OfflineError(
+                    f"cloze task {name!r}: dataset {source!r} (config {config_name!r}, split {split!r})",
+                    f"pass local prompts instead (task_data = [[{name!r}, 'prompts.jsonl']], JSONL records with "
+                    f"{', '.join(spec.fields)}), drop the task (--tasks), or fill the Hugging Face cache with "
+                    f"datasets.load_dataset({source!r}, {config_name!r}, split={split!r}) on a machine with "
+                    "network access and copy it here (HF_HOME)") from err
 
 
-def _cbt_item(record: dict[str, Any], where: str) -> ClozeItem:
-    for field in ("sentences", "question", "answer", "options"):
-        if field not in record:
-            raise DataError(f"{where}: no field {field!r} (cbt needs sentences, question, answer, options); "
-                            f"fields present: {sorted(record)}")
-    sentences, options = record["sentences"], record["options"]
-    for field, value in (("sentences", sentences), ("options", options)):
-        if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
-            raise DataError(f"{where}: field {field!r} must be a non-empty list of strings, got {value!r:.80}")
-    question, answer = _text_field(record, "question", where), _text_field(record, "answer", where)
-    if MASK not in question:
-        raise DataError(f"{where}: field 'question' has no blank {MASK!r}: {question!r:.80}")
-    head = question[: question.index(MASK)].strip()
-    prompt = " ".join(s.strip() for s in [*sentences, head] if s.strip())
-    return ClozeItem(prompt=prompt, answer=answer.strip(), options=tuple(options))
+def _datasets_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def check_sequences_available(config: RunConfig) -> None:
+    """Before the model loads: a local text file (``config.data_source``) must hold enough tokens for the
+    sequences asked for, else the ``DataError`` naming the file, the tokens available and the tokens
+    needed comes now instead of after the model loaded (the gate: instead of every check an "error").
+
+    Only local files are read (a hub dataset streams; its size is not known up front), with the model's
+    tokenizer alone (the zoo's, or the hub model's from the cache); when that tokenizer or the model's
+    context cannot be had cheaply, the check is left to the run.
+    """
+    source = config.data_source
+    if source == "zoo" or not _is_local(source):
+        return
+    found = _tokenizer_and_context(config.model)
+    if found is None:
+        return
+    tokenizer, n_ctx = found
+    ctx_len = config.ctx_len or n_ctx  # a hub model without --ctx-len: its context is not known cheaply
+    if ctx_len is None:
+        return
+    load_sequences(source, tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
+                   split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx)
+
+
+def _tokenizer_and_context(model: str) -> tuple[Any, int | None] | None:
+    """(tokenizer, n_ctx) of ``model`` without loading its weights, or None when that is not cheap. A hub
+    model's n_ctx is None: TransformerLens may use less context than the HF config says, and a guess too
+    large would refuse data the run accepts (so a hub model is checked only with an explicit ctx_len)."""
+    if model == "zoo":
+        from sae_checks.zoo import ZOO_DIR, load_zoo_tokenizer
+
+        try:
+            n_ctx = json.loads((ZOO_DIR / "model" / "config.json").read_text())["n_ctx"]
+            return load_zoo_tokenizer(), int(n_ctx)
+        except (OSError, KeyError, ValueError):
+            return None
+    try:
+        from transformers import AutoTokenizer
+
+        from sae_checks.loading.models import official_model_name
+
+        return AutoTokenizer.from_pretrained(official_model_name(model), local_files_only=hub_offline()), None
+    except Exception:  # any failure: the run itself loads the model and says what is wrong
+        return None

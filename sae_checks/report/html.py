@@ -340,8 +340,11 @@ def render_html(report: Mapping[str, Any], *, baseline: Mapping[str, Any] | None
 def write_html(report: Mapping[str, Any], path: Path | str, baseline: Mapping[str, Any] | None = None,
                *, diff_text: str | None = None) -> Path:
     """Render :func:`render_html` and write it to ``path`` atomically (temporary file, then rename)."""
-    from sae_checks.report.io import atomic_write_text
+    from sae_checks.io import OutputError, atomic_write_text
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(target, f"cannot create its folder: {exc.strerror or exc}", exc.errno) from None
     return atomic_write_text(target, render_html(report, baseline=baseline, diff_text=diff_text))

@@ -1,4 +1,4 @@
-"""Build, serialize, write and read the JSON report (DESIGN.md section 6). JSON only: no torch, no model.
+"""Build, serialize, write and read the JSON report (docs/report.md). JSON only: no torch, no model.
 
 The bytes are canonical so that two reports of the same run diff to nothing: keys sorted, floats rounded
 to ``SIG_DIGITS`` significant digits, NaN and infinities written as ``null`` (JSON has none), checks
@@ -8,26 +8,24 @@ per-position array is one line, not 1024.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sae_checks.errors import ConfigError, ReportError
+from sae_checks.errors import ReportError
+from sae_checks.io import TMP_PREFIX, OutputError, atomic_write_text, check_writable
 from sae_checks.report.schema import READABLE_VERSIONS, SCHEMA_VERSION, validate
 from sae_checks.report.upgrade import sae_name, sort_key, upgrade_report
 from sae_checks.status import STATUSES
 
-__all__ = ["build_report", "canonical_json", "check_writable", "load_report", "read_report", "upgrade_report",
-           "write_report"]
+__all__ = ["TMP_PREFIX", "OutputError", "atomic_write_text", "build_report", "canonical_json", "check_writable",
+           "load_report", "read_report", "rescue_report", "upgrade_report", "write_failed", "write_report"]
 
 SIG_DIGITS = 6  # significant digits kept for every float: far below any CI, far above float32 noise
 INDENT = "  "
-TMP_PREFIX = ".saeck-"  # temporary files of atomic writes: .saeck-<8 hex>.tmp, shorter than any name it replaces
 
 
 def build_report(
@@ -149,9 +147,10 @@ def _scalar(value: Any) -> str:
 def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
     """Validate ``report`` against the schema, then write its canonical JSON to ``path`` atomically.
 
-    Atomic: the text goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path`` (``os.replace``). On any failure (a value JSON cannot hold, a schema violation, a full disk)
-    the previous file is untouched and no temporary file is left behind. Returns the path written.
+    Atomic (``sae_checks.io.atomic_write_text``): the text goes to a temporary file in the same folder, is
+    flushed to disk, then renamed over ``path``. On any failure (a value JSON cannot hold, a schema
+    violation, a full disk) the previous file is untouched and no temporary file is left behind; a failed
+    write raises ``OutputError`` naming ``path`` and the reason. Returns the path written.
     """
     path = Path(path)
     try:
@@ -159,75 +158,35 @@ def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
     except ReportError as exc:
         raise ReportError(f"{path}: cannot write report: {exc}") from None
     validate(json.loads(text), source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(path, f"cannot create its folder: {exc.strerror or exc}", exc.errno) from None
     return atomic_write_text(path, text)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` newlines) to ``path`` atomically: a temporary file in the same folder,
-    flushed to disk, then renamed over ``path``. On failure the previous file is untouched and the
-    temporary file removed.
+def rescue_report(report: dict[str, Any], failed: str | os.PathLike[str]) -> Path | None:
+    """Save ``report`` where a failed write (to ``failed``) cannot take it down with it: the system's
+    temporary folder, ``sae-checks-report-<pid>-<name>``. Returns the path, or None when that fails too.
+    No schema validation: the point is to keep the numbers."""
+    import tempfile
 
-    The temporary name is short and fixed-length (``TMP_PREFIX`` + 8 hex + ``.tmp``), so any name valid
-    for ``path`` works (a temp name built from the target's would break names near NAME_MAX). It is
-    created with mode 0o666 and O_EXCL, so the user's umask applies as for any new file (``mkstemp``
-    makes 0600, which a CI job or colleague in the same group cannot read).
-    """
-    path = Path(path)
-    while True:
-        tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:  # 1 in 4 billion: draw another name
-            continue
+    target = Path(tempfile.gettempdir()) / f"sae-checks-report-{os.getpid()}-{Path(failed).name or 'report.json'}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+        return atomic_write_text(target, canonical_json(report))
+    except (OutputError, ReportError):
+        return None
 
 
-def check_writable(path: str | os.PathLike[str], option: str, *, directory: bool = False) -> Path:
-    """Raise ``ConfigError`` naming ``option`` and ``path`` unless a file (``directory``: a folder, which
-    may not exist yet) can be written there: checked before any model is loaded, so a bad output path
-    fails in one line, not after the whole run. The parent folder must exist and be writable, ``path``
-    must not be a directory (a folder: not a file), and its name must fit the file system's NAME_MAX.
-    Returns ``path``."""
-    path = Path(path)
-    parent = path.parent
-
-    def fail(problem: str, fix: str) -> ConfigError:
-        return ConfigError(option, str(path), problem, fix)
-
-    if path.name in ("", ".", ".."):  # "." or "dir/..": a folder, judged as itself
-        parent = path
-    if not parent.exists():
-        raise fail(f"the directory {parent} does not exist", f"create it first: mkdir -p {parent}")
-    if not parent.is_dir():
-        raise fail(f"{parent} is not a directory", "choose a path inside an existing folder")
-    try:
-        name_max = os.pathconf(parent, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no such limit
-        name_max = 255
-    size = len(os.fsencode(path.name))
-    if size > name_max:
-        raise fail(f"the file name is {size} bytes, longer than this file system allows ({name_max})",
-                   "choose a shorter name")
-    if directory and path.exists() and not path.is_dir():
-        raise fail("exists and is not a directory", "choose a folder name, or remove the file")
-    if not directory and path.is_dir():
-        raise fail("is a directory", f"give a file name inside it, e.g. {path / 'out.json'}")
-    target = path if directory and path.is_dir() else parent
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise fail(f"the directory {target} is not writable", "choose another folder or fix its permissions")
-    return path
+def write_failed(what: str, exc: OutputError, report: dict[str, Any] | None = None) -> str:
+    """One line saying which output was not written, where and why, and (``report`` given) where the
+    report was saved instead, so the results are not lost."""
+    line = f"{what} not written to {exc.path}: {exc.reason}"
+    if report is None:
+        return line
+    saved = rescue_report(report, exc.path)
+    return line + (f"; the report was saved to {saved} instead" if saved is not None
+                   else "; it could not be saved elsewhere either: the summary above is all that is left of the run")
 
 
 def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from sae_checks.report.upgrade import sae_name
@@ -70,8 +69,9 @@ def append_github_summary(report: dict[str, Any], path: str | os.PathLike[str] |
     target = path if path is not None else os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
-    with Path(target).open("a", encoding="utf-8") as fh:
-        fh.write(summary_markdown(report) + "\n")
+    from sae_checks.io import atomic_append_text
+
+    atomic_append_text(target, summary_markdown(report) + "\n")  # a full disk leaves it as it was
     return True
 
 

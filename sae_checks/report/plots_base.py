@@ -8,6 +8,7 @@ artists are freed at once.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,11 +60,20 @@ def new_figure(size: tuple[float, float] = SIZE, ncols: int = 1, nrows: int = 1,
 
 
 def save(fig: Figure, out_dir: Path, name: str, title: str, section: str, result: PlotResult) -> None:
-    """Write ``fig`` as ``out_dir/name`` (PNG at :data:`DPI`), record it, and free the figure."""
+    """Write ``fig`` as ``out_dir/name`` (PNG at :data:`DPI`), record it, and free the figure.
+
+    The PNG is rendered into memory, then written atomically (``sae_checks.io``): a full disk leaves the
+    previous figure whole and raises ``OutputError`` naming the file."""
+    from sae_checks.io import atomic_write_bytes
+
     path = out_dir / name
     fig.suptitle(title)
-    fig.savefig(path, dpi=DPI, format="png")
-    fig.clear()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=DPI, format="png")
+    finally:
+        fig.clear()
+    atomic_write_bytes(path, buf.getvalue())
     result.figures.append(FigureInfo(name, path, title, section))
 
 
