@@ -11,10 +11,11 @@ string):
 - ``saes/<name>``: the SAE itself: in the new report only, ``added`` (a new SAE, listed, never a
   regression); in the old report only, ``regressed`` (it vanished);
 - ``checks/<check id>``: the check's ``value`` and ``ci``, and its ``status``;
-- ``per_bucket/sae=<name>/bucket=a-b/<metric>``: the bucket ``mean`` and ``ci``;
-- ``context_generalization/sae=<name>/<metric>``: the beyond/inside ``ratio`` and ``ci``;
-- ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/sae=<name>/<metric>``: every number, or
-  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_sae`` dicts (nested keys joined by ``/``);
+- the numbers each check family (``sae_checks.gate.families``) lists as its ``points``, for the
+  built-ins: ``per_bucket/sae=<name>/bucket=a-b/<metric>`` (the bucket ``mean`` and ``ci``);
+  ``context_generalization/sae=<name>/<metric>`` (the beyond/inside ``ratio`` and ``ci``);
+  ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/sae=<name>/<metric>`` (every number, or
+  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_sae`` dicts, nested keys joined by ``/``);
 - ``summary/<status>``: the check counts.
 
 Anything in the old report and absent from the new one is a regression ("vanished"), unless excluded:
@@ -34,17 +35,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from sae_checks.errors import ReportError
+from sae_checks.gate import families
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
+from sae_checks.results import Results
 
 Category = Literal["regressed", "improved", "changed", "unchanged", "added", "excluded"]
 Direction = Literal["lower", "higher"]
 CATEGORIES: tuple[Category, ...] = ("regressed", "improved", "changed", "added", "excluded", "unchanged")
-FAILING = frozenset({"fail", "new"})  # check statuses that fail the gate (DESIGN.md 5: "new" fails)
+FAILING = frozenset({"fail", "new"})  # check statuses that fail the gate (docs/gate.md: "new" fails)
 EXACT_REL_TOL = 1e-5  # without any CI, changes below this relative size are float rounding (6 significant digits)
-# beyond/inside ratios: a larger ratio is a worse degradation past the SAE's training context (the post's
-# failure mode), for every metric including l0 (12 -> 1900 at gpt2-small layer 0).
-CONTEXT_RATIO_DIRECTION: Direction = "lower"
 SUMMARY_DIRECTION: dict[str, Direction] = {"fail": "lower", "new": "lower"}  # pass/warn/improved move with the check set
 
 
@@ -296,16 +296,11 @@ def _check_directions(*reports: Mapping[str, Any]) -> dict[str, Direction]:
     return out
 
 
-def _direction(metric: str, directions: Mapping[str, Direction],
-               family: registry.Family = "bucket") -> Direction | None:
-    return directions.get(metric) or registry.direction(metric, family)
-
-
 def _check_direction(metric: str) -> Direction | None:
     """Direction of a check's policy metric: ``fvu``, ``context_ratio.fvu``, ``cloze.lambada.acc_word``,
-    ``propagation.mse``."""
+    ``propagation.mse`` (the registry's entry of the family the name starts with)."""
     family, _, rest = metric.partition(".")
-    if rest and family in registry.FAMILIES:
+    if rest and family in {f.name for f in families.families()}:
         return registry.direction(rest.rpartition(".")[2], family)  # type: ignore[arg-type]
     return registry.direction(metric)
 
@@ -319,40 +314,16 @@ def _points(report: Mapping[str, Any], directions: Mapping[str, Direction]) -> I
         yield f"checks/{check['id']}", _Point("checks", _num(check.get("value")), _ci(check.get("ci")),
                                              direction, check.get("status"), check.get("sae"),
                                              check.get("upstream_sae"), str(check["id"]))
-    results = report.get("results", {})
-    for sae, buckets in results.get("per_bucket", {}).items():
-        for bucket, metrics in buckets.items():
-            for metric, est in metrics.items():
-                yield (f"per_bucket/sae={sae}/bucket={bucket}/{metric}",
-                       _Point("per_bucket", _num(est.get("mean")), _ci(est.get("ci")), _direction(metric, directions),
-                              sae=sae))
-    for sae, metrics in results.get("context_generalization", {}).items():
-        for metric, ratio in metrics.items():
-            yield (f"context_generalization/sae={sae}/{metric}",
-                   _Point("context_generalization", _num(ratio.get("ratio")), _ci(ratio.get("ci")),
-                          registry.direction(metric, "context_ratio") or CONTEXT_RATIO_DIRECTION, sae=sae))
-    for task, body in results.get("cloze", {}).items():
-        yield from _leaves(f"cloze/task={task}/baseline", body.get("baseline", {}), directions, None)
-        for sae, per_sae in body.get("per_sae", {}).items():
-            yield from _leaves(f"cloze/task={task}/sae={sae}", per_sae, directions, sae)
+    results = Results.from_report(report)
+    for family in families.families():  # each family's numbers, where it says they are
+        for p in family.points(results, directions) if family.points else ():
+            yield p.key, _Point(p.section, _num(p.value), _ci(p.ci), _direction(p.direction), sae=p.sae)
     for status, count in report.get("summary", {}).items():
         yield f"summary/{status}", _Point("summary", _num(count), None, SUMMARY_DIRECTION.get(status))
 
 
-def _leaves(prefix: str, node: Any, directions: Mapping[str, Direction],
-            sae: str | None) -> Iterator[tuple[str, _Point]]:
-    """Numbers and {"mean", "ci"} pairs under ``node``, keyed by their joined path; lists are skipped."""
-    if not isinstance(node, Mapping):
-        return
-    for key, value in node.items():
-        path = f"{prefix}/{key}"
-        direction = _direction(key, directions, "cloze")
-        if isinstance(value, Mapping) and "mean" in value:
-            yield path, _Point("cloze", _num(value.get("mean")), _ci(value.get("ci")), direction, sae=sae)
-        elif isinstance(value, Mapping):
-            yield from _leaves(path, value, directions, sae)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
-            yield path, _Point("cloze", _num(value), None, direction, sae=sae)
+def _direction(direction: str | None) -> Direction | None:
+    return direction if direction in ("lower", "higher") else None  # type: ignore[return-value]
 
 
 def _compare(key: str, old: _Point | None, new: _Point | None, excluded_by: str | None = None) -> DiffEntry:
