@@ -288,7 +288,9 @@ class Propagation(NamedTuple):
     matrices: dict[str, np.ndarray]
 
 
-PROPAGATION_METRICS = ("mse", "l0", "resid_norm")
+def propagation_metrics() -> list[str]:
+    """The propagation matrices drawn: the registry's propagation metrics, read at call time."""
+    return [m.name for m in registry.METRICS if m.family == "propagation"]
 
 
 def propagation(report: Mapping[str, Any]) -> Propagation | None:
@@ -303,7 +305,7 @@ def propagation(report: Mapping[str, Any]) -> Propagation | None:
     source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else sec
     layers = [str(x) for x in sec.get("saes") or sec.get("layers") or []]
     matrices: dict[str, np.ndarray] = {}
-    for metric in PROPAGATION_METRICS:
+    for metric in propagation_metrics():
         rows = source.get(metric)
         if not isinstance(rows, Sequence) or not rows:
             continue

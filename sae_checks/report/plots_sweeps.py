@@ -23,6 +23,11 @@ Y_METRICS = ("fvu", "delta_ce")  # drawn against l0
 MARKERS = ("o", "^", "s", "D", "v", "P")
 
 
+def outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_sweeps` writes: one per hook holding two or more SAEs."""
+    return [f"sweep_{safe_name(hook)}.png" for hook in data.sweeps(report)]
+
+
 def plot_sweeps(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     """One figure ``sweep_<hook>.png`` per hook in ``results.sweeps``; a note when there is none."""
     result = PlotResult()

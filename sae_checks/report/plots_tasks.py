@@ -19,18 +19,33 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from sae_checks.metrics import registry
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, safe_name, save
 
-PROPAGATION_LABELS = {
-    "mse": "downstream SAE MSE",
-    "l0": "downstream SAE L0",
-    "resid_norm": "downstream residual norm",
-}
 DIFF_METRICS = ("fvu", "mse", "l0", "delta_ce", "kl", "explained_variance", "feat_l1", "cos")
 
 
 # ------------------------------------------------------------------------------------- propagation
+
+
+CLOZE_FIGURES = ("accuracy", "ce", "delta_logp_strip", "prompt_scatter")
+
+
+def propagation_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_propagation` writes for a report whose matrices are all there."""
+    prop = data.propagation(report)
+    return [f"propagation_{m}.png" for m in data.propagation_metrics()] if prop is not None else []
+
+
+def cloze_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_cloze` writes for a report whose tasks have every column."""
+    return [f"cloze_{safe_name(task)}_{kind}.png" for task in data.cloze(report) for kind in CLOZE_FIGURES]
+
+
+def features_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNG :func:`plot_features` writes when the report has feature histograms."""
+    return ["features_helpfulness.png"] if data.feature_hists(report) else []
 
 
 def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
@@ -42,13 +57,19 @@ def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         result.notes.append("propagation: section missing; skipped propagation_*.png")
         return result
     window = f"positions {prop.window[0]:g}–{prop.window[1]:g}" if prop.window else "all positions"
-    for metric in data.PROPAGATION_METRICS:
+    for metric in data.propagation_metrics():
         matrix = prop.matrices.get(metric)
         if matrix is None or not np.isfinite(matrix).any():
             result.notes.append(f"propagation: no '{metric}' matrix; skipped propagation_{metric}.png")
             continue
         _heatmap(matrix, prop.labels, metric, window, out_dir, result)
     return result
+
+
+def _propagation_label(metric: str) -> str:
+    """The registry's label of a propagation metric ("downstream SAE MSE"); the name if it has none."""
+    entry = registry.get("propagation", metric)
+    return entry.label if entry else metric
 
 
 def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, out_dir: Path,
@@ -78,11 +99,11 @@ def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, ou
     ax.set_yticks(range(n), layers, fontsize=8)
     ax.set_xlabel("upstream SAE i (spliced in)")
     ax.set_ylabel("downstream SAE j (applied)")
-    fig.colorbar(mesh, ax=ax, label=f"fractional change of {PROPAGATION_LABELS[metric]}\n"
+    fig.colorbar(mesh, ax=ax, label=f"fractional change of {_propagation_label(metric)}\n"
                                     "(with upstream / clean − 1; 1 = +100%)")
     ax.legend(handles=[Patch(color="0.92", label="undefined (i ≥ j)")], fontsize=8, loc="lower right")
     save(fig, out_dir, f"propagation_{metric}.png",
-         f"Error propagation: {PROPAGATION_LABELS[metric]} ({window})", "Error propagation", result)
+         f"Error propagation: {_propagation_label(metric)} ({window})", "Error propagation", result)
 
 
 # ------------------------------------------------------------------------------------------- cloze
