@@ -1,4 +1,4 @@
-"""Read-only accessors over a report dict (DESIGN.md section 6, docs/architecture.md `results`), keyed
+"""Read-only accessors over a report dict (docs/report.md, docs/architecture.md `results`), keyed
 by SAE name (schema_version 2; read version 1 reports through ``io.read_report``, which upgrades them).
 
 Every figure and the HTML page read the report through these functions only, so that when a producer
@@ -19,8 +19,9 @@ import numpy as np
 
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
+from sae_checks.results import Estimate
 
-# The post's log-spaced view of positions (DESIGN.md section 3): 1, 2, 4, ..., 512, plus T-2.
+# The post's log-spaced view of positions (docs/definitions.md): 1, 2, 4, ..., 512, plus T-2.
 POST_POSITIONS = tuple(2**k for k in range(10))
 
 
@@ -28,14 +29,6 @@ def metric_label(metric: str) -> str:
     """Axis label with units for ``metric``, from ``sae_checks.metrics.registry`` (the bare name where
     the registry does not know it)."""
     return registry.axis_label(metric)
-
-
-class Estimate(NamedTuple):
-    """A value with an optional confidence interval; ``nan`` where a bound is absent."""
-
-    mean: float
-    lo: float
-    hi: float
 
 
 def to_float(value: Any) -> float:
@@ -56,14 +49,9 @@ def as_array(values: Any) -> np.ndarray:
 
 
 def estimate(value: Any) -> Estimate:
-    """Read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare number."""
-    if isinstance(value, Mapping):
-        mean = to_float(value.get("mean", value.get("value")))
-        ci = value.get("ci")
-        if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
-            return Estimate(mean, to_float(ci[0]), to_float(ci[1]))
-        return Estimate(mean, to_float(value.get("ci_lo")), to_float(value.get("ci_hi")))
-    return Estimate(to_float(value), math.nan, math.nan)
+    """Read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare number (nan where
+    unreadable): ``sae_checks.results.Estimate.lenient``."""
+    return Estimate.lenient(value)
 
 
 class SaeInfo(NamedTuple):
@@ -269,10 +257,10 @@ def context_generalization(report: Mapping[str, Any]) -> dict[str, dict[str, Con
         out[layer] = {}
         for metric in ("fvu", "l0", "delta_ce", "kl", "mse"):
             a, b = buckets[inside].get(metric), buckets[beyond].get(metric)
-            if a is None or b is None or not a.mean:
+            if a is None or b is None or not a.value:
                 continue
             out[layer][metric] = ContextRatio(
-                inside, beyond, Estimate(b.mean / a.mean, math.nan, math.nan), True
+                inside, beyond, Estimate(b.value / a.value, None), True
             )
     return out
 
@@ -332,7 +320,7 @@ def propagation(report: Mapping[str, Any]) -> Propagation | None:
 
 # ------------------------------------------------------------------------------------------- cloze
 
-# Prompt classes (DESIGN.md section 3) with the post's colours, and spellings seen in the wild.
+# Prompt classes (docs/definitions.md) with the post's colours, and spellings seen in the wild.
 CLASS_COLORS = {
     "both_right": "tab:green",
     "both_wrong": "tab:red",
