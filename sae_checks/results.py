@@ -98,8 +98,19 @@ class Results:
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> Results:
-        """From a report dict (``sae_checks.run``, ``report.io.load_report``)."""
-        return cls(report.get("results", {}), report.get("provenance", {}))
+        """From a report dict (``sae_checks.run``, ``report.io.load_report``); anything that is not a
+        JSON object (or a report whose sections are not) reads as empty."""
+        if not isinstance(report, Mapping):
+            return cls({})
+        results, provenance = report.get("results"), report.get("provenance")
+        return cls(results if isinstance(results, Mapping) else {},
+                   provenance if isinstance(provenance, Mapping) else None)
+
+    def section(self, name: str) -> Mapping[str, Any] | None:
+        """``results[name]`` when it is a non-empty mapping, else None (for readers that skip what is
+        absent or malformed instead of raising: the figures, the HTML page)."""
+        sec = self.raw.get(name)
+        return sec if isinstance(sec, Mapping) and sec else None
 
     def saes(self) -> list[str]:
         """SAE names, in forward order (layer, hook, name)."""

@@ -1,8 +1,9 @@
 """Read-only accessors over a report dict (docs/report.md, docs/architecture.md `results`), keyed
 by SAE name (schema_version 2; read version 1 reports through ``io.read_report``, which upgrades them).
 
-Every figure and the HTML page read the report through these functions only, so that when a producer
-(engine, cloze, features) renames an inner key, there is one place to align. Each accessor is
+Every figure and the HTML page read the report through these functions only, and these read its
+sections through ``sae_checks.results`` (``Results.section``, ``Estimate``), so that when a producer
+(engine, cloze, features) renames a key, there is one place to align. Each accessor is
 defensive: a missing or malformed section yields ``None`` / an empty container, never an exception;
 the caller turns that into a "skipped" note. No torch, no model: plain dicts, lists and numpy.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
-from sae_checks.results import Estimate
+from sae_checks.results import Estimate, Results
 
 # The post's log-spaced view of positions (docs/definitions.md): 1, 2, 4, ..., 512, plus T-2.
 POST_POSITIONS = tuple(2**k for k in range(10))
@@ -141,14 +142,12 @@ def bucket_sort_key(bucket: str) -> tuple[float, str]:
 
 def results(report: Mapping[str, Any]) -> Mapping[str, Any]:
     """``report["results"]`` or an empty mapping."""
-    res = report.get("results") if isinstance(report, Mapping) else None
-    return res if isinstance(res, Mapping) else {}
+    return Results.from_report(report).raw
 
 
 def section(report: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     """``results[name]`` when it is a non-empty mapping, else None."""
-    sec = results(report).get(name)
-    return sec if isinstance(sec, Mapping) and sec else None
+    return Results.from_report(report).section(name)
 
 
 # --------------------------------------------------------------------------------------- per position
