@@ -149,5 +149,8 @@ def test_policy_sections_follow_the_registered_families() -> None:
         with pytest.raises(ValueError, match=r"section \[probe\] is family 'probe'"):
             families.register(families.CheckFamily(name="other", section="probe", test="test_other", doc="",
                                                    read=probe.read))
+        with pytest.raises(ValueError, match=r"test function 'test_metric' is family 'bucket'"):
+            families.register(families.CheckFamily(name="other", section="other", test="test_metric", doc="",
+                                                   read=probe.read))
     finally:
         families.unregister("probe")

@@ -148,10 +148,16 @@ _FAMILIES: dict[str, CheckFamily] = {}
 
 
 def register(family: CheckFamily) -> CheckFamily:
-    """Add a family (or replace the one of that name); returns it. Its policy section must be new."""
-    clash = next((f for f in _FAMILIES.values() if f.section == family.section and f.name != family.name), None)
+    """Add a family (or replace the one of that name); returns it. Its policy section and its test
+    function must be its own, and the test's name must start with ``test_`` (pytest collects it)."""
+    others = [f for f in _FAMILIES.values() if f.name != family.name]
+    clash = next((f for f in others if f.section == family.section), None)
     if clash is not None:
         raise ValueError(f"family {family.name!r}: policy section [{family.section}] is family {clash.name!r}'s")
+    clash = next((f for f in others if f.test == family.test), None)
+    if clash is not None or not family.test.startswith("test_"):
+        why = f"is family {clash.name!r}'s" if clash else "must start with test_"
+        raise ValueError(f"family {family.name!r}: test function {family.test!r} {why}")
     _FAMILIES[family.name] = family
     return family
 
@@ -188,8 +194,8 @@ def _bucket_points(results: Results, directions: CheckDirections) -> Iterator[Po
     for sae, buckets in results.raw.get("per_bucket", {}).items():
         for bucket, metrics in buckets.items():
             for metric, est in metrics.items():
-                yield Point(f"per_bucket/sae={sae}/bucket={bucket}/{metric}", "per_bucket", sae, est.get("mean"), est.get("ci"),
-                            directions.get(metric) or registry.direction(metric, "bucket"))
+                yield Point(f"per_bucket/sae={sae}/bucket={bucket}/{metric}", "per_bucket", sae, est.get("mean"),
+                            est.get("ci"), directions.get(metric) or registry.direction(metric, "bucket"))
 
 
 def _context_points(results: Results, directions: CheckDirections) -> Iterator[Point]:
