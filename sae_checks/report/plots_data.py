@@ -277,7 +277,7 @@ class Propagation(NamedTuple):
 
 def propagation_metrics() -> list[str]:
     """The propagation matrices drawn: the registry's propagation metrics, read at call time."""
-    return [m.name for m in registry.METRICS if m.family == "propagation"]
+    return list(registry.directions("propagation"))
 
 
 def propagation(report: Mapping[str, Any]) -> Propagation | None:

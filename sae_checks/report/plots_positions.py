@@ -32,8 +32,8 @@ def curve_metrics() -> list[str]:
     """Metrics drawn against position and against layer: the registry's per-token means (a ratio of
     sums has no per-position mean to draw) other than ``NOT_CURVES``, read at call time so a metric a
     user registers is drawn too: mse, l0, feat_l1, delta_ce, kl for the built-ins."""
-    return [m.name for m in registry.METRICS
-            if m.family == "bucket" and m.aggregation == "mean" and m.name not in NOT_CURVES]
+    metrics = [registry.get("bucket", name) for name in registry.directions("bucket")]
+    return [m.name for m in metrics if m is not None and m.aggregation == "mean" and m.name not in NOT_CURVES]
 
 
 def outputs(report: Mapping[str, Any]) -> list[str]:
