@@ -15,18 +15,22 @@ errors that list what is there. Nothing is copied or recomputed; ``.raw`` is the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 
 class Estimate(NamedTuple):
-    """A mean over sequences (or prompts) with its bootstrap CI (None when not computed)."""
+    """A mean over sequences (or prompts) with its bootstrap CI (None when not computed). The one
+    estimate type of the package: the gate, the diff, the summary, the figures and the HTML page."""
 
-    mean: float | None
+    mean: float | None  # None: not in the results (the gate's "missing")
     ci: tuple[float, float] | None
 
     @classmethod
     def of(cls, value: Any, key: str = "mean") -> Estimate:
+        """Read ``{key: x, "ci": [lo, hi]}`` (``key`` is ``ratio`` for context ratios) or a bare number;
+        a CI with a null bound is no CI."""
         if isinstance(value, Mapping):
             ci = value.get("ci")
             if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
@@ -34,9 +38,48 @@ class Estimate(NamedTuple):
             return cls(_num(value.get(key)), None)
         return cls(_num(value), None)
 
+    @classmethod
+    def lenient(cls, value: Any) -> Estimate:
+        """For drawing: read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare
+        number, anything unreadable as nan (never an exception); a CI keeps a readable bound."""
+        if isinstance(value, Mapping):
+            mean = _nan(value.get("mean", value.get("value")))
+            ci = value.get("ci")
+            if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
+                lo, hi = _nan(ci[0]), _nan(ci[1])
+            else:
+                lo, hi = _nan(value.get("ci_lo")), _nan(value.get("ci_hi"))
+            return cls(mean, (lo, hi) if math.isfinite(lo) or math.isfinite(hi) else None)
+        return cls(_nan(value), None)
+
+    @property
+    def value(self) -> float:
+        """The mean, nan when missing (for arithmetic and drawing)."""
+        return math.nan if self.mean is None else self.mean
+
+    @property
+    def lo(self) -> float:
+        """The CI's lower bound, nan without one."""
+        return self.ci[0] if self.ci is not None else math.nan
+
+    @property
+    def hi(self) -> float:
+        """The CI's upper bound, nan without one."""
+        return self.ci[1] if self.ci is not None else math.nan
+
 
 def _num(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def _nan(v: Any) -> float:
+    """``v`` as a float; nan for None, booleans and anything else unreadable."""
+    if isinstance(v, bool) or v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _pick(table: Mapping[str, Any], key: str, what: str) -> Any:
@@ -55,8 +98,19 @@ class Results:
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> Results:
-        """From a report dict (``sae_checks.run``, ``report.io.load_report``)."""
-        return cls(report.get("results", {}), report.get("provenance", {}))
+        """From a report dict (``sae_checks.run``, ``report.io.load_report``); anything that is not a
+        JSON object (or a report whose sections are not) reads as empty."""
+        if not isinstance(report, Mapping):
+            return cls({})
+        results, provenance = report.get("results"), report.get("provenance")
+        return cls(results if isinstance(results, Mapping) else {},
+                   provenance if isinstance(provenance, Mapping) else None)
+
+    def section(self, name: str) -> Mapping[str, Any] | None:
+        """``results[name]`` when it is a non-empty mapping, else None (for readers that skip what is
+        absent or malformed instead of raising: the figures, the HTML page)."""
+        sec = self.raw.get(name)
+        return sec if isinstance(sec, Mapping) and sec else None
 
     def saes(self) -> list[str]:
         """SAE names, in forward order (layer, hook, name)."""

@@ -1,6 +1,7 @@
 """A terminal summary of a report: per SAE and bucket, the numbers a person checks first.
 
-Reads only the report dict (no torch), so it works on any saved report.
+Reads only the report dict (no torch), so it works on any saved report. After the header, each check
+family (``sae_checks.gate.families``) prints its own lines (``summary``), in report order.
 """
 
 from __future__ import annotations
@@ -8,14 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-COLUMNS = ("fvu", "explained_variance", "mse", "l0", "delta_ce", "kl", "ce_loss_score")
-HEAD = {"explained_variance": "ev", "ce_loss_score": "ce_score"}
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "nan"
-    return f"{v:.4g}"
+from sae_checks.gate import families
+from sae_checks.results import Results
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -26,28 +21,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"model {prov.get('model', '?')}  saes {source}  "
              f"data {prov.get('data', {}).get('dataset', '?')} "
              f"({prov.get('data', {}).get('n_sequences', '?')} x {prov.get('data', {}).get('ctx_len', '?')} tokens)"]
-    per_bucket = res.get("per_bucket", {})
-    if per_bucket:
-        cols = [c for c in COLUMNS if any(c in m for b in per_bucket.values() for m in b.values())]
-        width = max(len("sae"), *(len(n) for n in per_bucket))
-        header = f"{'sae':<{width}} {'bucket':>10} " + " ".join(f"{HEAD.get(c, c):>9}" for c in cols)
-        lines += [header, "-" * len(header)]
-        for name in per_bucket:
-            for bucket, metrics in per_bucket[name].items():
-                lines.append(f"{name:<{width}} {bucket:>10} " + " ".join(
-                    f"{_fmt(metrics.get(c, {}).get('mean')):>9}" for c in cols))
-    ratios = res.get("context_generalization", {})
-    if ratios:
-        lines.append("context generalization (beyond / inside the first bucket; 1 = no degradation):")
-        for name, r in ratios.items():
-            any_r = next(iter(r.values()))
-            parts = [f"{m} x{_fmt(v.get('ratio'))}" for m, v in r.items() if m in ("fvu", "l0", "delta_ce")]
-            lines.append(f"  {name} ({any_r['beyond']} vs {any_r['inside']}): " + ", ".join(parts))
-    for task, section in res.get("cloze", {}).items():
-        base = section.get("baseline", {}).get("acc_first_token", {})
-        accs = ", ".join(f"{name} {_fmt(m.get('acc_first_token', {}).get('mean'))}"
-                         for name, m in section.get("per_sae", {}).items())
-        lines.append(f"cloze {task}: clean acc_first_token {_fmt(base.get('mean'))}; spliced {accs}")
+    results = Results.from_report(report)
+    for family in families.families():
+        lines += family.summary(results) if family.summary else []
     for bad in res.get("nonfinite", []):
         lines.append(f"NON-FINITE: sae {bad.get('sae')} (layer {bad['layer']}) {bad['where']} sequence {bad['sequence']} "
                      f"position {bad['position']}")

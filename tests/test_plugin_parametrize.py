@@ -7,11 +7,44 @@ import json
 
 import pytest
 
-from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate
+from sae_checks.gate.checks import plan_checks
+from sae_checks.gate.families import CheckSpec, families
+from sae_checks.gate.thresholds import parse_policy
+from sae_checks.names import propagation_pairs
+from tests.test_plugin_support import (
+    BUCKETS,
+    GATE,
+    LAYERS,
+    POLICY,
+    engine_calls,
+    full_baseline,
+    sae,
+    setup_gate,
+)
 
 # imported here, not first inside a pytester run: pytester drops modules imported during a test, and
 # torch's C extension cannot be imported twice in one process
 torch = pytest.importorskip("torch")
+
+
+class _Planned:
+    """The checks the stub gate (tests/test_plugin_support.py) plans for POLICY, for expected counts."""
+
+    def __init__(self, policy: str = POLICY, layers: tuple[int, ...] = LAYERS) -> None:
+        saes = {sae(L): CheckSpec(id="", family="", metric="", sae=sae(L), layer=L, hook=sae(L)) for L in layers}
+        self.specs = plan_checks(parse_policy(policy), saes=saes, buckets={n: list(BUCKETS) for n in saes},
+                                 tasks=[], pairs=propagation_pairs({n: n for n in saes}))
+        # a family without checks collects one skipped placeholder ("none")
+        self.empty = [f for f in families() if not any(s.family == f.name for s in self.specs)]
+        self.collected = len(self.specs) + len(self.empty)
+
+    def selected(self, expr: str) -> int:
+        """How many checks ``-k expr`` selects (matched, as pytest does, against the test's name)."""
+        from _pytest.mark.expression import Expression
+
+        test = {f.name: f.test for f in families()}
+        names = [f"{test[s.family]}[{s.id}]".lower() for s in self.specs]
+        return sum(Expression.compile(expr).evaluate(lambda k, n=n: k.lower() in n) for n in names)
 
 
 def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
@@ -22,24 +55,29 @@ def test_ids_are_check_ids(pytester: pytest.Pytester) -> None:
                    "test_context_ratio[context_ratio-fvu-L1-blocks.1.hook_resid_pre]",
                    "test_propagation[propagation-mse-L0-blocks.0.hook_resid_pre-to-L2-blocks.2.hook_resid_pre]", "test_cloze[none]"):
         assert nodeid in out
-    assert "19 tests collected" in out
+    assert f"{_Planned().collected} tests collected" in out
     assert engine_calls(pytester.path) == []  # planning never runs the engine
 
 
 def test_k_selection_runs_engine_once_for_selected_layers(pytester: pytest.Pytester) -> None:
     setup_gate(pytester, baseline=full_baseline())
+    plan = _Planned()
     result = pytester.runpytest(*GATE, "-k", "fvu and pos1_16 and not context", "-v")
-    result.assert_outcomes(passed=3, deselected=16)
+    n = plan.selected("fvu and pos1_16 and not context")
+    assert n == len(LAYERS)
+    result.assert_outcomes(passed=n, deselected=plan.collected - n)
     calls = engine_calls(pytester.path)
     assert [c["layers"] for c in calls] == [[0, 1, 2]]
     result = pytester.runpytest(*GATE, "-k", "fvu and L1", "-v")  # what a person types: fvu checks of layer 1
-    result.assert_outcomes(passed=3, deselected=16)
+    n = plan.selected("fvu and L1")
+    result.assert_outcomes(passed=n, deselected=plan.collected - n)
     result.stdout.fnmatch_lines(["*test_metric[[]fvu-L1-pos1_16-blocks.1.hook_resid_pre] PASSED*",
                                  "*test_metric[[]fvu-L1-pos16_32-blocks.1.hook_resid_pre] PASSED*",
                                  "*test_context_ratio[[]context_ratio-fvu-L1-blocks.1.hook_resid_pre] PASSED*"])
     assert engine_calls(pytester.path)[-1]["saes"] == ["blocks.1.hook_resid_pre"]  # only the selected SAE ran
     result = pytester.runpytest(*GATE, "-k", "context_ratio")
-    result.assert_outcomes(passed=3, deselected=16)
+    n = plan.selected("context_ratio")
+    result.assert_outcomes(passed=n, deselected=plan.collected - n)
 
 
 def test_layers_option_and_pyproject_precedence(pytester: pytest.Pytester) -> None:
@@ -48,7 +86,8 @@ def test_layers_option_and_pyproject_precedence(pytester: pytest.Pytester) -> No
                                          'report = "out/r.json"\n')
     (root / "out").mkdir()  # an output folder that does not exist is an error before any work
     result = pytester.runpytest(*GATE, "--sae-layers", "1", "--sae-seed", "5")
-    result.assert_outcomes(passed=5, skipped=2)  # 2 fvu + 2 l0 + 1 context ratio; no cloze, no propagation
+    one = _Planned(layers=(1,))  # 2 fvu + 2 l0 + 1 context ratio; no cloze, no propagation
+    result.assert_outcomes(passed=len(one.specs), skipped=len(one.empty))
     assert "unused baseline" not in result.stdout.str()  # a layer subset is not a full run
     config = json.loads((root / "out" / "r.json").read_text())["config"]
     assert config["n_seqs"] == 7 and config["seed"] == 5 and config["layers"] == [1]  # CLI wins
@@ -60,7 +99,9 @@ def test_failing_check_message(pytester: pytest.Pytester) -> None:
     baseline["fvu-L1-pos1_16-blocks.1.hook_resid_pre"]["value"] = 0.05  # the run measures 0.11: worse than the band
     setup_gate(pytester, baseline=baseline)
     result = pytester.runpytest(*GATE, "-k", "fvu and pos1_16 and not context")
-    result.assert_outcomes(passed=2, failed=1, deselected=16)
+    plan = _Planned()
+    n = plan.selected("fvu and pos1_16 and not context")
+    result.assert_outcomes(passed=n - 1, failed=1, deselected=plan.collected - n)
     result.stdout.fnmatch_lines([
         "*fvu at SAE blocks.1.hook_resid_pre (layer 1), positions [[]1, 16) = 0.11 (CI 0.105..0.115): worse than baseline 0.05, band*"
         "rerun with --sae-update-baseline*",

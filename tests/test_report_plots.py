@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sae_checks.report import plots_data
+from sae_checks.report import figures, plots_data
 from sae_checks.report.io import read_report
 from sae_checks.report.plots import make_diff_plots, make_plots
 from sae_checks.report.upgrade import upgrade_report
@@ -183,15 +183,6 @@ def minimal_report() -> dict[str, Any]:
                            "checks": full["checks"][:3], "summary": {"pass": 3}})
 
 
-FULL_FIGURES = (
-    [f"position_{m}.png" for m in ("mse", "l0", "feat_l1", "delta_ce", "kl")]
-    + [f"layer_{m}.png" for m in ("mse", "l0", "feat_l1", "delta_ce", "kl")]
-    + ["resid_norm_by_layer.png", "mse_vs_resid_norm.png"]
-    + [f"propagation_{m}.png" for m in ("mse", "l0", "resid_norm")]
-    + [f"cloze_{t}_{k}.png" for t in ("cbt", "lambada")
-       for k in ("accuracy", "ce", "delta_logp_strip", "prompt_scatter")]
-    + ["features_helpfulness.png"]
-)
 
 
 def _assert_png(path: Path, min_px: tuple[int, int] = (600, 350)) -> None:
@@ -226,9 +217,13 @@ def no_raster(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_full_report_produces_every_figure(full_plots) -> None:
+    """Every registered figure writes what its declaration says for this report (nothing else)."""
     result, out = full_plots
     names = [p.name for p in result.paths]
-    assert sorted(names) == sorted(FULL_FIGURES), set(names) ^ set(FULL_FIGURES)
+    expected = figures.expected_outputs(build_report())
+    assert sorted(names) == sorted(expected), set(names) ^ set(expected)
+    drawn = {f.name for f in figures.figures() if f.outputs(build_report())}
+    assert drawn == {f.name for f in figures.figures()} - {"sweeps"}  # the report has no sweep
     assert result.notes == ["sweeps: no hook has two or more SAEs; skipped sweep_*.png"], result.notes
     for fig in result.figures:
         assert fig.path.parent == out and fig.title and fig.section
@@ -255,7 +250,7 @@ def test_minimal_report_skips_missing_sections_with_notes(tmp_path: Path) -> Non
         _assert_png(p)
 
 
-@pytest.mark.parametrize("section", ["per_position", "propagation", "cloze", "features"])
+@pytest.mark.parametrize("section", [k for f in figures.figures() for k in f.needs if k != "sweeps"])  # no sweep here
 def test_each_missing_section_is_skipped_alone(tmp_path: Path, section: str, no_raster: None) -> None:
     report = build_report()
     del report["results"][section]

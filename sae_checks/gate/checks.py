@@ -6,16 +6,19 @@ upstream SAE, downstream SAE) -- with a stable id used as the baseline key, the 
 target. Ids use only ``[A-Za-z0-9_.+-]`` (``-k "fvu and L3"`` selects what one expects); the SAE part
 is ``names.slug(name)``:
 
-    fvu-L3-pos1_128-<sae>                 results["per_bucket"][name]["1-128"]["fvu"]           {"mean", "ci"}
-    context_ratio-fvu-L3-<sae>            results["context_generalization"][name]["fvu"]        {"ratio", "ci"}
-    cloze-lambada-acc_word-L3-<sae>       results["cloze"]["lambada"]["per_sae"][name][...]     {"mean", "ci"}
-    propagation-mse-L1-<up>-to-L3-<down>  results["propagation"]["mse"][i][j]                   float
+    fvu-L3-pos1_128-<sae>                 bucket          (per SAE and position bucket)
+    context_ratio-fvu-L3-<sae>            context_ratio   (per SAE)
+    cloze-lambada-acc_word-L3-<sae>       cloze           (per task and SAE)
+    propagation-mse-L1-<up>-to-L3-<down>  propagation     (per upstream, downstream SAE pair)
+
+Each family (``sae_checks.gate.families``) says which checks a policy entry plans and where their
+numbers are in the results; this module only drives them.
 
 Ids of schema 1 (``fvu/layer=3/bucket=1-128``, ``context_ratio/fvu/layer=3``,
 ``cloze/lambada/acc_word/layer=3``, ``propagation/mse/up=1/down=3``), from when the unit was a layer,
 are mapped to the SAE at that layer by ``legacy_id`` so published baselines stay valid.
 
-Judging (DESIGN.md section 5), in order: a non-finite or missing value fails; a value past the absolute
+Judging (docs/gate.md), in order: a non-finite or missing value fails; a value past the absolute
 ``limit`` fails; no baseline entry is ``new`` (fails); past the band ``max(abs_tol, rel_tol*|baseline|)``
 on the bad side fails, on the good side is ``improved``. ``severity = "warn"`` turns the limit and band
 failures into ``warn``. Only ``fail`` and ``new`` fail the gate.
@@ -28,8 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sae_checks.gate.thresholds import Baselines, Family, Policy, Rule
-from sae_checks.names import check_id, slug
+from sae_checks.gate import families
+from sae_checks.gate.families import CheckSpec, RunShape
+from sae_checks.gate.thresholds import Baselines, Policy, Rule
+from sae_checks.names import check_id  # noqa: F401  (re-exported: sae_checks.gate.check_id)
+from sae_checks.results import Results
 from sae_checks.status import STATUSES, Status, count, fails  # noqa: F401  (STATUSES, Status re-exported)
 
 FIX = "rerun with --sae-update-baseline"
@@ -40,28 +46,8 @@ class GateWarning(UserWarning):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CheckSpec:
-    """One planned check: what to read from the results and which policy entry judges it."""
-
-    id: str
-    family: Family
-    metric: str  # policy name: "fvu", "context_ratio.fvu", "cloze.lambada.acc_word", "propagation.mse"
-    sae: str  # the SAE's name; for propagation the downstream SAE
-    layer: int  # the SAE's layer (policy overrides by layer apply)
-    hook: str = ""  # the SAE's hook
-    bucket: str | None = None
-    upstream: int | None = None  # propagation only: the upstream SAE's layer
-    upstream_sae: str | None = None  # propagation only: the upstream SAE's name
-
-    @property
-    def group(self) -> str:
-        """xdist group: one per SAE (a propagation check goes with its upstream SAE, whose run fills it)."""
-        return f"sae-{slug(self.upstream_sae if self.family == 'propagation' and self.upstream_sae else self.sae)}"
-
-
-@dataclass(frozen=True, kw_only=True)
 class Check:
-    """A judged check; ``to_dict`` is the report's check entry (DESIGN.md section 6)."""
+    """A judged check; ``to_dict`` is the report's check entry (docs/report.md)."""
 
     id: str
     metric: str
@@ -123,66 +109,20 @@ def plan_checks(policy: Policy, *, saes: Mapping[str, Any], buckets: Mapping[str
                 tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = (),
                 others: Mapping[str, Any] | None = None) -> list[CheckSpec]:
     """Every check the policy names for these SAEs (name -> object with ``layer`` and ``hook``, in
-    forward order), buckets and tasks, in a deterministic order (family, metric in policy order, SAE,
-    bucket) so every xdist worker plans the same list. ``pairs``: (upstream, downstream) propagation pairs;
-    ``others``: SAEs outside this run (a shard's) that pairs may name as downstream."""
-    specs: list[CheckSpec] = []
-    every = {**(others or {}), **saes}
-
-    def spec(family: Family, m: Any, name: str, bucket: str | None = None) -> CheckSpec:
-        s = saes[name]
-        return CheckSpec(id=check_id(family, m.name, s.layer, name, bucket), family=family, metric=m.name,
-                         sae=name, layer=s.layer, hook=s.hook, bucket=bucket)
-
-    for m in policy.metrics:
-        if m.family == "bucket":
-            specs += [spec("bucket", m, n, b) for n in saes for b in buckets.get(n, ())]
-        elif m.family == "context_ratio":
-            specs += [spec("context_ratio", m, n) for n in saes]
-        elif m.family == "cloze" and m.task in tasks:
-            specs += [spec("cloze", m, n) for n in saes]
-        elif m.family == "propagation":
-            specs += [CheckSpec(id=check_id("propagation", m.name, every[d].layer, d, upstream=every[u].layer,
-                                            upstream_sae=u),
-                                family="propagation", metric=m.name, sae=d, layer=every[d].layer,
-                                hook=every[d].hook, upstream=every[u].layer, upstream_sae=u)
-                      for u, d in pairs]
-    order = {"bucket": 0, "context_ratio": 1, "cloze": 2, "propagation": 3}
+    forward order), buckets and tasks, in a deterministic order (family in registration order, metric in
+    policy order, SAE, bucket) so every xdist worker plans the same list; each family plans its own
+    (``gate.families``). ``pairs``: (upstream, downstream) propagation pairs; ``others``: SAEs outside
+    this run (a shard's) that pairs may name as downstream."""
+    run = RunShape(saes=saes, buckets=buckets, tasks=tasks, pairs=pairs, every=others or {})
+    order = {f.name: i for i, f in enumerate(families.families())}
+    specs = [s for m in policy.metrics for s in families.get(m.family).plan_checks(m.name, run)]
     return sorted(specs, key=lambda s: order[s.family])  # stable: keeps policy order within a family
 
 
 def lookup(results: Mapping[str, Any], spec: CheckSpec) -> tuple[float | None, tuple[float, float] | None]:
-    """(value, ci) of a check in the results; (None, None) when the results do not have it."""
-    L = spec.sae
-    try:
-        if spec.family == "bucket":
-            est = results["per_bucket"][L][spec.bucket][spec.metric]
-            return _float(est.get("mean")), _ci(est.get("ci"))
-        if spec.family == "context_ratio":
-            est = results["context_generalization"][L][spec.metric.split(".", 1)[1]]
-            return _float(est.get("ratio")), _ci(est.get("ci"))
-        if spec.family == "cloze":
-            _, task, metric = spec.metric.split(".")
-            est = results["cloze"][task]["per_sae"][L][metric]
-            if isinstance(est, dict):
-                return _float(est.get("mean")), _ci(est.get("ci"))
-            return _float(est), None
-        prop = results["propagation"]
-        names = list(prop["saes"])
-        matrix = prop[spec.metric.split(".", 1)[1]]
-        return _float(matrix[names.index(spec.upstream_sae)][names.index(spec.sae)]), None
-    except (KeyError, IndexError, ValueError, TypeError):
-        return None, None
-
-
-def _float(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _ci(v: Any) -> tuple[float, float] | None:
-    if not v or v[0] is None or v[1] is None:
-        return None
-    return float(v[0]), float(v[1])
+    """(value, ci) of a check in the results, as its family reads them; (None, None) when absent."""
+    est = families.get(spec.family).lookup(Results(results), spec)
+    return est.mean, est.ci
 
 
 def _fmt(v: float | None) -> str:

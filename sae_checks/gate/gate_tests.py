@@ -1,36 +1,32 @@
 """The gate's test module, shipped with the package: ``pytest --pyargs sae_checks.gate.gate_tests``.
 
-Each test is parametrized by the plugin (``pytest_generate_tests``) with one ``CheckSpec`` per check id
-of its family; ``sae_judge`` reads the (cached) engine results, judges the check and fails the test with
-the check's message. Select with ``-k``, e.g. ``-k "fvu and 128"`` or ``-k context_ratio``.
+One test function per registered check family (``sae_checks.gate.families``), named by the family's
+``test`` (``test_metric``, ``test_context_ratio``, ``test_cloze``, ``test_propagation``, then those of
+families registered before this module is collected, e.g. in a ``conftest.py``). The plugin
+parametrizes each (``pytest_generate_tests``) with one ``CheckSpec`` per check id of its family;
+``sae_judge`` reads the (cached) engine results, judges the check and fails the test with the check's
+message. Select with ``-k``, e.g. ``-k "fvu and 128"`` or ``-k context_ratio``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-
-@pytest.mark.sae_family("bucket")
-def test_metric(sae_check: Any, sae_judge: Any) -> None:
-    """Reconstruction and splice metrics per (layer, position bucket): ``fvu/layer=3/bucket=1-128``."""
-    sae_judge(sae_check)
+from sae_checks.gate.families import CheckFamily, families
 
 
-@pytest.mark.sae_family("context_ratio")
-def test_context_ratio(sae_check: Any, sae_judge: Any) -> None:
-    """Beyond-context / inside-context ratio per layer: ``context_ratio/fvu/layer=3``."""
-    sae_judge(sae_check)
+def _test(family: CheckFamily) -> Callable[..., None]:
+    @pytest.mark.sae_family(family.name)
+    def test(sae_check: Any, sae_judge: Any) -> None:
+        sae_judge(sae_check)
+
+    test.__name__ = test.__qualname__ = family.test
+    test.__doc__ = family.doc
+    return test
 
 
-@pytest.mark.sae_family("cloze")
-def test_cloze(sae_check: Any, sae_judge: Any) -> None:
-    """Cloze task accuracy with the SAE spliced in: ``cloze/lambada/acc_first_token/layer=3``."""
-    sae_judge(sae_check)
-
-
-@pytest.mark.sae_family("propagation")
-def test_propagation(sae_check: Any, sae_judge: Any) -> None:
-    """Downstream metric change from splicing an upstream SAE: ``propagation/mse/up=1/down=3``."""
-    sae_judge(sae_check)
+for _family in families():
+    globals()[_family.test] = _test(_family)

@@ -1,6 +1,6 @@
 """Threshold policy (hand-written TOML) and baselines (machine-written JSON), kept apart.
 
-DESIGN.md section 5: the *policy* says, per metric, which direction is better, an optional absolute
+docs/gate.md: the *policy* says, per metric, which direction is better, an optional absolute
 ``limit``, the tolerance band around a baseline (``max(abs_tol, rel_tol * |baseline|)``) and whether a
 violation fails or warns; overrides by layer and by bucket. *Baselines* are numbers (value + CI per check
 id), regenerated with ``--sae-update-baseline``; writing them never touches the policy file.
@@ -22,24 +22,35 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sae_checks.errors import ThresholdError
-from sae_checks.metrics import registry
+from sae_checks.gate import families as _families
 from sae_checks.tasks import task_names
 
 Direction = Literal["lower", "higher"]
 Severity = Literal["fail", "warn"]
-Family = Literal["bucket", "context_ratio", "cloze", "propagation"]
-
-# Metrics each family knows, with the direction that is better (None: the policy must say): from the one
-# definition of every metric, sae_checks.metrics.registry (also read by the diff and the figures).
-BUCKET_METRICS: dict[str, Direction | None] = registry.directions("bucket")
-CONTEXT_RATIO_METRICS: dict[str, Direction | None] = registry.directions("context_ratio")
-CLOZE_METRICS: dict[str, Direction | None] = registry.directions("cloze")
-PROPAGATION_METRICS: dict[str, Direction | None] = registry.directions("propagation")
+Family = str  # a registered check family's name (sae_checks.gate.families): "bucket", "cloze", ...
 
 RULE_KEYS = ("limit", "abs_tol", "rel_tol", "severity")
-TOP_KEYS = ("description", "buckets", "baseline", "tasks", "defaults", "metrics", "context_ratio", "cloze",
-            "propagation")
+FIXED_KEYS = ("description", "buckets", "baseline", "tasks", "defaults")  # then one table per family
 BUCKET_RE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def top_keys() -> tuple[str, ...]:
+    """The keys a policy may hold at its top: the fixed ones, then each family's table."""
+    return FIXED_KEYS + tuple(f.section for f in _families.families())
+
+
+_LEGACY = {"BUCKET_METRICS": "bucket", "CONTEXT_RATIO_METRICS": "context_ratio", "CLOZE_METRICS": "cloze",
+           "PROPAGATION_METRICS": "propagation"}
+
+
+def __getattr__(name: str) -> Any:
+    """``BUCKET_METRICS`` etc. (``{metric: direction}`` of a family) and ``TOP_KEYS``, read when asked,
+    so metrics and families registered after this import are included."""
+    if name in _LEGACY:
+        return _families.get(_LEGACY[name]).metrics()
+    if name == "TOP_KEYS":
+        return top_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,11 +113,7 @@ class MetricPolicy:
 
     def key(self) -> tuple[str, ...]:
         """The TOML key path of this metric's table (for error lines)."""
-        if self.family == "bucket":
-            return ("metrics", self.metric)
-        if self.family == "cloze":
-            return ("cloze", self.task or "", self.metric)
-        return (self.family, self.metric)
+        return _families.get(self.family).policy_key(self.metric, self.task)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,8 +143,8 @@ class Policy:
         ``restricted``: the user selected a subset of layers, so other layers' overrides are fine."""
         all_buckets = {b for bs in buckets.values() for b in bs}
         for m in self.metrics:
-            if m.family == "cloze" and m.task not in tasks:
-                raise self.error(m.key(), f"cloze task {m.task!r} is not run (tasks={list(tasks)}); add it "
+            if m.task is not None and m.task not in tasks:
+                raise self.error(m.key(), f"{m.family} task {m.task!r} is not run (tasks={list(tasks)}); add it "
                                  f"with --sae-tasks {m.task} or tasks = [\"{m.task}\"] at the top of the policy")
             for layer in list(m.layers) + [lb[0] for lb in m.layer_buckets]:
                 if layer not in layers and not restricted:
@@ -172,24 +179,23 @@ def parse_policy(text: str, *, path: str = "<string>", base_dir: Path | None = N
         m = re.search(r"line (\d+)", str(exc))
         raise ThresholdError(path, "-", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     ctx = _Ctx(path, text)
+    known_keys = top_keys()
     for key in data:
-        if key not in TOP_KEYS:
-            raise ctx.err((key,), f"unknown key; known top-level keys: {', '.join(TOP_KEYS)}")
+        if key not in known_keys:
+            raise ctx.err((key,), f"unknown key; known top-level keys: {', '.join(known_keys)}")
     defaults = _override(ctx, ("defaults",), data.get("defaults", {}), allow=RULE_KEYS)
     metrics: list[MetricPolicy] = []
-    for name, table in _table(ctx, ("metrics",), data.get("metrics", {})).items():
-        metrics.append(_metric(ctx, ("metrics", name), table, "bucket", name, None, BUCKET_METRICS, defaults))
-    for name, table in _table(ctx, ("context_ratio",), data.get("context_ratio", {})).items():
-        metrics.append(_metric(ctx, ("context_ratio", name), table, "context_ratio", name, None,
-                               CONTEXT_RATIO_METRICS, defaults))
-    for task, tasktable in _table(ctx, ("cloze",), data.get("cloze", {})).items():
-        if task not in task_names():
-            raise ctx.err(("cloze", task), f"unknown cloze task; known: {', '.join(task_names())}")
-        for name, table in _table(ctx, ("cloze", task), tasktable).items():
-            metrics.append(_metric(ctx, ("cloze", task, name), table, "cloze", name, task, CLOZE_METRICS, defaults))
-    for name, table in _table(ctx, ("propagation",), data.get("propagation", {})).items():
-        metrics.append(_metric(ctx, ("propagation", name), table, "propagation", name, None,
-                               PROPAGATION_METRICS, defaults))
+    for fam in _families.families():  # each family's table, in report order
+        section = _table(ctx, (fam.section,), data.get(fam.section, {}))
+        if not fam.tasks:
+            metrics += [_metric(ctx, (fam.section, name), table, fam, name, None, defaults)
+                        for name, table in section.items()]
+            continue
+        for task, tasktable in section.items():
+            if task not in fam.tasks:
+                raise ctx.err((fam.section, task), f"unknown {fam.name} task; known: {', '.join(fam.tasks)}")
+            metrics += [_metric(ctx, (fam.section, task, name), table, fam, name, task, defaults)
+                        for name, table in _table(ctx, (fam.section, task), tasktable).items()]
 
     buckets = None
     if "buckets" in data:
@@ -276,15 +282,16 @@ def _bucket(ctx: _Ctx, key: tuple[str, ...], raw: str) -> str:
     return raw
 
 
-def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: Family, metric: str, task: str | None,
-            known: Mapping[str, Direction | None], defaults: Override) -> MetricPolicy:
+def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: _families.CheckFamily, metric: str,
+            task: str | None, defaults: Override) -> MetricPolicy:
+    known = family.metrics()
     if metric not in known:
         raise ctx.err(key, f"unknown metric; known here: {', '.join(known)}")
     table = _table(ctx, key, table)
     direction = table.get("direction", known[metric])
     if direction not in ("lower", "higher"):
         raise ctx.err(key + ("direction",), f"must be \"lower\" or \"higher\", got {direction!r}")
-    nested = ("layers", "buckets") if family == "bucket" else ("layers",)
+    nested = ("layers", "buckets") if family.buckets else ("layers",)
     own = _override(ctx, key, {k: v for k, v in table.items() if k not in nested + ("direction",)},
                     allow=RULE_KEYS + nested + ("direction",))
     base = own.apply(defaults.apply(Rule(direction=direction)))
@@ -294,7 +301,7 @@ def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: Family, metric:
         lkey = key + ("layers", raw)
         layer = _layer(ctx, lkey, raw)
         sub = _table(ctx, lkey, sub)
-        inner = ("buckets",) if family == "bucket" else ()
+        inner = ("buckets",) if family.buckets else ()
         layers[layer] = _override(ctx, lkey, {k: v for k, v in sub.items() if k not in inner},
                                   allow=RULE_KEYS + inner)
         for k in sub:
@@ -307,8 +314,7 @@ def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: Family, metric:
     for braw, bsub in _table(ctx, key + ("buckets",), table.get("buckets", {})).items():
         bkey = key + ("buckets", braw)
         buckets[_bucket(ctx, bkey, braw)] = _override(ctx, bkey, bsub, allow=RULE_KEYS)
-    name = metric if family == "bucket" else (f"cloze.{task}.{metric}" if task else f"{family}.{metric}")
-    return MetricPolicy(name=name, family=family, metric=metric, task=task, base=base, layers=layers,
+    return MetricPolicy(name=family.policy_name(metric, task), family=family.name, metric=metric, task=task, base=base, layers=layers,
                         buckets=buckets, layer_buckets=layer_buckets)
 
 

@@ -11,10 +11,11 @@ string):
 - ``saes/<name>``: the SAE itself: in the new report only, ``added`` (a new SAE, listed, never a
   regression); in the old report only, ``regressed`` (it vanished);
 - ``checks/<check id>``: the check's ``value`` and ``ci``, and its ``status``;
-- ``per_bucket/sae=<name>/bucket=a-b/<metric>``: the bucket ``mean`` and ``ci``;
-- ``context_generalization/sae=<name>/<metric>``: the beyond/inside ``ratio`` and ``ci``;
-- ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/sae=<name>/<metric>``: every number, or
-  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_sae`` dicts (nested keys joined by ``/``);
+- the numbers each check family (``sae_checks.gate.families``) lists as its ``points``, for the
+  built-ins: ``per_bucket/sae=<name>/bucket=a-b/<metric>`` (the bucket ``mean`` and ``ci``);
+  ``context_generalization/sae=<name>/<metric>`` (the beyond/inside ``ratio`` and ``ci``);
+  ``cloze/task=T/baseline/<metric>`` and ``cloze/task=T/sae=<name>/<metric>`` (every number, or
+  ``{"mean", "ci"}`` pair, in the task's ``baseline`` and ``per_sae`` dicts, nested keys joined by ``/``);
 - ``summary/<status>``: the check counts.
 
 Anything in the old report and absent from the new one is a regression ("vanished"), unless excluded:
@@ -30,91 +31,31 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from sae_checks.errors import ReportError
+from sae_checks.gate import families
 from sae_checks.metrics import registry
+from sae_checks.report.diff_format import format_diff
+from sae_checks.report.diff_types import (
+    CATEGORIES,
+    Category,
+    DiffEntry,
+    Direction,
+    ReportDiff,
+    diff_exit_code,
+)
 from sae_checks.report.upgrade import sae_name
+from sae_checks.results import Results
 from sae_checks.status import FAILING
 
-Category = Literal["regressed", "improved", "changed", "unchanged", "added", "excluded"]
-Direction = Literal["lower", "higher"]
-CATEGORIES: tuple[Category, ...] = ("regressed", "improved", "changed", "added", "excluded", "unchanged")
 EXACT_REL_TOL = 1e-5  # without any CI, changes below this relative size are float rounding (6 significant digits)
-# beyond/inside ratios: a larger ratio is a worse degradation past the SAE's training context (the post's
-# failure mode), for every metric including l0 (12 -> 1900 at gpt2-small layer 0).
-CONTEXT_RATIO_DIRECTION: Direction = "lower"
 SUMMARY_DIRECTION: dict[str, Direction] = dict.fromkeys(FAILING, "lower")  # pass/warn/improved move with the check set
 
 
 class DiffError(ReportError):
     """Two reports that measure different things: other models, or SAE sets that cannot be matched."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DiffEntry:
-    key: str  # "checks/fvu-L3-pos1_128-blocks.3.hook_resid_pre", "per_bucket/sae=<name>/bucket=1-128/fvu", ...
-    section: str  # "saes", "checks", "per_bucket", "context_generalization", "cloze", "summary"
-    category: Category
-    old: float | None  # None: absent (added) or null in the report (NaN / undefined)
-    new: float | None
-    delta: float | None  # new - old
-    delta_pct: float | None  # 100 * delta / |old|; None when old is 0 or missing
-    direction: Direction | None  # which way is better; None = unknown, so a real change is "changed"
-    old_ci: tuple[float | None, float | None] | None = None
-    new_ci: tuple[float | None, float | None] | None = None
-    old_status: str | None = None  # checks only
-    new_status: str | None = None
-    reason: str = ""  # why this category: "intervals ... do not overlap", "status pass -> fail", ...
-    sae: str | None = None  # the SAE this entry belongs to (None: summary, cloze baseline)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReportDiff:
-    entries: tuple[DiffEntry, ...]  # sorted by category (CATEGORIES order), then key
-    old_label: str = "old"
-    new_label: str = "new"
-    incompatible: tuple[str, ...] = field(default=())  # mismatches compared anyway (force / allow_different)
-    new_saes: tuple[str, ...] = ()  # SAEs only in the new report (listed, not regressions)
-    vanished_saes: tuple[str, ...] = ()  # SAEs only in the old report, not excluded (regressions)
-    exclude: tuple[str, ...] = ()  # the exclude patterns applied
-
-    def by_category(self, category: Category) -> list[DiffEntry]:
-        return [e for e in self.entries if e.category == category]
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        for e in self.entries:
-            out[e.category] += 1
-        return out
-
-    @property
-    def regressions(self) -> list[DiffEntry]:
-        return self.by_category("regressed")
-
-    def get(self, key: str) -> DiffEntry:
-        """The entry for ``key`` (KeyError listing near keys when absent)."""
-        for e in self.entries:
-            if e.key == key:
-                return e
-        raise KeyError(f"{key!r} not in diff; keys: {', '.join(e.key for e in self.entries[:20])}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "old": self.old_label,
-            "new": self.new_label,
-            "incompatible": list(self.incompatible),
-            "new_saes": list(self.new_saes),
-            "vanished_saes": list(self.vanished_saes),
-            "exclude": list(self.exclude),
-            "counts": self.counts(),
-            "exit_code": diff_exit_code(self),
-            "entries": [e.to_dict() for e in self.entries],
-        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,11 +210,6 @@ def diff_reports(
     )
 
 
-def diff_exit_code(diff: ReportDiff) -> int:
-    """1 when anything regressed, else 0 (usage errors, e.g. incompatible reports, are 2 via ReportError)."""
-    return 1 if diff.regressions else 0
-
-
 @dataclass(frozen=True)
 class _Point:
     section: str
@@ -296,16 +232,11 @@ def _check_directions(*reports: Mapping[str, Any]) -> dict[str, Direction]:
     return out
 
 
-def _direction(metric: str, directions: Mapping[str, Direction],
-               family: registry.Family = "bucket") -> Direction | None:
-    return directions.get(metric) or registry.direction(metric, family)
-
-
 def _check_direction(metric: str) -> Direction | None:
     """Direction of a check's policy metric: ``fvu``, ``context_ratio.fvu``, ``cloze.lambada.acc_word``,
-    ``propagation.mse``."""
+    ``propagation.mse`` (the registry's entry of the family the name starts with)."""
     family, _, rest = metric.partition(".")
-    if rest and family in registry.FAMILIES:
+    if rest and family in {f.name for f in families.families()}:
         return registry.direction(rest.rpartition(".")[2], family)  # type: ignore[arg-type]
     return registry.direction(metric)
 
@@ -319,40 +250,16 @@ def _points(report: Mapping[str, Any], directions: Mapping[str, Direction]) -> I
         yield f"checks/{check['id']}", _Point("checks", _num(check.get("value")), _ci(check.get("ci")),
                                              direction, check.get("status"), check.get("sae"),
                                              check.get("upstream_sae"), str(check["id"]))
-    results = report.get("results", {})
-    for sae, buckets in results.get("per_bucket", {}).items():
-        for bucket, metrics in buckets.items():
-            for metric, est in metrics.items():
-                yield (f"per_bucket/sae={sae}/bucket={bucket}/{metric}",
-                       _Point("per_bucket", _num(est.get("mean")), _ci(est.get("ci")), _direction(metric, directions),
-                              sae=sae))
-    for sae, metrics in results.get("context_generalization", {}).items():
-        for metric, ratio in metrics.items():
-            yield (f"context_generalization/sae={sae}/{metric}",
-                   _Point("context_generalization", _num(ratio.get("ratio")), _ci(ratio.get("ci")),
-                          registry.direction(metric, "context_ratio") or CONTEXT_RATIO_DIRECTION, sae=sae))
-    for task, body in results.get("cloze", {}).items():
-        yield from _leaves(f"cloze/task={task}/baseline", body.get("baseline", {}), directions, None)
-        for sae, per_sae in body.get("per_sae", {}).items():
-            yield from _leaves(f"cloze/task={task}/sae={sae}", per_sae, directions, sae)
+    results = Results.from_report(report)
+    for family in families.families():  # each family's numbers, where it says they are
+        for p in family.points(results, directions) if family.points else ():
+            yield p.key, _Point(p.section, _num(p.value), _ci(p.ci), _direction(p.direction), sae=p.sae)
     for status, count in report.get("summary", {}).items():
         yield f"summary/{status}", _Point("summary", _num(count), None, SUMMARY_DIRECTION.get(status))
 
 
-def _leaves(prefix: str, node: Any, directions: Mapping[str, Direction],
-            sae: str | None) -> Iterator[tuple[str, _Point]]:
-    """Numbers and {"mean", "ci"} pairs under ``node``, keyed by their joined path; lists are skipped."""
-    if not isinstance(node, Mapping):
-        return
-    for key, value in node.items():
-        path = f"{prefix}/{key}"
-        direction = _direction(key, directions, "cloze")
-        if isinstance(value, Mapping) and "mean" in value:
-            yield path, _Point("cloze", _num(value.get("mean")), _ci(value.get("ci")), direction, sae=sae)
-        elif isinstance(value, Mapping):
-            yield from _leaves(path, value, directions, sae)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
-            yield path, _Point("cloze", _num(value), None, direction, sae=sae)
+def _direction(direction: str | None) -> Direction | None:
+    return direction if direction in ("lower", "higher") else None  # type: ignore[return-value]
 
 
 def _compare(key: str, old: _Point | None, new: _Point | None, excluded_by: str | None = None) -> DiffEntry:
@@ -445,8 +352,6 @@ def _ci(value: Any) -> tuple[float | None, float | None] | None:
 def _g(x: float | None) -> str:
     return "null" if x is None else f"{x:.4g}"
 
-
-from sae_checks.report.diff_format import format_diff  # noqa: E402  (it imports the types above)
 
 __all__ = ["CATEGORIES", "DiffEntry", "DiffError", "ReportDiff", "beyond_noise", "compatibility_problems",
            "diff_exit_code", "diff_reports", "format_diff", "identity_problems", "sae_hooks"]

@@ -1,11 +1,11 @@
-"""Render a :class:`~sae_checks.report.diff.ReportDiff` as a terminal table, GitHub Markdown or JSON."""
+"""Render a :class:`~sae_checks.report.diff_types.ReportDiff` as a terminal table, GitHub Markdown or JSON."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from sae_checks.errors import ReportError
-from sae_checks.report.diff import CATEGORIES, ReportDiff
+from sae_checks.report.diff_types import CATEGORIES, ReportDiff
 
 
 def format_diff(

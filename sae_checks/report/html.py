@@ -191,13 +191,13 @@ def _generalization(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         ratios: list[Ratio | None] = []
         for metric in GENERALIZATION_METRICS:
             r = metrics.get(metric)
-            if r is None or not math.isfinite(r.ratio.mean):
+            if r is None or not math.isfinite(r.ratio.value):
                 ratios.append(None)
                 continue
-            low = r.ratio.lo if math.isfinite(r.ratio.lo) else r.ratio.mean
+            low = r.ratio.lo if math.isfinite(r.ratio.lo) else r.ratio.value
             cls = "r-bad" if low >= RATIO_BAD else "r-warn" if low >= RATIO_WARN else "r-ok"
             ci = f"[{r.ratio.lo:.3g}, {r.ratio.hi:.3g}]" if math.isfinite(r.ratio.lo) else ""
-            ratios.append(Ratio(f"×{r.ratio.mean:.3g}", ci, cls))
+            ratios.append(Ratio(f"×{r.ratio.value:.3g}", ci, cls))
         if not any(ratios):
             continue
         first = next(iter(metrics.values()))

@@ -1,12 +1,12 @@
 """Figures for a report JSON, and for the difference between two reports.
 
 Reads only the report dict (never torch, never a model). Every section is optional: a missing or
-malformed section is skipped with a note in :attr:`PlotResult.notes`, never an exception. The figure
-code lives in ``plots_positions`` (per-position / per-layer / residual norm) and ``plots_tasks``
-(propagation, cloze, features, diff); ``plots_data`` holds every accessor into the report, so a
-renamed key is fixed in one place.
+malformed section is skipped with a note in :attr:`PlotResult.notes`, never an exception. The figures
+are declared in ``report.figures`` (name, the results they need, the draw function; a user's own is
+one more declaration); their code lives in ``plots_positions`` (per-position / per-layer / residual
+norm), ``plots_sweeps`` and ``plots_tasks`` (propagation, cloze, features, diff).
 
-Figures written by :func:`make_plots` (when their data is present)::
+The built-in figures written by :func:`make_plots` (when their data is present)::
 
     position_{mse,l0,feat_l1,delta_ce,kl}.png   metric vs token position (log-x), one panel per hook, one
                                                 line per SAE (by name), context marked
@@ -31,16 +31,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sae_checks.report import figures
 from sae_checks.report.plots_base import FigureInfo, PlotResult
-from sae_checks.report.plots_positions import plot_per_position
-from sae_checks.report.plots_sweeps import plot_sweeps
-from sae_checks.report.plots_tasks import plot_bucket_diff, plot_cloze, plot_features, plot_propagation
+from sae_checks.report.plots_tasks import plot_bucket_diff
 
 __all__ = ["FigureInfo", "PlotResult", "make_diff_plots", "make_plots"]
 
 
 def make_plots(report: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
-    """Write every figure the report has data for into ``out_dir`` (created if needed).
+    """Write every registered figure (``report.figures``) the report has data for into ``out_dir``
+    (created if needed).
 
     Returns the written PNG paths (``result.paths``, with titles and sections in ``result.figures``)
     and one note per skipped figure or section."""
@@ -50,8 +50,12 @@ def make_plots(report: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
     if not isinstance(report, Mapping):
         result.notes.append(f"report is a {type(report).__name__}, not a JSON object; no figures")
         return result
-    for part in (plot_per_position, plot_sweeps, plot_propagation, plot_cloze, plot_features):
-        result.extend(part(report, out))
+    for figure in figures.figures():
+        note = figure.skip_note(report)
+        if note is not None:
+            result.notes.append(note)
+        else:
+            result.extend(figure.draw(report, out))
     return result
 
 

@@ -1,8 +1,9 @@
-"""Read-only accessors over a report dict (DESIGN.md section 6, docs/architecture.md `results`), keyed
+"""Read-only accessors over a report dict (docs/report.md, docs/architecture.md `results`), keyed
 by SAE name (schema_version 2; read version 1 reports through ``io.read_report``, which upgrades them).
 
-Every figure and the HTML page read the report through these functions only, so that when a producer
-(engine, cloze, features) renames an inner key, there is one place to align. Each accessor is
+Every figure and the HTML page read the report through these functions only, and these read its
+sections through ``sae_checks.results`` (``Results.section``, ``Estimate``), so that when a producer
+(engine, cloze, features) renames a key, there is one place to align. Each accessor is
 defensive: a missing or malformed section yields ``None`` / an empty container, never an exception;
 the caller turns that into a "skipped" note. No torch, no model: plain dicts, lists and numpy.
 """
@@ -19,9 +20,10 @@ import numpy as np
 
 from sae_checks.metrics import registry
 from sae_checks.report.upgrade import sae_name
+from sae_checks.results import Estimate, Results
 from sae_checks.status import rank as status_rank  # noqa: F401  (sort key: what blocks publishing first)
 
-# The post's log-spaced view of positions (DESIGN.md section 3): 1, 2, 4, ..., 512, plus T-2.
+# The post's log-spaced view of positions (docs/definitions.md): 1, 2, 4, ..., 512, plus T-2.
 POST_POSITIONS = tuple(2**k for k in range(10))
 
 
@@ -29,14 +31,6 @@ def metric_label(metric: str) -> str:
     """Axis label with units for ``metric``, from ``sae_checks.metrics.registry`` (the bare name where
     the registry does not know it)."""
     return registry.axis_label(metric)
-
-
-class Estimate(NamedTuple):
-    """A value with an optional confidence interval; ``nan`` where a bound is absent."""
-
-    mean: float
-    lo: float
-    hi: float
 
 
 def to_float(value: Any) -> float:
@@ -57,14 +51,9 @@ def as_array(values: Any) -> np.ndarray:
 
 
 def estimate(value: Any) -> Estimate:
-    """Read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare number."""
-    if isinstance(value, Mapping):
-        mean = to_float(value.get("mean", value.get("value")))
-        ci = value.get("ci")
-        if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
-            return Estimate(mean, to_float(ci[0]), to_float(ci[1]))
-        return Estimate(mean, to_float(value.get("ci_lo")), to_float(value.get("ci_hi")))
-    return Estimate(to_float(value), math.nan, math.nan)
+    """Read ``{"mean", "ci": [lo, hi]}``, ``{"value", "ci_lo", "ci_hi"}`` or a bare number (nan where
+    unreadable): ``sae_checks.results.Estimate.lenient``."""
+    return Estimate.lenient(value)
 
 
 class SaeInfo(NamedTuple):
@@ -154,14 +143,12 @@ def bucket_sort_key(bucket: str) -> tuple[float, str]:
 
 def results(report: Mapping[str, Any]) -> Mapping[str, Any]:
     """``report["results"]`` or an empty mapping."""
-    res = report.get("results") if isinstance(report, Mapping) else None
-    return res if isinstance(res, Mapping) else {}
+    return Results.from_report(report).raw
 
 
 def section(report: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     """``results[name]`` when it is a non-empty mapping, else None."""
-    sec = results(report).get(name)
-    return sec if isinstance(sec, Mapping) and sec else None
+    return Results.from_report(report).section(name)
 
 
 # --------------------------------------------------------------------------------------- per position
@@ -270,10 +257,10 @@ def context_generalization(report: Mapping[str, Any]) -> dict[str, dict[str, Con
         out[layer] = {}
         for metric in ("fvu", "l0", "delta_ce", "kl", "mse"):
             a, b = buckets[inside].get(metric), buckets[beyond].get(metric)
-            if a is None or b is None or not a.mean:
+            if a is None or b is None or not a.value:
                 continue
             out[layer][metric] = ContextRatio(
-                inside, beyond, Estimate(b.mean / a.mean, math.nan, math.nan), True
+                inside, beyond, Estimate(b.value / a.value, None), True
             )
     return out
 
@@ -289,7 +276,9 @@ class Propagation(NamedTuple):
     matrices: dict[str, np.ndarray]
 
 
-PROPAGATION_METRICS = ("mse", "l0", "resid_norm")
+def propagation_metrics() -> list[str]:
+    """The propagation matrices drawn: the registry's propagation metrics, read at call time."""
+    return list(registry.directions("propagation"))
 
 
 def propagation(report: Mapping[str, Any]) -> Propagation | None:
@@ -304,7 +293,7 @@ def propagation(report: Mapping[str, Any]) -> Propagation | None:
     source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else sec
     layers = [str(x) for x in sec.get("saes") or sec.get("layers") or []]
     matrices: dict[str, np.ndarray] = {}
-    for metric in PROPAGATION_METRICS:
+    for metric in propagation_metrics():
         rows = source.get(metric)
         if not isinstance(rows, Sequence) or not rows:
             continue
@@ -331,7 +320,7 @@ def propagation(report: Mapping[str, Any]) -> Propagation | None:
 
 # ------------------------------------------------------------------------------------------- cloze
 
-# Prompt classes (DESIGN.md section 3) with the post's colours, and spellings seen in the wild.
+# Prompt classes (docs/definitions.md) with the post's colours, and spellings seen in the wild.
 CLASS_COLORS = {
     "both_right": "tab:green",
     "both_wrong": "tab:red",

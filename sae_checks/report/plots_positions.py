@@ -4,7 +4,7 @@ the post's view, over the SAEs of the most common hook kind, one per layer), and
 
 Reproduces Anders & Bloom (2024), figures 1-3: SAEs trained at context C are fine before C and blow
 up after it; early layers degrade most past C. Position 0 (BOS) is excluded from every figure: it is
-excluded from every mean (DESIGN.md section 3), and a log-x axis cannot show it.
+excluded from every mean (docs/definitions.md), and a log-x axis cannot show it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,31 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
+from sae_checks.metrics import registry
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, save
 
-# Metrics drawn against position and against layer (the issue's list).
-CURVE_METRICS = ("mse", "l0", "feat_l1", "delta_ce", "kl")
+# Per-token metrics not drawn against position and layer: the residual norm has its own figures; cos,
+# and the CE of the clean, zero-ablated and spliced model (ΔCE is drawn) say little per position.
+NOT_CURVES = ("resid_norm", "cos", "ce_clean", "ce_spliced", "ce_zero")
 SECTION = "Per position and per layer"
+
+
+def curve_metrics() -> list[str]:
+    """Metrics drawn against position and against layer: the registry's per-token means (a ratio of
+    sums has no per-position mean to draw) other than ``NOT_CURVES``, read at call time so a metric a
+    user registers is drawn too: mse, l0, feat_l1, delta_ce, kl for the built-ins."""
+    metrics = [registry.get("bucket", name) for name in registry.directions("bucket")]
+    return [m.name for m in metrics if m is not None and m.aggregation == "mean" and m.name not in NOT_CURVES]
+
+
+def outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_per_position` writes for a report whose per-position data is complete."""
+    if not data.per_position(report):
+        return []
+    curves = curve_metrics()
+    return ([f"position_{m}.png" for m in curves] + [f"layer_{m}.png" for m in curves]
+            + ["resid_norm_by_layer.png", "mse_vs_resid_norm.png"])
 
 
 def _auto_log_y(ax: Any, values: list[np.ndarray]) -> None:
@@ -88,9 +107,10 @@ def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         result.notes.append("per_position: section missing; skipped per-position, per-layer and "
                             "residual-norm figures")
         return result
-    for metric in CURVE_METRICS:
+    curves = curve_metrics()
+    for metric in curves:
         _metric_vs_position(report, pp, metric, out_dir, result)
-    for metric in CURVE_METRICS:
+    for metric in curves:
         _metric_vs_layer(report, pp, metric, out_dir, result)
     _resid_norm_vs_layer(report, pp, out_dir, result)
     _mse_vs_resid_norm(pp, out_dir, result)

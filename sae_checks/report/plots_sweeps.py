@@ -23,6 +23,11 @@ Y_METRICS = ("fvu", "delta_ce")  # drawn against l0
 MARKERS = ("o", "^", "s", "D", "v", "P")
 
 
+def outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_sweeps` writes: one per hook holding two or more SAEs."""
+    return [f"sweep_{safe_name(hook)}.png" for hook in data.sweeps(report)]
+
+
 def plot_sweeps(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     """One figure ``sweep_<hook>.png`` per hook in ``results.sweeps``; a note when there is none."""
     result = PlotResult()
@@ -55,14 +60,14 @@ def _frontier(hook: str, names: list[str], buckets: dict[str, dict[str, dict[str
         for q, bucket in enumerate(order):
             pts = [(n, buckets[n][bucket]["l0"], buckets[n][bucket][metric]) for n in names
                    if bucket in buckets[n] and "l0" in buckets[n][bucket] and metric in buckets[n][bucket]]
-            pts = [p for p in pts if np.isfinite(p[1].mean) and np.isfinite(p[2].mean)]
+            pts = [p for p in pts if np.isfinite(p[1].value) and np.isfinite(p[2].value)]
             if not pts:
                 continue
-            pts.sort(key=lambda p: p[1].mean)
-            x = np.array([p[1].mean for p in pts])
-            y = np.array([p[2].mean for p in pts])
-            yerr = np.array([[max(e.mean - e.lo, 0.0) if np.isfinite(e.lo) else 0.0,
-                              max(e.hi - e.mean, 0.0) if np.isfinite(e.hi) else 0.0] for _, _, e in pts]).T
+            pts.sort(key=lambda p: p[1].value)
+            x = np.array([p[1].value for p in pts])
+            y = np.array([p[2].value for p in pts])
+            yerr = np.array([[max(e.value - e.lo, 0.0) if np.isfinite(e.lo) else 0.0,
+                              max(e.hi - e.value, 0.0) if np.isfinite(e.hi) else 0.0] for _, _, e in pts]).T
             where = _where(bucket, ctx)
             ax.errorbar(x, y, yerr=yerr, color=f"C{q}", marker=MARKERS[q % len(MARKERS)], ms=6, lw=1.2,
                         capsize=2, label=f"positions {bucket}{where}")

@@ -19,18 +19,33 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from sae_checks.metrics import registry
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, safe_name, save
 
-PROPAGATION_LABELS = {
-    "mse": "downstream SAE MSE",
-    "l0": "downstream SAE L0",
-    "resid_norm": "downstream residual norm",
-}
 DIFF_METRICS = ("fvu", "mse", "l0", "delta_ce", "kl", "explained_variance", "feat_l1", "cos")
 
 
 # ------------------------------------------------------------------------------------- propagation
+
+
+CLOZE_FIGURES = ("accuracy", "ce", "delta_logp_strip", "prompt_scatter")
+
+
+def propagation_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_propagation` writes for a report whose matrices are all there."""
+    prop = data.propagation(report)
+    return [f"propagation_{m}.png" for m in data.propagation_metrics()] if prop is not None else []
+
+
+def cloze_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNGs :func:`plot_cloze` writes for a report whose tasks have every column."""
+    return [f"cloze_{safe_name(task)}_{kind}.png" for task in data.cloze(report) for kind in CLOZE_FIGURES]
+
+
+def features_outputs(report: Mapping[str, Any]) -> list[str]:
+    """The PNG :func:`plot_features` writes when the report has feature histograms."""
+    return ["features_helpfulness.png"] if data.feature_hists(report) else []
 
 
 def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
@@ -42,13 +57,19 @@ def plot_propagation(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         result.notes.append("propagation: section missing; skipped propagation_*.png")
         return result
     window = f"positions {prop.window[0]:g}–{prop.window[1]:g}" if prop.window else "all positions"
-    for metric in data.PROPAGATION_METRICS:
+    for metric in data.propagation_metrics():
         matrix = prop.matrices.get(metric)
         if matrix is None or not np.isfinite(matrix).any():
             result.notes.append(f"propagation: no '{metric}' matrix; skipped propagation_{metric}.png")
             continue
         _heatmap(matrix, prop.labels, metric, window, out_dir, result)
     return result
+
+
+def _propagation_label(metric: str) -> str:
+    """The registry's label of a propagation metric ("downstream SAE MSE"); the name if it has none."""
+    entry = registry.get("propagation", metric)
+    return entry.label if entry else metric
 
 
 def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, out_dir: Path,
@@ -78,11 +99,11 @@ def _heatmap(matrix: np.ndarray, layers: list[str], metric: str, window: str, ou
     ax.set_yticks(range(n), layers, fontsize=8)
     ax.set_xlabel("upstream SAE i (spliced in)")
     ax.set_ylabel("downstream SAE j (applied)")
-    fig.colorbar(mesh, ax=ax, label=f"fractional change of {PROPAGATION_LABELS[metric]}\n"
+    fig.colorbar(mesh, ax=ax, label=f"fractional change of {_propagation_label(metric)}\n"
                                     "(with upstream / clean − 1; 1 = +100%)")
     ax.legend(handles=[Patch(color="0.92", label="undefined (i ≥ j)")], fontsize=8, loc="lower right")
     save(fig, out_dir, f"propagation_{metric}.png",
-         f"Error propagation: {PROPAGATION_LABELS[metric]} ({window})", "Error propagation", result)
+         f"Error propagation: {_propagation_label(metric)} ({window})", "Error propagation", result)
 
 
 # ------------------------------------------------------------------------------------------- cloze
@@ -116,7 +137,7 @@ def _sae_ticks(ax: Any, xs: np.ndarray, names: list[str]) -> None:
 
 
 def _errorbar(ax: Any, xs: np.ndarray, ests: list[data.Estimate], scale: float, **kw: Any) -> None:
-    mean = np.array([e.mean for e in ests]) * scale
+    mean = np.array([e.value for e in ests]) * scale
     lo = np.array([e.lo for e in ests]) * scale
     hi = np.array([e.hi for e in ests]) * scale
     yerr = np.vstack([np.where(np.isfinite(lo), mean - lo, 0), np.where(np.isfinite(hi), hi - mean, 0)])
@@ -130,16 +151,16 @@ def _cloze_accuracy(task: str, name: str, t: data.ClozeTask, out_dir: Path, resu
         return
     layers = list(t.per_sae)
     xs = _layer_x(layers)
-    values = [t.per_sae[lay][m].mean for lay in layers for m in metrics if m in t.per_sae[lay]]
+    values = [t.per_sae[lay][m].value for lay in layers for m in metrics if m in t.per_sae[lay]]
     scale = 100.0 if np.nanmax(np.abs(values)) <= 1.0 else 1.0  # fractions shown as percent
     fig, axes = new_figure()
     ax = axes[0, 0]
     for k, metric in enumerate(metrics):
         color = f"C{k}"
-        ests = [t.per_sae[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan)) for lay in layers]
+        ests = [t.per_sae[lay].get(metric, data.Estimate(None, None)) for lay in layers]
         _errorbar(ax, xs, ests, scale, color=color, label=f"{metric}, SAE spliced")
-        if metric in t.baseline and np.isfinite(t.baseline[metric].mean):
-            ax.axhline(t.baseline[metric].mean * scale, color=color, ls="--", lw=1.2,
+        if metric in t.baseline and np.isfinite(t.baseline[metric].value):
+            ax.axhline(t.baseline[metric].value * scale, color=color, ls="--", lw=1.2,
                        label=f"{metric}, clean baseline")
     _sae_ticks(ax, xs, layers)
     ax.set_xlabel("SAE spliced in")
@@ -161,13 +182,13 @@ def _cloze_ce(task: str, name: str, t: data.ClozeTask, out_dir: Path, result: Pl
     xs = _layer_x(layers)
     ests = []
     for lay in layers:
-        e = t.per_sae[lay].get(metric, data.Estimate(np.nan, np.nan, np.nan))
-        ests.append(data.Estimate(sign * e.mean, sign * e.hi, sign * e.lo) if sign < 0 else e)
+        e = t.per_sae[lay].get(metric, data.Estimate(None, None))
+        ests.append(data.Estimate(-e.value, (-e.hi, -e.lo) if e.ci else None) if sign < 0 else e)
     fig, axes = new_figure()
     ax = axes[0, 0]
     _errorbar(ax, xs, ests, 1.0, color="C3", label=f"{label}, SAE spliced")
-    if metric in t.baseline and np.isfinite(t.baseline[metric].mean):
-        ax.axhline(sign * t.baseline[metric].mean, color="black", ls="--", lw=1.2, label="clean baseline")
+    if metric in t.baseline and np.isfinite(t.baseline[metric].value):
+        ax.axhline(sign * t.baseline[metric].value, color="black", ls="--", lw=1.2, label="clean baseline")
     _sae_ticks(ax, xs, layers)
     ax.set_xlabel("SAE spliced in")
     ax.set_ylabel(f"{label}  [nats / prompt, mean]")
@@ -302,13 +323,13 @@ def plot_bucket_diff(old: Mapping[str, Any], new: Mapping[str, Any], out_dir: Pa
             d, err = [], []
             for lay in layers:
                 e_old, e_new = a[lay].get(bk, {}).get(metric), b[lay].get(bk, {}).get(metric)
-                if e_old is None or e_new is None or not abs(e_old.mean) > 0:
+                if e_old is None or e_new is None or not abs(e_old.value) > 0:
                     d.append(np.nan)
                     err.append(0.0)
                     continue
-                d.append(100 * (e_new.mean - e_old.mean) / abs(e_old.mean))
+                d.append(100 * (e_new.value - e_old.value) / abs(e_old.value))
                 h = [(e.hi - e.lo) / 2 for e in (e_old, e_new) if np.isfinite(e.hi - e.lo)]
-                err.append(100 * float(np.sqrt(sum(x * x for x in h))) / abs(e_old.mean))
+                err.append(100 * float(np.sqrt(sum(x * x for x in h))) / abs(e_old.value))
             ax.bar(xs + (q - (len(buckets) - 1) / 2) * width, d, width, yerr=err, capsize=2,
                    color=f"C{q}", label=f"bucket {bk}")
         ax.axhline(0.0, color="black", lw=0.8)
