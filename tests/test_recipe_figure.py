@@ -67,7 +67,7 @@ def test_figure_in_one_file_is_plotted_and_in_the_html(user_figure, tmp_path: Pa
     from sae_checks.report.io import load_report
 
     # build every figure, skip rasterizing (a stub file): which figures, not how they look
-    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: Path(path).write_bytes(b"\x89PNG stub"))
+    monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: target.write(b"\x89PNG stub"))  # save() renders to a buffer
     report_path = DATA / "report_full.json"
     expected = figures.expected_outputs(load_report(report_path))
     assert "fvu_bars.png" in expected
