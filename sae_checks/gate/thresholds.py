@@ -29,7 +29,9 @@ Severity = Literal["fail", "warn"]
 Family = Literal["bucket", "context_ratio", "cloze", "propagation"]
 
 # Metrics each family knows, with the direction that is better (None: the policy must say): from the one
-# definition of every metric, sae_checks.metrics.registry (also read by the diff and the figures).
+# definition of every metric, sae_checks.metrics.registry (also read by the diff and the figures). These
+# are the ones registered at import; parse_policy reads the registry when it runs, so a metric registered
+# later (a user's conftest.py) may be named too.
 BUCKET_METRICS: dict[str, Direction | None] = registry.directions("bucket")
 CONTEXT_RATIO_METRICS: dict[str, Direction | None] = registry.directions("context_ratio")
 CLOZE_METRICS: dict[str, Direction | None] = registry.directions("cloze")
@@ -178,18 +180,20 @@ def parse_policy(text: str, *, path: str = "<string>", base_dir: Path | None = N
     defaults = _override(ctx, ("defaults",), data.get("defaults", {}), allow=RULE_KEYS)
     metrics: list[MetricPolicy] = []
     for name, table in _table(ctx, ("metrics",), data.get("metrics", {})).items():
-        metrics.append(_metric(ctx, ("metrics", name), table, "bucket", name, None, BUCKET_METRICS, defaults))
+        metrics.append(_metric(ctx, ("metrics", name), table, "bucket", name, None, registry.directions("bucket"),
+                               defaults))
     for name, table in _table(ctx, ("context_ratio",), data.get("context_ratio", {})).items():
         metrics.append(_metric(ctx, ("context_ratio", name), table, "context_ratio", name, None,
-                               CONTEXT_RATIO_METRICS, defaults))
+                               registry.directions("context_ratio"), defaults))
     for task, tasktable in _table(ctx, ("cloze",), data.get("cloze", {})).items():
         if task not in CLOZE_TASKS:
             raise ctx.err(("cloze", task), f"unknown cloze task; known: {', '.join(CLOZE_TASKS)}")
         for name, table in _table(ctx, ("cloze", task), tasktable).items():
-            metrics.append(_metric(ctx, ("cloze", task, name), table, "cloze", name, task, CLOZE_METRICS, defaults))
+            metrics.append(_metric(ctx, ("cloze", task, name), table, "cloze", name, task,
+                                   registry.directions("cloze"), defaults))
     for name, table in _table(ctx, ("propagation",), data.get("propagation", {})).items():
         metrics.append(_metric(ctx, ("propagation", name), table, "propagation", name, None,
-                               PROPAGATION_METRICS, defaults))
+                               registry.directions("propagation"), defaults))
 
     buckets = None
     if "buckets" in data:

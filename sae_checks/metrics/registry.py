@@ -103,6 +103,7 @@ class Metric:
     unit: str  # unit of the value ("nats / token", "fraction"); "" when unitless
     aggregation: Aggregation = "mean"  # "mean": Σx / n over tokens; "ratio_of_sums": Σa / Σb, once at the end
     gated: bool = True  # a threshold policy may name it
+    curve: bool = True  # bucket metrics: drawn against position and layer (position_<name>.png, layer_<name>.png)
     sums: tuple[Sum, ...] = ()  # the per-token sums ``compute`` reads (the counts n_tok, n_pred come free)
     # sums name -> tensor (...) ((..., d) for a per_dim sum), plus "n_tok" and "n_pred" -> the value (...)
     compute: Callable[[Mapping[str, Tensor]], Tensor] | None = None
@@ -331,9 +332,9 @@ _FVU_SUMS = (SSE, X2, SUM_X)
 
 def _builtin(family: Family, name: str, direction: Direction | None, label: str, unit: str,
              aggregation: Aggregation = "mean", gated: bool = True, sums: tuple[Sum, ...] = (),
-             compute: Callable[[Mapping[str, Tensor]], Tensor] | None = None) -> None:
+             compute: Callable[[Mapping[str, Tensor]], Tensor] | None = None, curve: bool = False) -> None:
     register(Metric(name=name, family=family, direction=direction, label=label, unit=unit,
-                    aggregation=aggregation, gated=gated, sums=sums, compute=compute))
+                    aggregation=aggregation, gated=gated, curve=curve, sums=sums, compute=compute))
     _BUILTIN.add((family, name))
 
 
@@ -343,13 +344,14 @@ def _mean(total: str, count: str = N_TOK) -> Callable[[Mapping[str, Tensor]], Te
 
 
 # per bucket / per position (mse is a sum over d, docs/definitions.md: squared activation units)
-_builtin("bucket", "mse", "lower", "MSE  Σ_d (x − x̂)²", "activation units²", sums=(SSE,), compute=_mean("sse"))
+_builtin("bucket", "mse", "lower", "MSE  Σ_d (x − x̂)²", "activation units²", sums=(SSE,), compute=_mean("sse"),
+         curve=True)
 _builtin("bucket", "fvu", "lower", "FVU", "fraction of variance", "ratio_of_sums", sums=_FVU_SUMS, compute=_fvu_of)
 _builtin("bucket", "explained_variance", "higher", "explained variance", "fraction", "ratio_of_sums",
          sums=_FVU_SUMS, compute=lambda s: 1 - _fvu_of(s))
-_builtin("bucket", "l0", "lower", "L0", "active features / token", sums=(L0,), compute=_mean("l0"))
+_builtin("bucket", "l0", "lower", "L0", "active features / token", sums=(L0,), compute=_mean("l0"), curve=True)
 _builtin("bucket", "feat_l1", "lower", "feature L1  Σ_k |f_k|", "activation units", sums=(FEAT_L1,),
-         compute=_mean("feat_l1"))
+         compute=_mean("feat_l1"), curve=True)
 _builtin("bucket", "resid_norm", None, "residual norm ‖x‖₂", "activation units", sums=(RESID_NORM,),
          compute=_mean("resid_norm"))
 _builtin("bucket", "cos", "higher", "cos(x, x̂)", "unitless", sums=(COS,), compute=_mean("cos"))
@@ -360,8 +362,9 @@ _builtin("bucket", "ce_spliced", "lower", "CE spliced", "nats / token", sums=(CE
 _builtin("bucket", "ce_zero", None, "CE zero-ablated", "nats / token", sums=(CE_ZERO,),
          compute=_mean("ce_zero", N_PRED))
 _builtin("bucket", "delta_ce", "lower", "ΔCE = CE spliced − CE clean", "nats / token",
-         sums=(CE_SPLICED, CE_CLEAN), compute=lambda s: (s["ce_spliced"] - s["ce_clean"]) / s[N_PRED])
-_builtin("bucket", "kl", "lower", "KL(p_clean ‖ p_spliced)", "nats / token", sums=(KL,), compute=_mean("kl", N_PRED))
+         sums=(CE_SPLICED, CE_CLEAN), compute=lambda s: (s["ce_spliced"] - s["ce_clean"]) / s[N_PRED], curve=True)
+_builtin("bucket", "kl", "lower", "KL(p_clean ‖ p_spliced)", "nats / token", sums=(KL,), compute=_mean("kl", N_PRED),
+         curve=True)
 # (ce_zero − ce_spliced) / (ce_zero − ce_clean): a ratio of means, as SAELens (the counts cancel)
 _builtin("bucket", "ce_loss_score", "higher", "CE loss score", "fraction recovered", "ratio_of_sums",
          sums=(CE_ZERO, CE_SPLICED, CE_CLEAN),

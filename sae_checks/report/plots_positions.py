@@ -18,11 +18,10 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
+from sae_checks.metrics import registry
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, save
 
-# Metrics drawn against position and against layer (the issue's list).
-CURVE_METRICS = ("mse", "l0", "feat_l1", "delta_ce", "kl")
 SECTION = "Per position and per layer"
 
 
@@ -80,6 +79,15 @@ def _layer_ticks(report: Mapping[str, Any], names: list[str]) -> tuple[np.ndarra
     return np.arange(len(names), dtype=float), list(names)
 
 
+def curve_metrics(pp: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Metrics drawn against position and against layer: the registry's bucket metrics marked ``curve``
+    (read now: mse, l0, feat_l1, delta_ce, kl and any registered later), then the report's per-position
+    metrics the registry does not know (a user's metric registered in the process that wrote the report)."""
+    known = registry.metrics("bucket")
+    others = {k for cols in pp.values() for k in cols} - {m.name for m in known} - {"position", "n_tokens"}
+    return [*(m.name for m in known if m.curve), *sorted(others)]
+
+
 def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     """All per-position figures; a note for each one that has no data."""
     result = PlotResult()
@@ -88,9 +96,10 @@ def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         result.notes.append("per_position: section missing; skipped per-position, per-layer and "
                             "residual-norm figures")
         return result
-    for metric in CURVE_METRICS:
+    curves = curve_metrics(pp)
+    for metric in curves:
         _metric_vs_position(report, pp, metric, out_dir, result)
-    for metric in CURVE_METRICS:
+    for metric in curves:
         _metric_vs_layer(report, pp, metric, out_dir, result)
     _resid_norm_vs_layer(report, pp, out_dir, result)
     _mse_vs_resid_norm(pp, out_dir, result)
