@@ -76,8 +76,9 @@ class LayerAccumulator:
     def add(self, terms: Mapping[str, Tensor], tok_mask: Tensor, pred_mask: Tensor) -> None:
         """Add one batch: ``terms`` sum name -> (B, T) per-token values ((B, T, d) for a per_dim sum),
         masks (B, T) of the tokens (resp. predictions) that count. A sum missing from ``terms`` was not
-        measured (adds 0, not ``seen``). Masked-out entries contribute exactly 0, even when they are
-        NaN/inf (the engine reports those separately)."""
+        measured (adds 0, not ``seen``), or, for a per_dim sum, was added by :meth:`add_per_dim`.
+        Masked-out entries contribute exactly 0, even when they are NaN/inf (the engine reports those
+        separately)."""
         B, T = tok_mask.shape
         assert self.n_ctx == T, f"batch has {T} positions, accumulator {self.n_ctx}"
         lay = self.layout
@@ -93,14 +94,22 @@ class LayerAccumulator:
             if s.name in terms:
                 vals[..., i] = torch.where(pred_mask, terms[s.name].double(), 0.0)
         vals[..., i + 1] = pred_mask.double()
-        bm = self._bucket_mask.to(vals.device)
-        self.seen.update(name for name in (*lay.columns, *lay.vectors) if name in terms)
+        self.seen.update(name for name in lay.columns if name in terms)
         self.pos += vals.sum(0).cpu()
-        self.seq.append(torch.einsum("btm,kt->bkm", vals, bm).cpu())
-        for v in lay.vectors:
-            vm = torch.where(tok_mask[..., None], terms[v].double(), 0.0)  # (B, T, d)
-            self.pos_v[v] += vm.sum(0).cpu()
-            self.seq_v[v].append(torch.einsum("btd,kt->bkd", vm, bm).cpu())
+        self.seq.append(torch.einsum("btm,kt->bkm", vals, self._bucket_mask.to(vals.device)).cpu())
+        self.add_per_dim(terms, tok_mask)
+
+    def add_per_dim(self, terms: Mapping[str, Tensor], tok_mask: Tensor) -> None:
+        """Add the batch's per_dim sums found in ``terms`` (name -> (B, T, d)); once per batch, before or
+        within :meth:`add`. The engine adds them as soon as an SAE's terms exist, so no (B, T, d) tensor
+        per SAE waits for the batch's losses."""
+        bm = self._bucket_mask.to(tok_mask.device)
+        for v in self.layout.vectors:
+            if v in terms:
+                vm = torch.where(tok_mask[..., None], terms[v].double(), 0.0)  # (B, T, d)
+                self.pos_v[v] += vm.sum(0).cpu()
+                self.seq_v[v].append(torch.einsum("btd,kt->bkd", vm, bm).cpu())
+                self.seen.add(v)
 
     def merge(self, other: LayerAccumulator) -> None:
         """Add another shard's sums (same shape, buckets and metrics): merging is addition."""

@@ -348,7 +348,9 @@ def _run_batch(
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
         start = start_activation(acts, hook, model.cfg.n_layers)  # (B, T, d_model) or None
-        x_hat, rec = sae_terms(sae, x, chunks.sae, sums=state.accs[name].layout.tok, mask=tok_mask)
+        acc = state.accs[name]
+        x_hat, rec = sae_terms(sae, x, chunks.sae, sums=acc.layout.tok, mask=tok_mask)
+        acc.add_per_dim(rec, tok_mask)  # now: no (B, T, d) sum per SAE waits for the losses
         flag(name, "activations", rec["x2"])
         flag(name, "features", rec["feat_l1"])
         flag(name, "reconstruction", rec["sse"])
@@ -356,7 +358,7 @@ def _run_batch(
         finals[name], captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
                                               capture_hooks=downstream, start_act=start, final="resid")
         del x_hat
-        terms_of[name] = rec
+        terms_of[name] = {k: v for k, v in rec.items() if k not in acc.layout.vectors}
         if config.zero_ablation:
             finals[f"{name}\0zero"], _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start,
                                                        final="resid")
