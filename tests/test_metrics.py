@@ -165,3 +165,18 @@ def test_metrics_need_every_sum_measured():
     out = acc.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=None)
     assert "ce_zero" not in out.metrics and "ce_loss_score" not in out.metrics
     assert {"mse", "fvu", "delta_ce", "kl"} <= set(out.per_position_json())
+
+
+def test_per_dim_sums_added_early_equal_added_with_the_rest():
+    """The engine adds Σx (add_per_dim) before the batch's losses exist: the same sums as one add."""
+    T, d, buckets = 7, 3, [(1, 4), (4, 7)]
+    terms, tok, pred = _batch(5, 3, T, d)
+    one = LayerAccumulator(T, d, buckets)
+    one.add(terms, tok, pred)
+    two = LayerAccumulator(T, d, buckets)
+    two.add_per_dim({"sum_x": terms["sum_x"]}, tok)
+    two.add({k: v for k, v in terms.items() if k != "sum_x"}, tok, pred)
+    a = one.finalize(n_bootstrap=10, ci_level=0.9, seed=0, ratio_pair=(0, 1))
+    b = two.finalize(n_bootstrap=10, ci_level=0.9, seed=0, ratio_pair=(0, 1))
+    assert a.metrics == b.metrics and "fvu" in a.metrics
+    assert a.per_bucket_json() == b.per_bucket_json() and a.per_position_json() == b.per_position_json()
