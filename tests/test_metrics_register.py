@@ -75,6 +75,8 @@ def test_unregistered_metric_is_gone_everywhere() -> None:
     (_bucket(compute=None), "Metric.compute", "function of the sums"),
     (_bucket(sums=(Sum("sse", "tok", lambda c: c.x.abs().sum(-1)),)), "Metric.sums", "another definition"),
     (_bucket(sums=(Sum("n_tok", "tok", lambda c: c.x),)), "Metric.sums", "identifier other than"),
+    (_bucket(sums=(X_HAT_NORM, Sum("x_hat_norm", "tok", lambda c: c.x_hat.sum(-1)))), "Metric.sums",
+     "another definition"),
     (_bucket(sums=(Sum("v", "pred", lambda c: c.kl, per_dim=True),)), "Metric.sums", "per_dim"),
     (_bucket(sums=(Sum("v", "both", lambda c: c.kl),)), "Metric.sums", "over must be"),
     (_derived("context_ratio", "no_such_metric"), "Metric.name", "register the bucket metric first"),

@@ -215,6 +215,7 @@ def _validate(m: Metric) -> None:
         if s.name in known and known[s.name] != s:
             raise bad("sums", s.name, "another sum of that name is registered with another definition",
                       "reuse that Sum object, or give yours another name")
+        known.setdefault(s.name, s)  # two different sums of one name within this metric are refused too
 
 
 def metrics(family: Family) -> tuple[Metric, ...]:
