@@ -6,22 +6,26 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_checks.aggregate import METRICS, LayerAccumulator, metrics_from_sums
+from sae_checks.aggregate import LayerAccumulator, metrics_from_sums
+from sae_checks.metrics import registry
 from sae_checks.metrics.loss import CleanLogits, kl_div, next_token_ce
-from sae_checks.metrics.reconstruction import fvu_from_sums, reconstruction_terms
+from sae_checks.metrics.reconstruction import fvu_from_sums
+from sae_checks.metrics.registry import SaeContext, SumLayout
 
 
 def test_reconstruction_terms_by_hand():
+    """The registry's built-in "tok" sums, evaluated on a hand-built context."""
     x = torch.tensor([[[3.0, 4.0], [1.0, 0.0]]])  # (1, 2, 2)
     x_hat = torch.tensor([[[3.0, 0.0], [2.0, 0.0]]])
     f = torch.tensor([[[0.0, -1.5, 2.0], [0.0, 0.0, 0.0]]])  # a negative activation counts for l0
-    t = reconstruction_terms(x, x_hat, f)
-    assert t.sse.tolist() == [[16.0, 1.0]]
-    assert t.x2.tolist() == [[25.0, 1.0]]
-    assert t.l0.tolist() == [[2.0, 0.0]]
-    assert t.feat_l1.tolist() == [[3.5, 0.0]]
-    assert t.resid_norm.tolist() == [[5.0, 1.0]]
-    assert torch.allclose(t.cos, torch.tensor([[0.6, 1.0]]))
+    t = registry.evaluate(SumLayout.of("bucket").tok, SaeContext(x, x_hat, f, torch.ones(1, 2, dtype=torch.bool)))
+    assert t["sse"].tolist() == [[16.0, 1.0]]
+    assert t["x2"].tolist() == [[25.0, 1.0]]
+    assert t["l0"].tolist() == [[2.0, 0.0]]
+    assert t["feat_l1"].tolist() == [[3.5, 0.0]]
+    assert t["resid_norm"].tolist() == [[5.0, 1.0]]
+    assert torch.allclose(t["cos"], torch.tensor([[0.6, 1.0]]))
+    assert torch.equal(t["sum_x"], x)  # the per-dimension sum of fvu's variance
 
 
 def test_fvu_is_ratio_of_sums_around_the_pooled_mean():
@@ -87,11 +91,11 @@ def _batch(seed: int, B: int, T: int, d: int):
     terms = {n: torch.rand(B, T, generator=gen) for n in
              ("sse", "x2", "l0", "feat_l1", "resid_norm", "cos", "ce_clean", "ce_spliced", "kl", "ce_zero")}
     terms["x2"] = terms["x2"] + 5
-    x = torch.randn(B, T, d, generator=gen)
+    terms["sum_x"] = torch.randn(B, T, d, generator=gen)  # x itself
     tok = torch.rand(B, T, generator=gen) > 0.2
     pred = tok.clone()
     pred[:, -1] = False
-    return terms, x, tok, pred
+    return terms, tok, pred
 
 
 @settings(max_examples=25, deadline=None)
@@ -99,29 +103,30 @@ def _batch(seed: int, B: int, T: int, d: int):
 def test_chunked_accumulation_equals_whole(seed, sizes):
     """Merging per-batch accumulators is addition: any split of the batch gives the same means."""
     T, d, buckets = 12, 3, [(1, 5), (5, 12)]
-    terms, x, tok, pred = _batch(seed, sum(sizes), T, d)
+    terms, tok, pred = _batch(seed, sum(sizes), T, d)
     whole = LayerAccumulator(T, d, buckets)
-    whole.add(terms, x, tok, pred)
+    whole.add(terms, tok, pred)
     chunked = LayerAccumulator(T, d, buckets)
     start = 0
     for size in sizes:
         part = LayerAccumulator(T, d, buckets)
-        part.add({k: v[start:start + size] for k, v in terms.items()}, x[start:start + size],
-                 tok[start:start + size], pred[start:start + size])
+        part.add({k: v[start:start + size] for k, v in terms.items()}, tok[start:start + size],
+                 pred[start:start + size])
         chunked.merge(part)
         start += size
     a = whole.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=(0, 1))
     b = chunked.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=(0, 1))
-    for m in METRICS:
+    assert a.metrics == tuple(m.name for m in registry.metrics("bucket"))  # ce_zero measured: all reported
+    for m in a.metrics:
         torch.testing.assert_close(a.per_bucket[m], b.per_bucket[m], rtol=1e-9, atol=1e-12, equal_nan=True)
         torch.testing.assert_close(a.per_position[m], b.per_position[m], rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
 def test_bucket_means_are_token_weighted_and_masked():
     T, d = 6, 2
-    terms, x, tok, pred = _batch(3, 4, T, d)
+    terms, tok, pred = _batch(3, 4, T, d)
     acc = LayerAccumulator(T, d, [(1, 6)])
-    acc.add(terms, x, tok, pred)
+    acc.add(terms, tok, pred)
     out = acc.finalize(n_bootstrap=50, ci_level=0.9, seed=0, ratio_pair=None)
     m = tok[:, 1:6]
     expected_mse = terms["sse"][:, 1:6][m].double().mean()
@@ -135,15 +140,43 @@ def test_bucket_means_are_token_weighted_and_masked():
 
 def test_masked_nan_does_not_leak_into_means():
     T, d = 4, 2
-    terms, x, tok, pred = _batch(1, 2, T, d)
+    terms, tok, pred = _batch(1, 2, T, d)
     terms["sse"][:, 0] = float("nan")
     tok[:, 0] = False  # BOS excluded
     acc = LayerAccumulator(T, d, [(1, 4)])
-    acc.add(terms, x, tok, pred)
+    acc.add(terms, tok, pred)
     assert torch.isfinite(acc.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=None).per_bucket["mse"]).all()
 
 
 def test_metrics_from_sums_nan_where_no_tokens():
-    s = torch.zeros(3, 12, dtype=torch.float64)
-    out = metrics_from_sums(s, torch.zeros(3, 2, dtype=torch.float64))
+    layout = SumLayout.of("bucket")
+    s = torch.zeros(3, len(layout.columns), dtype=torch.float64)
+    out = metrics_from_sums(layout.metrics, layout, s, {"sum_x": torch.zeros(3, 2, dtype=torch.float64)})
     assert torch.isnan(out["mse"]).all() and torch.isnan(out["delta_ce"]).all()
+
+
+def test_metrics_need_every_sum_measured():
+    """Without ce_zero (no zero-ablation pass) ce_zero and ce_loss_score are not reported; the rest is."""
+    T, d = 5, 2
+    terms, tok, pred = _batch(2, 3, T, d)
+    del terms["ce_zero"]
+    acc = LayerAccumulator(T, d, [(1, 5)])
+    acc.add(terms, tok, pred)
+    out = acc.finalize(n_bootstrap=0, ci_level=0.95, seed=0, ratio_pair=None)
+    assert "ce_zero" not in out.metrics and "ce_loss_score" not in out.metrics
+    assert {"mse", "fvu", "delta_ce", "kl"} <= set(out.per_position_json())
+
+
+def test_per_dim_sums_added_early_equal_added_with_the_rest():
+    """The engine adds Σx (add_per_dim) before the batch's losses exist: the same sums as one add."""
+    T, d, buckets = 7, 3, [(1, 4), (4, 7)]
+    terms, tok, pred = _batch(5, 3, T, d)
+    one = LayerAccumulator(T, d, buckets)
+    one.add(terms, tok, pred)
+    two = LayerAccumulator(T, d, buckets)
+    two.add_per_dim({"sum_x": terms["sum_x"]}, tok)
+    two.add({k: v for k, v in terms.items() if k != "sum_x"}, tok, pred)
+    a = one.finalize(n_bootstrap=10, ci_level=0.9, seed=0, ratio_pair=(0, 1))
+    b = two.finalize(n_bootstrap=10, ci_level=0.9, seed=0, ratio_pair=(0, 1))
+    assert a.metrics == b.metrics and "fvu" in a.metrics
+    assert a.per_bucket_json() == b.per_bucket_json() and a.per_position_json() == b.per_position_json()

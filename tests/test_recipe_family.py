@@ -15,18 +15,15 @@ from tests.test_plugin_support import GATE, LAYERS, POLICY, full_baseline, sae, 
 
 torch = pytest.importorskip("torch")  # imported outside pytester: its C extension cannot load twice
 
-# The one file a user writes (here beside the conftest). The registry has no public way yet to add a
-# metric, so it extends registry.METRICS the way a metric module would register its own.
+# The one file a user writes (here beside the conftest): the family and the metric it gates.
 PROBE_FAMILY = textwrap.dedent('''
     """A probe accuracy per SAE: results["probe"][sae][metric] = {"mean", "ci"}."""
     from sae_checks.gate.families import CheckFamily, Point, register
     from sae_checks.metrics import registry
     from sae_checks.results import Estimate
 
-    ACC = registry.Metric(name="acc", family="probe", direction="higher", label="probe accuracy",
-                          unit="fraction", aggregation="mean")
-    registry.METRICS = (*registry.METRICS, ACC)
-    registry._BY_KEY[("probe", "acc")] = ACC
+    ACC = registry.register(registry.Metric(name="acc", family="probe", direction="higher",
+                                            label="probe accuracy", unit="fraction"))
 
 
     def read(results, spec):
@@ -70,8 +67,7 @@ CONFTEST_TAIL = textwrap.dedent(f'''
         _unconfigure(config)
         from sae_checks.metrics import registry
         _families.unregister("probe")
-        registry.METRICS = tuple(m for m in registry.METRICS if m.family != "probe")
-        registry._BY_KEY.pop(("probe", "acc"), None)
+        registry.unregister("probe", "acc")
         sys.modules.pop("probe_family", None)
 ''')
 PROBE_POLICY = POLICY + "\n[probe.acc]\nlimit = 0.5\nabs_tol = 0.05\n"
@@ -129,8 +125,7 @@ def test_family_in_one_file_is_planned_judged_reported_and_diffed(gate_dir, pyte
         assert f"probe {sae(2)}: acc 0.3" in summary_lines(new)
     finally:
         families.unregister(module.PROBE.name)
-        registry.METRICS = tuple(m for m in registry.METRICS if m.family != "probe")  # type: ignore[misc]
-        registry._BY_KEY.pop(("probe", "acc"), None)  # type: ignore[arg-type]
+        registry.unregister("probe", "acc")
 
 
 def test_policy_sections_follow_the_registered_families() -> None:

@@ -25,9 +25,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from sae_checks.metrics import registry
 from sae_checks.metrics.cloze import TokenStats, token_stats_of
 from sae_checks.metrics.loss import CleanLogits
-from sae_checks.metrics.reconstruction import ReconstructionTerms, reconstruction_terms
+from sae_checks.metrics.reconstruction import ReconstructionTerms
+from sae_checks.metrics.registry import SaeContext, Sum
 
 FLOAT = 4
 LOGIT_BUDGET = 256 << 20  # bytes of (tokens x vocabulary) float32 work tensors alive at once
@@ -138,25 +140,32 @@ def losses(model: Any, tokens: Tensor, clean: Tensor, others: Mapping[str, Tenso
     return out
 
 
-def sae_terms(sae: Any, x: Tensor, chunk: int,
-              visit: Callable[[slice, Tensor], None] | None = None) -> tuple[Tensor, ReconstructionTerms]:
-    """(x̂ (B, T, d) in x's dtype, per-token reconstruction terms (B, T)) of ``sae`` on ``x`` (B, T, d),
-    encoding ``chunk`` tokens at a time: the (tokens, d_sae) features of one chunk are alive at once.
+def sae_terms(sae: Any, x: Tensor, chunk: int, visit: Callable[[slice, Tensor], None] | None = None, *,
+              sums: Sequence[Sum] | None = None, mask: Tensor | None = None) -> tuple[Tensor, ReconstructionTerms]:
+    """(x̂ (B, T, d) in x's dtype, per-token terms: sum name -> (B, T), or (B, T, d) for a per_dim sum) of
+    ``sae`` on ``x`` (B, T, d), encoding ``chunk`` tokens at a time: the (tokens, d_sae) features of one
+    chunk are alive at once. ``sums``: the "tok" sums to compute (``metrics.registry.Sum``; default every
+    one the registered bucket metrics need), each from a float32 ``SaeContext`` of the chunk; ``mask``
+    (B, T) bool: the valid tokens the context carries (default all).
     ``visit(span, f)``: called with each chunk's features f (n, d_sae) and its span of the B * T tokens
     (row-major), for what else a caller reads from them (the cloze runner's active features)."""
     B, T, d = x.shape
+    tok_sums = registry.SumLayout.of("bucket").tok if sums is None else tuple(sums)
     flat = x.reshape(B * T, d)
+    flat_mask = mask.reshape(B * T) if mask is not None else None
     x_hat = torch.empty_like(flat)
-    parts: list[ReconstructionTerms] = []
+    parts: list[dict[str, Tensor]] = []
     for s in spans(B * T, chunk):
         xs = flat[s][None]  # (1, n, d): the (batch, pos, d) layout every sae_lens SAE accepts
         f = sae.encode(xs.to(sae.dtype))
         xh = sae.decode(f).to(x.dtype)
-        parts.append(reconstruction_terms(xs, xh, f))
+        ms = flat_mask[s][None] if flat_mask is not None else torch.ones(xs.shape[:2], dtype=torch.bool,
+                                                                          device=xs.device)
+        parts.append(registry.evaluate(tok_sums, SaeContext(xs.float(), xh.float(), f.float(), ms)))
         if visit is not None:
             visit(s, f[0])
         x_hat[s] = xh[0]
         del f, xh
-    terms = ReconstructionTerms(*(torch.cat([getattr(p, name) for p in parts], dim=1).view(B, T)
-                                  for name in ReconstructionTerms._fields))
+    terms = {name: torch.cat([p[name] for p in parts], dim=1).view(B, T, *parts[0][name].shape[2:])
+             for name in (parts[0] if parts else {})}
     return x_hat.view(B, T, d), terms

@@ -44,11 +44,11 @@ from sae_checks.engine.hooks import (
     start_hooks,
 )
 from sae_checks.errors import ConfigError
+from sae_checks.metrics import registry
 from sae_checks.names import propagation_pairs, sae_sort_key
 from sae_checks.progress import Progress
 
 log = logging.getLogger("sae_checks")
-PROP_METRICS = ("mse", "l0", "resid_norm")
 
 
 @dataclass
@@ -99,34 +99,44 @@ def special_token_ids(tokenizer: Any) -> list[int]:
 
 
 class _Propagation:
-    """Sums for the error-propagation matrix over the position window (upstream i, downstream j)."""
+    """Sums for the error-propagation matrix over the position window (upstream i, downstream j).
+
+    Its metrics are the registry's ``propagation`` family, each the ``bucket`` metric of the same name
+    (read when the run starts): the downstream SAE's per-token sums over the window with the upstream
+    SAE spliced in (``up``) and clean (``clean``), the value ``compute(up) / compute(clean) − 1``."""
 
     def __init__(self, names: Sequence[str], layers: Sequence[int], hooks: Sequence[str]) -> None:
         self.names = list(names)
         self.layers = list(layers)
         self.hooks = list(hooks)
+        self.metrics = [(m.name, registry.get("bucket", m.name)) for m in registry.metrics("propagation")]
+        self.tok_sums = registry.sums_of(base for _, base in self.metrics if base is not None)
+        width = len(self.tok_sums) + 1  # the sums, then the token count
         n = len(names)
-        self.clean = torch.zeros(n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (j, metric + count)
-        self.up = torch.zeros(n, n, len(PROP_METRICS) + 1, dtype=torch.float64)  # (i, j, metric + count)
+        self.clean = torch.zeros(n, width, dtype=torch.float64)  # (j, sum + count)
+        self.up = torch.zeros(n, n, width, dtype=torch.float64)  # (i, j, sum + count)
 
-    @staticmethod
-    def sums(x: Tensor, sae: Any, mask: Tensor, chunk: int) -> Tensor:
-        """Σ over masked tokens of (sse, l0, resid_norm) and the count, for activations x (B, W, d)."""
-        _, t = sae_terms(sae, x, chunk)
+    def sums(self, x: Tensor, sae: Any, mask: Tensor, chunk: int) -> Tensor:
+        """Σ over masked tokens of each sum and the count, for activations x (B, W, d)."""
+        _, t = sae_terms(sae, x, chunk, sums=self.tok_sums, mask=mask)
         m = mask.double()
-        return torch.stack([(t.sse.double() * m).sum(), (t.l0.double() * m).sum(),
-                            (t.resid_norm.double() * m).sum(), m.sum()]).cpu()
+        return torch.stack([*((t[s.name].double() * m).sum() for s in self.tok_sums), m.sum()]).cpu()
 
     def merge(self, other: _Propagation) -> None:
         self.clean += other.clean
         self.up += other.up
+
+    def _value(self, compute: Any, sums: Tensor) -> Tensor:
+        """A metric's value from one cell's sums (sum + count)."""
+        return compute({**{s.name: sums[k] for k, s in enumerate(self.tok_sums)}, registry.N_TOK: sums[-1]})
 
     def to_json(self, window: tuple[int, int]) -> dict[str, Any]:
         """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 when SAE j's hook comes after SAE i's,
         else None; rows and columns follow ``saes`` (names), ``layers`` holds their layers."""
         out: dict[str, Any] = {"saes": self.names, "layers": self.layers, "hooks": self.hooks,
                                "window": list(window)}
-        for k, name in enumerate(PROP_METRICS):
+        for name, base in self.metrics:
+            assert base is not None and base.compute is not None, name
             rows = []
             for i in range(len(self.names)):
                 row: list[float | None] = []
@@ -134,8 +144,8 @@ class _Propagation:
                     if self.up[i, j, -1] == 0 or self.clean[j, -1] == 0:
                         row.append(None)
                         continue
-                    up = self.up[i, j, k] / self.up[i, j, -1]
-                    clean = self.clean[j, k] / self.clean[j, -1]
+                    up = self._value(base.compute, self.up[i, j])
+                    clean = self._value(base.compute, self.clean[j])
                     row.append(clean_float((up / clean - 1).item()))
                 rows.append(row)
             out[name] = rows
@@ -157,7 +167,8 @@ def evaluate(
     Results are keyed by ``str(name)``. Returns per SAE x position arrays, per SAE x bucket means with
     bootstrap CIs over sequences,
     the context-generalization ratios (last bucket over first), the error-propagation matrix and the
-    non-finite values found. Definitions: DESIGN.md section 3 and ``sae_checks.aggregate``.
+    non-finite values found. Definitions: docs/definitions.md, ``sae_checks.metrics.registry``
+    and ``sae_checks.aggregate``.
 
     ``downstream``: further SAEs (name -> LoadedSAE) used only as downstream encoders for the
     propagation matrix (no splice pass of their own): a shard fills its SAEs' rows of the whole suite's
@@ -337,22 +348,24 @@ def _run_batch(
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
         start = start_activation(acts, hook, model.cfg.n_layers)  # (B, T, d_model) or None
-        x_hat, rec = sae_terms(sae, x, chunks.sae)
-        flag(name, "activations", rec.x2)
-        flag(name, "features", rec.feat_l1)
-        flag(name, "reconstruction", rec.sse)
+        acc = state.accs[name]
+        x_hat, rec = sae_terms(sae, x, chunks.sae, sums=acc.layout.tok, mask=tok_mask)
+        acc.add_per_dim(rec, tok_mask)  # now: no (B, T, d) sum per SAE waits for the losses
+        flag(name, "activations", rec["x2"])
+        flag(name, "features", rec["feat_l1"])
+        flag(name, "reconstruction", rec["sse"])
         downstream = sorted({hooks[d] for d in layout.downstream_of[name]})
         finals[name], captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
                                               capture_hooks=downstream, start_act=start, final="resid")
         del x_hat
-        terms_of[name] = rec._asdict()
+        terms_of[name] = {k: v for k, v in rec.items() if k not in acc.layout.vectors}
         if config.zero_ablation:
             finals[f"{name}\0zero"], _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start,
                                                        final="resid")
         if state.prop is not None:
             m = tok_mask[:, win]
             for down in layout.downstream_of[name]:
-                state.prop.up[index[name], index[down]] += _Propagation.sums(captured[hooks[down]][:, win],
+                state.prop.up[index[name], index[down]] += state.prop.sums(captured[hooks[down]][:, win],
                                                                            every[down].sae, m, chunks.sae)
         del captured
     loss = losses(model, toks, resid_clean, finals, kl=set(names), chunk=chunks.logits)
@@ -361,18 +374,15 @@ def _run_batch(
     for name in names:
         # KL is non-finite exactly where a spliced logit is, given finite clean logits (flagged above)
         flag(name, "logits_spliced", loss.kl[name])
-        terms = terms_of[name]
-        terms["ce_clean"] = loss.ce_clean
-        terms["ce_spliced"] = loss.ce[name]
-        terms["kl"] = loss.kl[name]
-        if config.zero_ablation:
-            terms["ce_zero"] = loss.ce[f"{name}\0zero"]
-        state.accs[name].add(terms, acts[hooks[name]], tok_mask, pred_mask)
+        acc = state.accs[name]
+        per_pred = registry.LossContext(ce_clean=loss.ce_clean, ce_spliced=loss.ce[name], kl=loss.kl[name],
+                                        ce_zero=loss.ce.get(f"{name}\0zero"), mask=pred_mask)
+        acc.add({**terms_of[name], **registry.evaluate(acc.layout.pred, per_pred)}, tok_mask, pred_mask)
     if state.prop is not None:  # clean sums of every downstream SAE, own or downstream-only, one formula:
         m = tok_mask[:, win]  # a shard's cells equal the unsharded run's
         for down in layout.downstreams:
-            state.prop.clean[index[down]] += _Propagation.sums(acts[hooks[down]][:, win], every[down].sae, m,
-                                                               chunks.sae)
+            state.prop.clean[index[down]] += state.prop.sums(acts[hooks[down]][:, win], every[down].sae, m,
+                                                             chunks.sae)
     return state
 
 

@@ -1,4 +1,4 @@
-"""Pure per-prompt functions for the cloze tasks and feature helpfulness (DESIGN.md section 3).
+"""Pure per-prompt functions for the cloze tasks and feature helpfulness (docs/definitions.md).
 
 Tensors in, tensors out: no model, no ``.item()``, no I/O. The cloze runner
 (``sae_checks.experiments.cloze``) builds the row layout these functions read:
@@ -9,7 +9,7 @@ Tensors in, tensors out: no model, no ``.item()``, no I/O. The cloze runner
 The prediction of continuation token i is made at position ``P − 1 + i`` (teacher forcing), so the
 answer's first token is predicted at the last prompt position ``P − 1``.
 
-Definitions (DESIGN.md section 3, used exactly):
+Definitions (docs/definitions.md, used exactly):
 
 - ``acc_first_token``: argmax at the last prompt position equals the answer's first token (never
   when a logit there is NaN/inf: the argmax of non-finite logits is no answer; ``finite`` flags rows).
@@ -36,7 +36,7 @@ from torch import Tensor
 from sae_checks.metrics.reconstruction import ReconstructionTerms
 
 CLASSES = ("both_right", "both_wrong", "clean_only", "spliced_only")
-FEATURE_WINDOW = 32  # feature helpfulness looks at the last 32 prompt positions (DESIGN.md section 3)
+FEATURE_WINDOW = 32  # feature helpfulness looks at the last 32 prompt positions (docs/definitions.md)
 
 
 class TokenStats(NamedTuple):
@@ -158,7 +158,8 @@ def prompt_sae_sums(terms: ReconstructionTerms, mask: Tensor) -> PromptSaeSums:
     """mse, l0 and resid_norm summed over the positions in ``mask`` (B, T), from the per-token terms
     (``metrics.reconstruction``, each (B, T)) of the SAE on the *clean* activations."""
     m = mask.float()
-    return PromptSaeSums((terms.sse * m).sum(1), (terms.l0 * m).sum(1), (terms.resid_norm * m).sum(1), mask.sum(1))
+    return PromptSaeSums((terms["sse"] * m).sum(1), (terms["l0"] * m).sum(1), (terms["resid_norm"] * m).sum(1),
+                         mask.sum(1))
 
 
 def classify(clean_right: Tensor, spliced_right: Tensor) -> Tensor:
@@ -202,7 +203,7 @@ class FeatureSums(NamedTuple):
 
 
 def feature_sums(active: Tensor, delta_logp: Tensor) -> FeatureSums:
-    """Helpfulness sums from ``active`` (B, k) bool and ``delta_logp`` (B,) (DESIGN.md section 3)."""
+    """Helpfulness sums from ``active`` (B, k) bool and ``delta_logp`` (B,) (docs/definitions.md)."""
     a = active.double()
     d = delta_logp.double()
     return FeatureSums(

@@ -1,4 +1,4 @@
-"""Per-token next-token losses and divergences from logits (DESIGN.md section 3).
+"""Per-token next-token losses and divergences from logits (docs/definitions.md).
 
 The engine compares one clean pass with one spliced pass per SAE. Materializing a ``log_softmax`` per
 spliced pass (and its ``exp`` for KL) costs several passes over the largest tensor of the run, so the

@@ -22,25 +22,14 @@ from sae_checks.metrics import registry
 from sae_checks.report import plots_data as data
 from sae_checks.report.plots_base import WIDE, PlotResult, layer_colors, new_figure, save
 
-# Per-token metrics not drawn against position and layer: the residual norm has its own figures; cos,
-# and the CE of the clean, zero-ablated and spliced model (ΔCE is drawn) say little per position.
-NOT_CURVES = ("resid_norm", "cos", "ce_clean", "ce_spliced", "ce_zero")
 SECTION = "Per position and per layer"
-
-
-def curve_metrics() -> list[str]:
-    """Metrics drawn against position and against layer: the registry's per-token means (a ratio of
-    sums has no per-position mean to draw) other than ``NOT_CURVES``, read at call time so a metric a
-    user registers is drawn too: mse, l0, feat_l1, delta_ce, kl for the built-ins."""
-    metrics = [registry.get("bucket", name) for name in registry.directions("bucket")]
-    return [m.name for m in metrics if m is not None and m.aggregation == "mean" and m.name not in NOT_CURVES]
 
 
 def outputs(report: Mapping[str, Any]) -> list[str]:
     """The PNGs :func:`plot_per_position` writes for a report whose per-position data is complete."""
     if not data.per_position(report):
         return []
-    curves = curve_metrics()
+    curves = curve_metrics(data.per_position(report))
     return ([f"position_{m}.png" for m in curves] + [f"layer_{m}.png" for m in curves]
             + ["resid_norm_by_layer.png", "mse_vs_resid_norm.png"])
 
@@ -99,6 +88,15 @@ def _layer_ticks(report: Mapping[str, Any], names: list[str]) -> tuple[np.ndarra
     return np.arange(len(names), dtype=float), list(names)
 
 
+def curve_metrics(pp: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Metrics drawn against position and against layer: the registry's bucket metrics marked ``curve``
+    (read now: mse, l0, feat_l1, delta_ce, kl and any registered later), then the report's per-position
+    metrics the registry does not know (a user's metric registered in the process that wrote the report)."""
+    known = registry.metrics("bucket")
+    others = {k for cols in pp.values() for k in cols} - {m.name for m in known} - {"position", "n_tokens"}
+    return [*(m.name for m in known if m.curve), *sorted(others)]
+
+
 def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     """All per-position figures; a note for each one that has no data."""
     result = PlotResult()
@@ -107,7 +105,7 @@ def plot_per_position(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
         result.notes.append("per_position: section missing; skipped per-position, per-layer and "
                             "residual-norm figures")
         return result
-    curves = curve_metrics()
+    curves = curve_metrics(pp)
     for metric in curves:
         _metric_vs_position(report, pp, metric, out_dir, result)
     for metric in curves:
