@@ -68,7 +68,8 @@ def test_unregistered_metric_is_gone_everywhere() -> None:
     (_bucket(name="mse"), "Metric.name", "already registered"),
     (_bucket(name="bad name"), "Metric.name", "identifier"),
     (_bucket(name="position"), "Metric.name", "reserved"),
-    (_bucket(family="nope"), "Metric.family", "unknown family"),
+    (_bucket(family="no such family"), "Metric.family", "must be an identifier"),
+    (_bucket(family="probe"), "Metric.sums", "computed by the code that writes their results"),
     (_bucket(direction="up"), "Metric.direction", "lower"),
     (_bucket(sums=()), "Metric.sums", "non-empty tuple of Sum"),
     (_bucket(sums=[X_HAT_NORM]), "Metric.sums", "non-empty tuple of Sum"),
@@ -82,7 +83,7 @@ def test_unregistered_metric_is_gone_everywhere() -> None:
     (_derived("context_ratio", "no_such_metric"), "Metric.name", "register the bucket metric first"),
     (_derived("propagation", "delta_ce"), "Metric.name", "propagation re-encodes"),
     (Metric(name="acc_x", family="cloze", direction="higher", label="x", unit="", sums=(SSE,)), "Metric.sums",
-     "cloze runner"),
+     "computed by the code that writes their results"),
 ])
 def test_malformed_metric_is_refused_naming_the_field(metric: Metric, field: str, match: str) -> None:
     before = dict(registry._REGISTRY)
