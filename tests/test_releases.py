@@ -200,8 +200,13 @@ def gate(worlds: dict[str, Any], name: str, model: str, saes: list[str], ids: st
 
 
 def judged(report: dict[str, Any]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
+    """The checks by (sae, metric, bucket), after asserting that each was judged by its absolute limit and
+    is within it (status ``new``: no baseline entry yet, which the run's --sae-update-baseline writes)."""
     checks = report["checks"]
-    assert checks and {c["status"] for c in checks} == {"pass"}, [c for c in checks if c["status"] != "pass"]
+    assert checks and report["summary"]["fail"] == 0, [c for c in checks if c["status"] not in ("new", "pass")]
+    for c in checks:
+        assert c["limit"] is not None and c["status"] in ("new", "pass"), c
+        assert c["value"] <= c["limit"] if c["direction"] == "lower" else c["value"] >= c["limit"], c
     return {(c["sae"], c["metric"], c["bucket"]): c for c in checks}
 
 
