@@ -242,18 +242,20 @@ def write_gemma_scope(hub: Path, release: str, sae_id: str, w: Weights) -> Path:
 # --- models ------------------------------------------------------------------------------------------
 
 
-def write_pythia(hub: Path, work_dir: Path, *, n_layers: int = 6, d_model: int = 32, n_ctx: int = 128,
-                 seed: int = 0) -> dict[str, Any]:
-    """A tiny GPT-NeoX (rotary on a quarter of each head, parallel attention and MLP, as pythia) saved
-    with ``transformers`` under repo ``EleutherAI/pythia-70m-deduped``, with a byte-level tokenizer
-    (``tests.tiny.tiny_tokenizer``) beside it; TransformerLens reads this config.json for pythia."""
+def write_pythia(hub: Path, work_dir: Path, *, n_layers: int = 6, d_model: int = 32, n_heads: int = 4,
+                 n_ctx: int = 128, d_vocab: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """A GPT-NeoX (rotary on a quarter of each head, parallel attention and MLP, as pythia; random init)
+    saved with ``transformers`` under repo ``EleutherAI/pythia-70m-deduped``, with a byte-level tokenizer
+    (``tests.tiny.tiny_tokenizer``) beside it; TransformerLens reads this config.json for pythia. Tiny by
+    default; ``PYTHIA_70M`` gives pythia-70m-deduped's own sizes (``d_vocab`` None: the tokenizer's)."""
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from tests.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer(work_dir / "pythia-tok")
-    cfg = GPTNeoXConfig(vocab_size=len(tok), hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=4,
+    cfg = GPTNeoXConfig(vocab_size=d_vocab or len(tok), hidden_size=d_model, num_hidden_layers=n_layers,
+                        num_attention_heads=n_heads,
                         intermediate_size=4 * d_model, max_position_embeddings=n_ctx, rotary_pct=0.25,
                         use_parallel_residual=True, hidden_act="gelu", bos_token_id=tok.bos_token_id,
                         eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
@@ -262,7 +264,12 @@ def write_pythia(hub: Path, work_dir: Path, *, n_layers: int = 6, d_model: int =
     out = repo_snapshot(hub, PYTHIA_REPO)
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
-    return {"d_model": d_model, "n_layers": n_layers, "n_ctx": n_ctx, "vocab": len(tok)}
+    return {"d_model": d_model, "n_layers": n_layers, "n_ctx": n_ctx, "vocab": cfg.vocab_size,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+# pythia-70m-deduped's sizes (its HF config.json): 6 layers, d_model 512, 8 heads, d_mlp 2048, 2048 positions
+PYTHIA_70M = {"n_layers": 6, "d_model": 512, "n_heads": 8, "n_ctx": 2048, "d_vocab": 50304}
 
 
 def gemma2_standin(tokenizer: Any, *, d_model: int = 2304, n_layers: int = 2, n_ctx: int = 64, seed: int = 0) -> Any:
@@ -422,3 +429,29 @@ def build_gemma_scope(hf_home: Path) -> dict[str, Any]:
     w = identity_weights(cfg["d_in"], cfg["d_sae"], seed=0)
     path = write_gemma_scope(Path(hf_home) / "hub", GEMMA_RELEASE, GEMMA_ID, w)
     return {"path": str(path), "d_in": w.d_in, "d_sae": w.d_sae}
+
+
+def build_pythia_full(hf_home: Path, work_dir: Path, *, layer: int = 3) -> dict[str, Any]:
+    """pythia-70m-deduped at its real shape (``PYTHIA_70M``, random init, 70M parameters) with two SAEs at
+    ``blocks.{layer}.hook_resid_post`` at their real widths: ``pythia-70m-deduped-res-sm`` (32768, a sae_lens
+    folder) and trainer_0 of SAEBench's TopK sweep (4096, dictionary_learning; k = d_in so the identity is
+    exact), plus openwebtext and lambada_openai rows of ``tests/gpt2_world.py``'s made-up text."""
+    from tests.gpt2_world import LAMBADA, OWT, TINY, make_text
+    from tests.hf_cache import add_cached_dataset
+
+    hub = Path(hf_home) / "hub"
+    model = write_pythia(hub, Path(work_dir), **PYTHIA_70M)
+    d = model["d_model"]
+    res = "pythia-70m-deduped-res-sm"
+    sae_id = f"blocks.{layer}.hook_resid_post"
+    files = {res: {sae_id: str(write_sae_lens(hub, res, sae_id, identity_weights(d, 64 * d, seed=0), hook=sae_id,
+                                              model_name="pythia-70m-deduped", context_size=128))}}
+    topk = "sae_bench_pythia70m_sweep_topk_ctx128_0730"
+    (first,) = sweep_ids(topk, layer=layer, n=1)
+    files[topk] = {first: str(write_dictionary_learning(hub, topk, first, identity_weights(d, 8 * d, seed=1),
+                                                         kind="topk", layer=layer, k=d))}
+    text = make_text(TINY, n_docs=40, n_lambada=200)
+    add_cached_dataset(Path(hf_home) / "datasets", OWT, {"text": text.docs}, split="train")
+    add_cached_dataset(Path(hf_home) / "datasets", LAMBADA, {"text": text.lambada}, split="test",
+                       config_name="default")
+    return {"model": model, "files": files}

@@ -182,7 +182,7 @@ def write_policy(path: Path, limits: dict[str, Any]) -> Path:
 
 
 def gate(worlds: dict[str, Any], name: str, model: str, saes: list[str], ids: str,
-         limits: dict[str, Any]) -> dict[str, Any]:
+         limits: dict[str, Any], small: list[str] = SMALL) -> dict[str, Any]:
     """The README's gate command (tests/gpt2_world.py README_GATE's options) over ``saes``, with SMALL, the
     policy ``limits`` and --sae-update-baseline (one run: limits judge, no baseline to compare with)."""
     from sae_checks.report.io import load_report
@@ -193,7 +193,7 @@ def gate(worlds: dict[str, Any], name: str, model: str, saes: list[str], ids: st
     cmd = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs", "sae_checks.gate.gate_tests",
            "--sae-model", model, "--sae-saes", ",".join(saes), "--sae-ids", ids,
            "--sae-data", "Skylion007/openwebtext", "--sae-tasks", "lambada", "--sae-thresholds", str(policy),
-           "--sae-baseline", "my-baseline.json", "--sae-report", "report.json", *SMALL, "--sae-update-baseline"]
+           "--sae-baseline", "my-baseline.json", "--sae-report", "report.json", *small, "--sae-update-baseline"]
     proc = run_python(cmd, worlds["env"], cwd)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return load_report(cwd / "report.json")
@@ -313,3 +313,37 @@ def test_gemma_scope_loads_at_its_real_shape_and_measures(tmp_path):
     assert result["twin"] == [["layer_0/width_16k/average_l0_105", path, digest]]  # same files, other name
     for bucket, metrics in result["per_bucket"].items():  # the identity SAE: exact, dense
         assert metrics["explained_variance"] > 0.999 and metrics["l0"] > 1000, (bucket, metrics)
+
+
+@pytest.mark.realscale
+def test_the_gate_judges_full_size_pythia_saes(tmp_path):
+    """pythia-70m-deduped at its real shape and two SAEs at their real widths (res-sm 32768, SAEBench TopK
+    4096) at one hook, gated by the README's command at context 1024 (``make realscale``)."""
+    import time
+
+    from tests.release_worlds import build_pythia_full
+
+    start = time.perf_counter()
+    world = build_pythia_full(tmp_path / "hf", tmp_path / "work")
+    built = time.perf_counter() - start
+    assert world["model"]["params"] > 70e6 and world["model"]["d_model"] == 512, world["model"]
+    env = offline_env(tmp_path / "hf")
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    worlds = {"root": tmp_path, "env": env}
+    d = world["model"]["d_model"]
+    limits = {"l0": ("lower", d + 0.5, {}), "explained_variance": ("higher", 0.99, {}),
+              "delta_ce": ("lower", 0.05, {})}
+    start = time.perf_counter()
+    report = gate(worlds, "gate", "pythia-70m-deduped", list(world["files"]),
+                  r"blocks\.3\.hook_resid_post(__trainer_0)?", limits,
+                  small=["--sae-ctx-len", "1024", "--sae-n-seqs", "2", "--sae-n-prompts", "32",
+                         "--sae-n-causal", "1", "--sae-causal-max-prompts", "4"])
+    print(f"\nrealscale: pythia world built in {built:.0f} s, gated in {time.perf_counter() - start:.0f} s")
+    checks = judged(report)
+    by_name = {s["name"]: s for s in report["provenance"]["saes"]}
+    assert {(s["release"], s["d_sae"]) for s in by_name.values()} == {
+        ("pythia-70m-deduped-res-sm", 32768), ("sae_bench_pythia70m_sweep_topk_ctx128_0730", 4096)}
+    for name, s in by_name.items():
+        assert s["sha256"] == sha256(world["files"][s["release"]][name]), name
+        for bucket in ("1-128", "128-1024"):
+            assert (name, "explained_variance", bucket) in checks, (name, sorted(checks))
