@@ -236,8 +236,8 @@ def test_the_gate_judges_gpt2_small_releases(worlds):
             l0 = metrics["l0"]["mean"]
             assert (l0 > 40 if exact else l0 == pytest.approx(3.0, abs=0.01)), (name, bucket, l0)
             assert metrics["explained_variance"]["mean"] > 0.99, (name, bucket, metrics["explained_variance"])
-    sweeps = report["results"].get("sweeps", {})
-    assert any(len(v) == 8 for v in (sweeps.values() if isinstance(sweeps, dict) else [])), sweeps
+    fs = worlds["gpt2"]["files"]["gpt2-small-res-jb-feature-splitting"]
+    assert sorted(report["results"]["sweeps"]["blocks.8.hook_resid_pre"]) == sorted(fs)  # one suite, one hook
 
 
 def test_the_gate_judges_pythia_releases(worlds):
@@ -252,9 +252,9 @@ def test_the_gate_judges_pythia_releases(worlds):
     checks = judged(report)
     by_name = {s["name"]: s for s in report["provenance"]["saes"]}
     assert sorted({s["release"] for s in by_name.values()}) == sorted(saes) and len(by_name) == 3 + 4
-    assert report["provenance"]["model"] == "EleutherAI/pythia-70m-deduped" or "pythia" in str(
-        report["provenance"]["model"])
+    assert report["provenance"]["model"] == "pythia-70m-deduped", report["provenance"]["model"]  # TL cfg.model_name
     files = worlds["pythia"]["files"]
+    assert sorted(report["results"]["sweeps"]["blocks.3.hook_resid_post"]) == sorted(files[topk])
     for name, s in by_name.items():
         assert s["sha256"] == sha256(files[s["release"]][name]), name
         for bucket, metrics in report["results"]["per_bucket"][name].items():
