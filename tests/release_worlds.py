@@ -138,8 +138,9 @@ def identity_weights(d_in: int, d_sae: int, *, seed: int) -> Weights:
 def write_sae_lens(hub: Path, release: str, sae_id: str, w: Weights, *, hook: str, model_name: str,
                    context_size: int, k: int | None = None, normalize: str | None = None) -> Path:
     """``cfg.json`` (pre-6.0 sae_lens keys, as these releases were published), ``sae_weights.safetensors``
-    and ``sparsity.safetensors`` in the release's folder. ``k``: a TopK SAE (``activation_fn_str: topk``);
-    ``normalize``: its ``normalize_activations`` (OpenAI's v5 SAEs: ``layer_norm``)."""
+    and ``sparsity.safetensors`` (a flat log10 density: the loaders only read it) in the release's folder.
+    ``k``: a TopK SAE (``activation_fn_str: topk``); ``normalize``: its ``normalize_activations`` (OpenAI's
+    v5 SAEs: ``layer_norm``)."""
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -296,11 +297,9 @@ def gemma2_standin(tokenizer: Any, *, d_model: int = 2304, n_layers: int = 2, n_
 
 # --- worlds ------------------------------------------------------------------------------------------
 
-# gpt2-small's 12 blocks (the releases' SAEs sit at layers 0-11) at tiny width: d_model 64, 4 heads of 16
-
-
-
 def gpt2_tiny12() -> Any:
+    """gpt2-small's 12 blocks (the releases' SAEs sit at layers 0-11) at tiny width: d_model 64, 4 heads of
+    16 (hook_z width 64), context 128, vocabulary 1024; the rest as ``tests.gpt2_world.TINY``."""
     from tests.gpt2_world import WorldShape
 
     return WorldShape(n_layers=12, d_model=64, n_heads=4, n_ctx=128, d_vocab=1024, d_sae=128, context_size=32,
@@ -338,7 +337,7 @@ def build_gpt2_releases(hf_home: Path, work_dir: Path, *, layer: int = 1) -> dic
     """The 12-block tiny gpt2 world (``tests/gpt2_world.py``: model ``gpt2``, its tokenizer, openwebtext and
     lambada_openai in the datasets cache, no res-jb SAEs) plus every release of :func:`gpt2_releases` in its
     loader's layout. Returns ``{"world": ..., "files": {release: {sae_id: weights path}}}``."""
-    from tests.gpt2_world import build_gpt2_small_world, feature_density, fit_bigram, ids_stream, make_text
+    from tests.gpt2_world import build_gpt2_small_world, fit_bigram, ids_stream, make_text
 
     shape = gpt2_tiny12()
     n_owt, n_lambada = 60, 200
@@ -352,7 +351,6 @@ def build_gpt2_releases(hf_home: Path, work_dir: Path, *, layer: int = 1) -> dic
     stream = ids_stream(tok, text.docs)
     fit = fit_bigram(shape, stream)
     assert fit.gain == world["fit"]["gain"], (fit.gain, world["fit"])
-    del feature_density  # (the sparsity files here are flat: the loaders only read them)
     atoms = fit.atoms[: fit.n_tok_atoms + shape.n_pos_atoms]
     bias = -shape.theta * shape.code_scale
     hub = Path(hf_home) / "hub"

@@ -18,6 +18,9 @@ each other). Four subprocesses in all:
   ~300 MB: the ``gemma_2`` loader takes both sizes from the names) loaded by name and measured by the
   engine on a gemma-2-style stand-in model (TransformerLens fixes gemma-2-2b's configuration in code, so
   no tiny model can load as ``google/gemma-2-2b``; the gate command needs the real model).
+
+Marked ``realscale`` (``make realscale`` only): ``test_the_gate_judges_full_size_pythia_saes``, pythia-70m-deduped
+at its real shape with res-sm (32768) and an SAEBench TopK SAE (4096) gated at context 1024.
 """
 
 from __future__ import annotations
