@@ -103,7 +103,13 @@ def load_saes(
             if not keep(loaded.name) or (names is not None and loaded.name not in names):
                 continue
             if loaded.name in found:
-                raise LoadError(f"SAEs {spec!r}: two SAEs are named {loaded.name!r} ({found[loaded.name].path} and "
+                first = found[loaded.name]
+                if first.release and loaded.release and first.release != loaded.release:
+                    raise LoadError(
+                        f"SAEs {spec!r}: releases {first.release!r} and {loaded.release!r} both have an SAE "
+                        f"{loaded.name!r}, and an SAE's name (its id) keys its results, checks and baseline; gate "
+                        "these releases in separate runs, or narrow --sae-ids so that each id comes from one")
+                raise LoadError(f"SAEs {spec!r}: two SAEs are named {loaded.name!r} ({first.path} and "
                                 f"{loaded.path}); rename a folder or drop a source")
             found[loaded.name] = loaded
     if not split_sources(spec):
@@ -293,6 +299,7 @@ def _load_release_sae(release: str, sae_id: str, lookup: Any, model: Any, *, dev
     fix = ("pass a local SAE folder (cfg.json + sae_weights.safetensors) instead, or fill the Hugging Face cache "
            f"with SAE.from_pretrained({release!r}, {sae_id!r}) on a machine with network access and copy it "
            "here (HF_HOME / HF_HUB_CACHE)")
+    _check_release_hook(release, sae_id)
     offline = hub_offline()
     weights = _cached_weights(repo_id, folder)
     if offline and weights is None:
@@ -318,6 +325,26 @@ def _load_release_sae(release: str, sae_id: str, lookup: Any, model: Any, *, dev
     )
     _check_fits(loaded, model, where)
     return _check_weights(loaded)
+
+
+def _check_release_hook(release: str, sae_id: str) -> None:
+    """Refuse, before any weights load, an SAE whose release config names a hook sae-checks cannot splice
+    (Gemma Scope's ``embedding/...`` SAEs read ``hook_embed``). The config comes from sae_lens' config
+    getter for the release's loader (a small file, or nothing: ``gemma_2`` builds it from the names); when
+    it cannot be read (not cached offline) the loading path below reports that instead."""
+    from sae_lens.loading.pretrained_sae_loaders import load_sae_config_from_huggingface
+
+    try:
+        cfg = load_sae_config_from_huggingface(release, sae_id)
+    except Exception:  # not cached, offline, unreadable: the weights path below names the problem
+        return
+    hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+    if isinstance(hook, str) and hook_site(hook) is None:
+        raise CompatibilityError(
+            f"SAE {release!r} / {sae_id!r}: hook {hook!r} (from the release's config) cannot be spliced by "
+            f"sae-checks (supported: {supported_hooks_text()}); nothing was loaded. Select other ids of the "
+            "release with --sae-ids"
+        )
 
 
 def _cached_weights(repo_id: str, folder: str) -> str | None:
