@@ -136,7 +136,7 @@ def test_plan_checks_ids_and_order() -> None:
     assert [s.id for s in specs] == [
         "fvu-L0-pos1_16-blocks.0.hook_resid_pre", "fvu-L0-pos16_32-blocks.0.hook_resid_pre",
         "fvu-L2-pos1_16-layer_2_width_16k_l0_71",
-        "context_ratio-l0-L0-blocks.0.hook_resid_pre", "context_ratio-l0-L2-layer_2_width_16k_l0_71",
+        "context_ratio-l0-L0-blocks.0.hook_resid_pre",  # not L2: one bucket (inside its context) has no ratio
         "cloze-lambada-acc_word-L0-blocks.0.hook_resid_pre", "cloze-lambada-acc_word-L2-layer_2_width_16k_l0_71",
         "propagation-mse-L0-blocks.0.hook_resid_pre-to-L2-layer_2_width_16k_l0_71"]
     assert specs[2].sae == "layer_2/width_16k/l0_71" and specs[2].hook == "blocks.2.hook_resid_post"

@@ -225,6 +225,11 @@ def _context_points(results: Results, directions: CheckDirections) -> Iterator[P
                         ratio.get("ratio"), ratio.get("ci"), registry.direction(metric, "context_ratio") or "lower")
 
 
+def _context_plan(family: CheckFamily, metric: str, run: RunShape) -> Iterator[CheckSpec]:
+    # an SAE evaluated only inside its training context (one bucket) has no ratio to check
+    yield from (family.spec(metric, n, run) for n in run.saes if len(run.buckets.get(n, ())) >= 2)
+
+
 def _cloze_plan(family: CheckFamily, metric: str, run: RunShape) -> Iterator[CheckSpec]:
     task = metric.split(".")[1]
     if task in run.tasks:
@@ -319,7 +324,7 @@ BUCKET = register(CheckFamily(
 CONTEXT_RATIO = register(CheckFamily(
     name="context_ratio", section="context_ratio", test="test_context_ratio",
     doc="Beyond-context / inside-context ratio per SAE: ``context_ratio-fvu-L3-<sae>``.",
-    read=lambda r, s: r.context_ratio(s.sae, s.key), points=_context_points, summary=_context_summary))
+    read=lambda r, s: r.context_ratio(s.sae, s.key), plan=_context_plan, points=_context_points, summary=_context_summary))
 CLOZE = register(CheckFamily(
     name="cloze", section="cloze", test="test_cloze", tasks=CLOZE_TASKS,
     doc="Cloze task accuracy with the SAE spliced in: ``cloze-lambada-acc_first_token-L3-<sae>``.",
