@@ -160,7 +160,7 @@ def test_check_ids_select_with_dash_k() -> None:
 
 def test_legacy_ids_map_to_the_sae_at_that_layer() -> None:
     policy = parse_policy('[metrics.fvu]\n[context_ratio.l0]\n[cloze.lambada.acc_word]\n[propagation.mse]\n')
-    specs = plan_checks(policy, saes=SUITE, tasks=["lambada"], buckets={n: ["1-16"] for n in SUITE},
+    specs = plan_checks(policy, saes=SUITE, tasks=["lambada"], buckets={n: ["1-16", "16-32"] for n in SUITE},
                         pairs=[("blocks.0.hook_resid_pre", "layer_2/width_16k/l0_71")])
     assert legacy_id("fvu/layer=2/bucket=1-16", specs) == "fvu-L2-pos1_16-layer_2_width_16k_l0_71"
     assert legacy_id("context_ratio/l0/layer=0", specs) == "context_ratio-l0-L0-blocks.0.hook_resid_pre"
