@@ -214,13 +214,20 @@ class LayerSummary:
         i, j = self.ratio_pair
         out = {}
         for m in self.ratio_metrics:
-            ratio = (self.per_bucket[m][j] / self.per_bucket[m][i]).item()
-            samples = None if self.bootstrap is None else self.bootstrap[m][:, j] / self.bootstrap[m][:, i]
+            ratio = context_ratio(self.per_bucket[m][j], self.per_bucket[m][i]).item()
+            samples = None if self.bootstrap is None else context_ratio(self.bootstrap[m][:, j], self.bootstrap[m][:, i])
             out[m] = {
                 "inside": self.bucket_names[i], "beyond": self.bucket_names[j],
                 "ratio": clean_float(ratio), "ci": self._ci(samples),
             }
         return out
+
+
+def context_ratio(beyond: Tensor, inside: Tensor) -> Tensor:
+    """beyond / inside, and 1 where both are exactly 0: a metric that is 0 inside and beyond the training
+    context (a perfect reconstruction's fvu, ΔCE, KL) has not degraded (docs/definitions.md)."""
+    both_zero = (beyond == 0) & (inside == 0)
+    return torch.where(both_zero, torch.ones_like(beyond), beyond / inside)
 
 
 def clean_float(v: float) -> float | None:

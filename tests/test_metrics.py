@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -180,3 +182,11 @@ def test_per_dim_sums_added_early_equal_added_with_the_rest():
     b = two.finalize(n_bootstrap=10, ci_level=0.9, seed=0, ratio_pair=(0, 1))
     assert a.metrics == b.metrics and "fvu" in a.metrics
     assert a.per_bucket_json() == b.per_bucket_json() and a.per_position_json() == b.per_position_json()
+
+
+def test_context_ratio_of_zero_inside_and_beyond_is_one_not_missing() -> None:
+    from sae_checks.aggregate import context_ratio
+
+    beyond, inside = torch.tensor([0.0, 2.0, 0.0, 3.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    got = context_ratio(beyond, inside)
+    assert got[:3].tolist() == [1.0, 2.0, 0.0] and math.isinf(float(got[3]))
