@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_checks.metrics.bootstrap import percentile_ci, resample_counts
 from sae_checks.metrics.reconstruction import fvu_from_sums
 
 # Summed per token. "tok" terms are counted where the token is valid (not BOS/special); "pred" terms
@@ -140,12 +141,7 @@ class LayerAccumulator:
         point = metrics_from_sums(seq.sum(0), seq_x.sum(0))  # each (K,)
         boot: dict[str, Tensor] | None = None
         if n_bootstrap > 0 and seq.shape[0] > 0:
-            gen = torch.Generator().manual_seed(seed)
-            n = seq.shape[0]
-            idx = torch.randint(0, n, (n_bootstrap, n), generator=gen)
-            weights = torch.zeros(n_bootstrap, n, dtype=torch.float64).scatter_add_(
-                1, idx, torch.ones(n_bootstrap, n, dtype=torch.float64)
-            )  # (R, N): how often each sequence is drawn
+            weights = resample_counts(seq.shape[0], n_bootstrap, seed)  # (R, N): how often each sequence is drawn
             boot = metrics_from_sums(
                 torch.einsum("rn,nkm->rkm", weights, seq), torch.einsum("rn,nkd->rkd", weights, seq_x)
             )  # each (R, K)
@@ -178,9 +174,7 @@ class LayerSummary:
         finite = samples[torch.isfinite(samples)]
         if finite.numel() == 0:
             return [None, None]
-        alpha = (1 - self.ci_level) / 2
-        q = torch.quantile(finite, torch.tensor([alpha, 1 - alpha], dtype=finite.dtype))
-        return [clean_float(v) for v in q.tolist()]
+        return [clean_float(v) for v in percentile_ci(finite, self.ci_level).tolist()]
 
     def per_position_json(self) -> dict[str, list[float | None]]:
         T = self.n_tokens.shape[0]

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_checks import progress as _progress
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
 from sae_checks.engine.chunks import Chunks, chunk_sizes, losses, sae_terms
@@ -169,8 +170,6 @@ def evaluate(
     batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
     chunks = chunk_sizes(model, [*saes.values(), *extra.values()], device, config.chunk_tokens)
     if progress is None:
-        from sae_checks import progress as _progress
-
         progress = (_progress.default(config.progress, unit="seq") if n_seqs > batch_size
                     else _progress.NoProgress())
     progress.start(n_seqs, f"engine ({len(names)} SAE{'s' if len(names) != 1 else ''}, {n_seqs} seq)")
