@@ -172,7 +172,7 @@ def test_size_budget() -> None:
 
 
 def _explained_variance(x: Any, x_hat: Any) -> float:
-    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the (N, d) tokens given (DESIGN.md section 3)."""
+    """1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the (N, d) tokens given (docs/definitions.md)."""
     return 1.0 - ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
 
 

@@ -34,7 +34,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: Path) -> Any
     """Train a byte-level BPE tokenizer, save it in the Hugging Face format, and return it reloaded.
 
     Reloading from the folder matters: TransformerLens' ``set_tokenizer`` re-opens the tokenizer by its
-    ``name_or_path`` (DESIGN.md section 7).
+    ``name_or_path``.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

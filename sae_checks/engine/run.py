@@ -142,7 +142,7 @@ def evaluate(
     Results are keyed by ``str(name)``. Returns per SAE x position arrays, per SAE x bucket means with
     bootstrap CIs over sequences,
     the context-generalization ratios (last bucket over first), the error-propagation matrix and the
-    non-finite values found. Definitions: DESIGN.md section 3 and ``sae_checks.aggregate``.
+    non-finite values found. Definitions: docs/definitions.md and ``sae_checks.aggregate``.
 
     ``downstream``: further SAEs (name -> LoadedSAE) used only as downstream encoders for the
     propagation matrix (no splice pass of their own): a shard fills its SAEs' rows of the whole suite's

@@ -1,4 +1,4 @@
-"""The causal check of feature helpfulness (DESIGN.md section 3; the definition: ``experiments.features``).
+"""The causal check of feature helpfulness (docs/definitions.md; the definition: ``experiments.features``).
 
 For each SAE's candidate features (the first ``n_causal`` of every helpfulness ranking), over at most
 ``max_prompts`` of the prompts where the feature is active (the first ones in the order of the first sweep:

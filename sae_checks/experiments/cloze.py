@@ -1,6 +1,6 @@
 """Cloze tasks (Lambada, CBT-CN) with each SAE spliced in, plus the feature-helpfulness sums.
 
-Definitions (DESIGN.md section 3, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
+Definitions (docs/definitions.md, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
 the prompt is the text before the answer word, tokenized with BOS first; the answer is ``" " + word``
 tokenized (multi-token answers kept). ``acc_first_token`` = argmax at the last prompt position equals
 the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing
@@ -105,7 +105,7 @@ def auto_batch_size(model: Any, items: Sequence[ClozeItem]) -> int:
 
 def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeItem], options: ClozeOptions,
               progress: Any = False) -> ClozeOutput:
-    """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
+    """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, docs/definitions.md).
 
     Returns ``ClozeOutput(cloze, features)``. ``cloze`` (``results.cloze[task]``)::
 
