@@ -6,7 +6,7 @@ device's free memory (:func:`free_memory`: ``torch.cuda.mem_get_info`` on CUDA, 
 costs in the engine's batch loop (after the fixed chunk budgets of ``engine.chunks``), and clamps the
 result to ``[1, MAX_BATCH]``. The estimate is
 deliberately generous (float32 everywhere, every tensor alive at once); a CUDA out-of-memory error still
-halves the batch (``engine.run``), so a too-large guess costs one retry, never a crash.
+halves the batch (``engine.retry.halving``), so a too-large guess costs one retry, never a crash.
 """
 
 from __future__ import annotations

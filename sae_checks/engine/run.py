@@ -14,7 +14,9 @@ The unit is an SAE (keyed by its name; several may share a hook). Per batch of t
 
 One SAE per layer costs about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of
 SAELens' 3-4 passes per SAE; each further SAE at a hook costs one splice pass, no clean pass. Sums go
-into per-batch accumulators that are merged into the totals only once the batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
+into per-batch accumulators that are merged into the totals only once the batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly (``engine.retry.halving``). Every pass
+runs through ``engine.kernel`` (the context, the clean and splice passes, the unspliced positions, the leak
+checks), shared with the cloze tasks, the causal sweep and the zoo builder.
 """
 
 from __future__ import annotations
