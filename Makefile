@@ -38,7 +38,7 @@ realscale: $(STAMP)
 	$(BIN)/python -m pytest -p no:xdist -s --realscale -m realscale tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check sae_checks tests benchmarks
+	$(BIN)/ruff check sae_checks zoo_builder tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -46,7 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -p no:xdist -s
 
 zoo: $(STAMP)
-	$(BIN)/python -m sae_checks.zoo.build
+	$(BIN)/python -m zoo_builder.build
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis .benchmarks

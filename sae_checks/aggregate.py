@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from sae_checks.metrics import registry
+from sae_checks.metrics.bootstrap import percentile_ci, resample_counts
 from sae_checks.metrics.registry import N_TOK, Metric, SumLayout
 
 
@@ -145,12 +146,7 @@ class LayerAccumulator:
         point = metrics_from_sums(metrics, lay, seq.sum(0), {v: t.sum(0) for v, t in seq_v.items()})  # each (K,)
         boot: dict[str, Tensor] | None = None
         if n_bootstrap > 0 and seq.shape[0] > 0:
-            gen = torch.Generator().manual_seed(seed)
-            n = seq.shape[0]
-            idx = torch.randint(0, n, (n_bootstrap, n), generator=gen)
-            weights = torch.zeros(n_bootstrap, n, dtype=torch.float64).scatter_add_(
-                1, idx, torch.ones(n_bootstrap, n, dtype=torch.float64)
-            )  # (R, N): how often each sequence is drawn
+            weights = resample_counts(seq.shape[0], n_bootstrap, seed)  # (R, N): how often each sequence is drawn
             boot = metrics_from_sums(
                 metrics, lay, torch.einsum("rn,nkm->rkm", weights, seq),
                 {v: torch.einsum("rn,nkd->rkd", weights, t) for v, t in seq_v.items()},
@@ -184,9 +180,7 @@ class LayerSummary:
         finite = samples[torch.isfinite(samples)]
         if finite.numel() == 0:
             return [None, None]
-        alpha = (1 - self.ci_level) / 2
-        q = torch.quantile(finite, torch.tensor([alpha, 1 - alpha], dtype=finite.dtype))
-        return [clean_float(v) for v in q.tolist()]
+        return [clean_float(v) for v in percentile_ci(finite, self.ci_level).tolist()]
 
     def per_position_json(self) -> dict[str, list[float | None]]:
         T = self.n_tokens.shape[0]

@@ -9,6 +9,7 @@ status 4 and a one-line message naming the option, file or key at fault; the exi
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -176,11 +177,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from sae_checks.zoo import build
-
     rest = list(args.rest)
     if not rest or rest[0] != "build":
         print("usage: sae-checks zoo build [--out DIR] [--quick]", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # the builder sits outside the package (zoo_builder/ in the source repository), above it
+        build = importlib.import_module("zoo_builder.build")
+    except ImportError:
+        print("sae-checks zoo build: the zoo builder is not installed (it lives in the source repository); "
+              "run `python -m zoo_builder.build` from a checkout", file=sys.stderr)
         return EXIT_USAGE
     try:
         return int(build.main(rest[1:]) or 0)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
+from sae_checks.engine import kernel
 from sae_checks.experiments import cloze as cloze_mod
-from sae_checks.experiments import cloze_passes
 from sae_checks.experiments.cloze import ClozeOptions, encode_items, run_cloze
 from sae_checks.loading.data import ClozeItem
 from sae_checks.loading.saes import LoadedSAE
@@ -300,16 +300,17 @@ def test_leaked_hook_before_run_is_caught(world: dict[str, Any]) -> None:
 
 
 def test_splice_that_leaks_is_caught(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A splice pass that leaves its hook attached (the seed notebook's bug) fails the run."""
+    """A splice pass that leaves its hook attached (the seed notebook's bug) fails the run: the kernel's
+    splice pass (engine.kernel, shared with the engine) checks after every pass."""
     model = world["model"]
-    real = cloze_passes.forward_from
+    real = kernel.forward_from
 
     def leaky(model: Any, hook_name: str, *args: Any, **kw: Any) -> Any:
         out = real(model, hook_name, *args, **kw)
         model.add_hook(hook_name, lambda act, hook: act * 0.5)
         return out
 
-    monkeypatch.setattr(cloze_passes, "forward_from", leaky)
+    monkeypatch.setattr(kernel, "forward_from", leaky)
     try:
         with pytest.raises(RuntimeError, match="hooks leaked"):
             run(world, ITEMS[:2])
@@ -346,7 +347,7 @@ def test_cuda_oom_restarts_the_task_at_half_the_batch_size(world: dict[str, Any]
     monkeypatch.setattr(cloze_mod, "run_cloze", flaky)
     cloze, _ = run_tasks(world["model"], world["saes"], config)
     assert sizes == [8, 4, 2]
-    assert "batch size halved to 2, task restarted" in caplog.text  # logged (logger sae_checks)
+    assert "lambada (task restarted); batch size halved to 2" in caplog.text  # logged (logger sae_checks)
     monkeypatch.setattr(cloze_mod, "run_cloze", real)
     direct, _ = run_tasks(world["model"], world["saes"], config.replace(batch_size=2))
     assert cloze["lambada"]["prompts"] == direct["lambada"]["prompts"]

@@ -190,7 +190,7 @@ def test_the_real_zoo_loads_without_warnings():
     from sae_checks.zoo import ZOO_DIR
 
     if not (ZOO_DIR / "model").exists() or not (ZOO_DIR / "saes" / "v1").exists():
-        pytest.skip(f"zoo not built ({ZOO_DIR}); run python -m sae_checks.zoo.build")
+        pytest.skip(f"zoo not built ({ZOO_DIR}); run python -m zoo_builder.build")
     from sae_checks.loading.models import load_model
 
     zoo_model = load_model("zoo")

@@ -1,5 +1,5 @@
 """The zoo numbers the README repeats are the numbers in ``zoo_stats.json``, and those are what the shipped
-tool (``sae_checks.api.run``, via ``sae_checks.zoo.stats``) reports for the same setting."""
+tool (``sae_checks.api.run``, via ``zoo_builder.stats``) reports for the same setting."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sae_checks.zoo import ZOO_DIR
-from sae_checks.zoo.stats import table_lines, tool_stats
+from zoo_builder.stats import table_lines, tool_stats
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -108,7 +108,7 @@ def test_cloze_file() -> None:
 
 
 def test_init_induction_sets_a_working_circuit() -> None:
-    from sae_checks.zoo import lm
+    from zoo_builder import lm
 
     tok = zoo.load_zoo_tokenizer()
     spec = lm.ModelSpec(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=128, n_ctx=128, d_vocab=len(tok))
@@ -124,7 +124,7 @@ def test_init_induction_sets_a_working_circuit() -> None:
 
 
 def test_init_induction_rejects_a_layout_it_cannot_hold() -> None:
-    from sae_checks.zoo import lm
+    from zoo_builder import lm
 
     tok = zoo.load_zoo_tokenizer()
     spec = lm.ModelSpec(n_layers=2, d_model=96, n_heads=4, d_head=16, d_mlp=128, n_ctx=64, d_vocab=len(tok))
@@ -134,7 +134,7 @@ def test_init_induction_rejects_a_layout_it_cannot_hold() -> None:
 
 def test_zoo_model_copies(model: Any) -> None:
     """The shipped model predicts a repeated random sequence far better than its first pass (induction)."""
-    from sae_checks.zoo import lm
+    from zoo_builder import lm
 
     first, second = lm.induction_ce(model)
     assert second < first - 1.0, (first, second)
@@ -143,18 +143,23 @@ def test_zoo_model_copies(model: Any) -> None:
 def test_cloze_is_solved_by_copying(model: Any) -> None:
     """Clean first-token cloze accuracy is well above chance, and most of it goes when the induction
     head (block 1 head 0, set at init and kept by training) is zero-ablated."""
-    from sae_checks.zoo.build import _cloze_eval
+    from zoo_builder.build import _cloze_eval
 
     tok = zoo.load_zoo_tokenizer()
     passages = [json.loads(line)["text"] for line in zoo.zoo_cloze_path().read_text().splitlines()]
     clean = _cloze_eval(model, tok, passages, None, SHORT_CTX)["clean"]["all"]
 
-    def ablate(z: Any, hook: Any) -> Any:
-        z[:, :, 0] = 0.0
-        return z
-
-    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", ablate)]):
+    # zero-ablate head 0's z by its output weights: the passes (sae_checks.engine.kernel) refuse a model
+    # that carries a hook, and z_0 @ W_O[0] is all the head adds to the residual stream
+    w_o = model.blocks[1].attn.W_O
+    saved = w_o.detach().clone()
+    try:
+        with torch.no_grad():
+            w_o[0] = 0.0
         ablated = _cloze_eval(model, tok, passages, None, SHORT_CTX)["clean"]["all"]
+    finally:
+        with torch.no_grad():
+            w_o.copy_(saved)
     stats = json.loads((zoo.ZOO_DIR / "zoo_stats.json").read_text())
     assert clean == pytest.approx(stats["cloze"]["clean"]["all"], abs=1e-3)
     assert clean > 0.08, clean
@@ -203,7 +208,7 @@ def test_v1_breaks_beyond_its_context_v2_does_not(model: Any, saes: dict[str, di
 def test_quick_build(tmp_path: Path) -> None:
     from sae_lens import SAE
 
-    from sae_checks.zoo import build, lm
+    from zoo_builder import build, lm
 
     assert build.main(["--quick", "--out", str(tmp_path)]) == 0
     tok = lm.load_tokenizer(tmp_path / "tokenizer")

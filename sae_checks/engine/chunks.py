@@ -25,14 +25,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from sae_checks.engine.memory import FLOAT, LOGIT_BUDGET, free_memory
 from sae_checks.metrics import registry
 from sae_checks.metrics.cloze import TokenStats, token_stats_of
 from sae_checks.metrics.loss import CleanLogits
 from sae_checks.metrics.reconstruction import ReconstructionTerms
 from sae_checks.metrics.registry import SaeContext, Sum
 
-FLOAT = 4
-LOGIT_BUDGET = 256 << 20  # bytes of (tokens x vocabulary) float32 work tensors alive at once
 LOGIT_TENSORS = 4  # clean logits, clean probabilities, spliced logits, exp work space
 SAE_TENSORS = 3  # pre-activations, features, one temporary of the activation function
 
@@ -59,8 +58,6 @@ def chunk_sizes(model: Any, saes: Sequence[Any], device: str, chunk: int | None 
     model's vocabulary for the logits, the widest of ``saes`` (LoadedSAE-like, ``d_sae``) for the features."""
     if chunk is not None:
         return Chunks(chunk, chunk)
-    from sae_checks.engine.memory import free_memory
-
     free = free_memory(device)
     widest = max((int(getattr(s, "d_sae", 0) or 0) for s in saes), default=1)
     return Chunks(chunk_tokens(int(model.cfg.d_vocab), LOGIT_TENSORS, free=free),

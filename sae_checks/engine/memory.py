@@ -6,7 +6,7 @@ device's free memory (:func:`free_memory`: ``torch.cuda.mem_get_info`` on CUDA, 
 costs in the engine's batch loop (after the fixed chunk budgets of ``engine.chunks``), and clamps the
 result to ``[1, MAX_BATCH]``. The estimate is
 deliberately generous (float32 everywhere, every tensor alive at once); a CUDA out-of-memory error still
-halves the batch (``engine.run``), so a too-large guess costs one retry, never a crash.
+halves the batch (``engine.retry.halving``), so a too-large guess costs one retry, never a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 MAX_BATCH = 64  # more sequences per pass gains little speed and delays the first progress update
 SAFETY = 0.5  # share of the free memory the batch may plan to use (the model, allocator slack, the OS)
 FLOAT = 4  # bytes per float32
+LOGIT_BUDGET = 256 << 20  # bytes of (tokens x vocabulary) float32 work tensors alive at once (engine.chunks)
 CPU_FALLBACK = 4 << 30  # when the free RAM cannot be read: assume 4 GiB
 
 
@@ -44,8 +45,6 @@ def bytes_per_sequence(*, n_ctx: int, d_model: int, n_layers: int, n_heads: int 
 
 def fixed_bytes() -> int:
     """What a batch holds whatever its size: the chunks of (tokens, vocabulary) and (tokens, d_sae) tensors."""
-    from sae_checks.engine.chunks import LOGIT_BUDGET
-
     return 2 * LOGIT_BUDGET
 
 

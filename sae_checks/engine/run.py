@@ -14,12 +14,13 @@ The unit is an SAE (keyed by its name; several may share a hook). Per batch of t
 
 One SAE per layer costs about 1 + (n+1)/2 full passes (plus n/2 more with zero ablation) instead of
 SAELens' 3-4 passes per SAE; each further SAE at a hook costs one splice pass, no clean pass. Sums go
-into per-batch accumulators that are merged into the totals only once the batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly.
+into per-batch accumulators that are merged into the totals only once the batch has fully succeeded, so a CUDA out-of-memory error can halve the batch and retry cleanly (``engine.retry.halving``). Every pass
+runs through ``engine.kernel`` (the context, the clean and splice passes, the unspliced positions, the leak
+checks), shared with the cloze tasks, the causal sweep and the zoo builder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import subprocess
@@ -31,18 +32,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_checks import progress as _progress
 from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
 from sae_checks.config import RunConfig
-from sae_checks.engine.attention import fast_attention
 from sae_checks.engine.chunks import Chunks, chunk_sizes, losses, sae_terms
-from sae_checks.engine.hooks import (
-    assert_no_hooks,
-    capture,
-    forward_from,
-    keep_positions,
-    start_activation,
-    start_hooks,
-)
+from sae_checks.engine.hooks import keep_positions, start_hooks
+from sae_checks.engine.kernel import clean_pass, pass_context, specials_of, splice_pass, unspliced
+from sae_checks.engine.memory import model_batch_size
+from sae_checks.engine.retry import halving
 from sae_checks.errors import ConfigError
 from sae_checks.metrics import registry
 from sae_checks.names import propagation_pairs, sae_sort_key
@@ -86,16 +83,6 @@ def layer_buckets(config: RunConfig, context_size: int | None, n_ctx: int) -> li
                               "drop them, or evaluate longer sequences (--ctx-len)")
         return [(a, min(b, n_ctx)) for a, b in config.buckets]
     return default_buckets(context_size, n_ctx)
-
-
-def special_token_ids(tokenizer: Any) -> list[int]:
-    """BOS/EOS/PAD/UNK ids of a tokenizer (None-safe); these are excluded from means and not spliced."""
-    if tokenizer is None:
-        return []
-    ids = {getattr(tokenizer, name, None) for name in
-           ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")}
-    ids |= set(getattr(tokenizer, "all_special_ids", []) or [])
-    return sorted(i for i in ids if i is not None)
 
 
 class _Propagation:
@@ -189,42 +176,32 @@ def evaluate(
     if not names:
         raise ConfigError("saes", "{}", "no SAE to evaluate")
     n_seqs, n_ctx = tokens.shape
-    specials = torch.tensor(special_token_ids(getattr(model, "tokenizer", None)) or [-1])
+    specials = specials_of(model)
     buckets = {n: layer_buckets(config, saes[n].context_size, n_ctx) for n in names}
     layout = _Layout.of(model, saes, extra, config)
     state = _new_state(model, saes, layout, buckets, config, n_ctx)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
-                else contextlib.nullcontext())
-    assert_no_hooks(model)
     batch_size, batch_source = _batch_size(model, saes, extra, device, config, n_ctx)
     chunks = chunk_sizes(model, [*saes.values(), *extra.values()], device, config.chunk_tokens)
     if progress is None:
-        from sae_checks import progress as _progress
-
         progress = (_progress.default(config.progress, unit="seq") if n_seqs > batch_size
                     else _progress.NoProgress())
     progress.start(n_seqs, f"engine ({len(names)} SAE{'s' if len(names) != 1 else ''}, {n_seqs} seq)")
     bar = progress
-    with torch.inference_mode(), autocast, fast_attention(model, config.fast_attention) as fused:
-        pending = [(s, min(s + batch_size, n_seqs)) for s in range(0, n_seqs, batch_size)]
-        while pending:
-            start, stop = pending.pop(0)
-            try:
-                part = _run_batch(model, saes, layout, tokens[start:stop].to(device), start, specials.to(device),
-                                  config, buckets, n_ctx, chunks)
-            except torch.cuda.OutOfMemoryError:
-                if stop - start == 1:
-                    raise
-                torch.cuda.empty_cache()
-                batch_size = max(1, (stop - start) // 2)
-                # the rest at the new size: a later batch at the old size would only fail again
-                pending = [(s, min(s + batch_size, n_seqs)) for s in range(start, n_seqs, batch_size)]
-                log.warning("sae-checks: CUDA out of memory; batch size halved to %d", batch_size)
-                continue
-            state.merge(part)
-            bar.update(stop - start)
+    with pass_context(model, dtype=config.dtype, fast=config.fast_attention) as fused:
+        start = 0
+        while start < n_seqs:
+            def job(size: int, start: int = start) -> _State:
+                return _run_batch(model, saes, layout, tokens[start:start + size].to(device), start,
+                                  specials.to(device), config, buckets, n_ctx, chunks)
+
+            # a later batch runs at the halved size too: one at the old size would only fail again
+            done = halving(job, min(batch_size, n_seqs - start), "the engine")
+            if done.halved:
+                batch_size = done.size
+            state.merge(done.value)
+            bar.update(done.size)
+            start += done.size
     bar.close()
-    assert_no_hooks(model)
     for name in names:  # non-finite weights (loading.saes): every check of the SAE fails (gate.checks.judge)
         if getattr(saes[name], "nonfinite_params", ()):
             state.nonfinite.append({"sae": name, "layer": saes[name].layer, "where": "weights", "sequence": None,
@@ -244,8 +221,6 @@ def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], d
     (``engine.memory.model_batch_size``: free memory over the estimated bytes per sequence, in [1, 64])."""
     if config.batch_size is not None:
         return config.batch_size, "config"
-    from sae_checks.engine.memory import model_batch_size
-
     passes = len(saes) * (2 if config.zero_ablation else 1)
     return model_batch_size(model, device, n_ctx, passes), "auto"
 
@@ -326,7 +301,7 @@ def _run_batch(
     tok_mask = ~special if config.exclude_special else torch.ones_like(special)
     pred_mask = tok_mask.clone()
     pred_mask[:, -1] = False  # no next token to predict at T-1
-    keep = None if config.splice_bos else special  # positions whose residual stays original
+    keep = unspliced(toks, specials, config.splice_bos)  # positions whose residual stays original
     a, b = config.propagation_window
     win = slice(a, min(b, n_ctx))
 
@@ -339,15 +314,13 @@ def _run_batch(
             state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
                                     "position": hit[1]})
 
-    with capture(model, layout.cached) as acts:  # stops at the final residual: logits come in chunks
-        resid_clean = model(toks, stop_at_layer=model.cfg.n_layers)  # (B, T, d_model)
+    resid_clean, acts = clean_pass(model, toks, layout.cached)  # (B, T, d_model): logits come in chunks
     finals: dict[str, Tensor] = {}  # pass key -> final residual (B, T, d_model): 65x smaller than logits at gpt2
     terms_of: dict[str, dict[str, Tensor]] = {}
     for name in names:
         loaded = saes[name]
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
-        start = start_activation(acts, hook, model.cfg.n_layers)  # (B, T, d_model) or None
         acc = state.accs[name]
         x_hat, rec = sae_terms(sae, x, chunks.sae, sums=acc.layout.tok, mask=tok_mask)
         acc.add_per_dim(rec, tok_mask)  # now: no (B, T, d) sum per SAE waits for the losses
@@ -355,13 +328,12 @@ def _run_batch(
         flag(name, "features", rec["feat_l1"])
         flag(name, "reconstruction", rec["sse"])
         downstream = sorted({hooks[d] for d in layout.downstream_of[name]})
-        finals[name], captured = forward_from(model, hook, x, keep_positions(x, x_hat, keep), toks,
-                                              capture_hooks=downstream, start_act=start, final="resid")
+        finals[name], captured = splice_pass(model, hook, acts, keep_positions(x, x_hat, keep), toks,
+                                             capture_hooks=downstream)
         del x_hat
         terms_of[name] = {k: v for k, v in rec.items() if k not in acc.layout.vectors}
         if config.zero_ablation:
-            finals[f"{name}\0zero"], _ = forward_from(model, hook, x, torch.zeros_like(x), toks, start_act=start,
-                                                       final="resid")
+            finals[f"{name}\0zero"], _ = splice_pass(model, hook, acts, torch.zeros_like(x), toks)
         if state.prop is not None:
             m = tok_mask[:, win]
             for down in layout.downstream_of[name]:

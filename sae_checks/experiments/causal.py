@@ -1,4 +1,4 @@
-"""The causal check of feature helpfulness (DESIGN.md section 3; the definition: ``experiments.features``).
+"""The causal check of feature helpfulness (docs/definitions.md; the definition: ``experiments.features``).
 
 For each SAE's candidate features (the first ``n_causal`` of every helpfulness ranking), over at most
 ``max_prompts`` of the prompts where the feature is active (the first ones in the order of the first sweep:
@@ -20,7 +20,8 @@ What a row (prompt, feature) costs, and why it is cheap:
 - their clean activations come from the first sweep too (:class:`Kept`, the prompt positions on the CPU)
   when they fit a memory budget; otherwise each batch of those prompts gets its clean pass again;
 - the rows of a batch of prompts run together, as many per pass as the memory budget allows
-  (``engine.memory.model_batch_size`` for rows of the longest prompt), halved on CUDA OOM.
+  (``engine.memory.model_batch_size`` for rows of the longest prompt), halved on CUDA OOM
+  (``engine.retry.halving``).
 
 The numbers equal the per-row full passes of the definition up to float32 rounding
 (tests/test_causal.py compares them).
@@ -35,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from sae_checks.engine import memory
 from sae_checks.engine.chunks import sae_terms, spans
 from sae_checks.engine.hooks import hook_layer, keep_positions, splice_start
+from sae_checks.engine.retry import halving
 from sae_checks.experiments.cloze_items import EncodedItems, RowBatch, batches
 from sae_checks.experiments.cloze_passes import Passes, progress_iter
 from sae_checks.experiments.features import causal_candidates
@@ -69,9 +72,7 @@ class Kept:
     @staticmethod
     def budget() -> int:
         """Bytes the activations may take by default: 1 / ``CACHE_SHARE`` of the free RAM."""
-        from sae_checks.engine.memory import free_memory
-
-        return free_memory("cpu") // CACHE_SHARE
+        return memory.free_memory("cpu") // CACHE_SHARE
 
     def keep_activity(self, name: str, idx: list[int], active: Tensor) -> None:
         """Store ``active`` (B, d_sae) bool, the window activity of the batch rows (prompts ``idx``)."""
@@ -129,8 +130,6 @@ class CausalSweep:
             task: str) -> dict[str, dict[int, tuple[float, int]]]:
         """SAE name -> feature -> (causal_delta_logp, number of prompts), from the rankings ``ranks`` and
         the first sweep's ``logp_spliced`` (N,) per SAE (the answer's first token)."""
-        from sae_checks.engine.memory import model_batch_size
-
         cands = {L: torch.tensor(causal_candidates(ranks[L], self.n_causal), dtype=torch.long) for L in self.saes}
         if all(c.numel() == 0 for c in cands.values()):
             return {}
@@ -142,7 +141,7 @@ class CausalSweep:
         needed = sorted(set().union(*(r.any(1).nonzero().flatten().tolist() for r in rows.values())))
         if not needed:
             return self._result(cands)
-        self.per_pass = model_batch_size(model, str(model.cfg.device), n_ctx=max(len(enc.prompts[i]) for i in needed))
+        self.per_pass = memory.model_batch_size(model, str(model.cfg.device), n_ctx=max(len(enc.prompts[i]) for i in needed))
         for pos in progress_iter(list(batches([len(enc.prompts[i]) for i in needed], self.batch_size)), progress,
                                  f"{task} causal"):
             idx = [needed[p] for p in pos]
@@ -180,23 +179,21 @@ class CausalSweep:
         }
 
     def _ablate(self, name: str, job: _Job) -> None:
-        """Every row of one SAE on one batch of prompts, ``per_pass`` rows per pass, into sums and counts."""
+        """Every row of one SAE on one batch of prompts, ``per_pass`` rows per pass (halved on CUDA OOM,
+        ``engine.retry.halving``), into sums and counts."""
         rb, rc = job.rows.nonzero(as_tuple=True)  # (R,), (R,): row = (prompt b, candidate c)
         start = 0
         while start < rb.numel():
-            stop = min(start + self.per_pass, rb.numel())
-            try:
-                diff = self._pass(name, job, rb[start:stop], rc[start:stop])
-            except torch.cuda.OutOfMemoryError:
-                if stop - start == 1:
-                    raise
-                torch.cuda.empty_cache()
-                self.per_pass = max(1, (stop - start) // 2)
-                continue
-            c = rc[start:stop].cpu()
-            self.sums[name].index_add_(0, c, diff)
-            self.counts[name].index_add_(0, c, torch.ones_like(diff))
-            start = stop
+            def attempt(size: int, start: int = start) -> Tensor:
+                return self._pass(name, job, rb[start:start + size], rc[start:start + size])
+
+            done = halving(attempt, min(self.per_pass, rb.numel() - start), f"the causal sweep of {name}")
+            if done.halved:  # the later passes at the halved size too
+                self.per_pass = done.size
+            c = rc[start:start + done.size].cpu()
+            self.sums[name].index_add_(0, c, done.value)
+            self.counts[name].index_add_(0, c, torch.ones_like(done.value))
+            start += done.size
 
     def _pass(self, name: str, job: _Job, b: Tensor, c: Tensor) -> Tensor:
         """logp_ablated − logp_spliced (R,) of the rows (prompt ``b``, candidate ``c``) of one batch."""

@@ -1,6 +1,6 @@
 """Cloze tasks (Lambada, CBT-CN) with each SAE spliced in, plus the feature-helpfulness sums.
 
-Definitions (DESIGN.md section 3, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
+Definitions (docs/definitions.md, used exactly; the arithmetic is in ``sae_checks.metrics.cloze``):
 the prompt is the text before the answer word, tokenized with BOS first; the answer is ``" " + word``
 tokenized (multi-token answers kept). ``acc_first_token`` = argmax at the last prompt position equals
 the answer's first token; ``acc_word`` = every answer token is the greedy argmax under teacher forcing
@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 
-from sae_checks.engine.attention import fast_attention as fused_attention
+from sae_checks.engine import memory
 from sae_checks.engine.chunks import chunk_sizes
+from sae_checks.engine.kernel import Dtype, pass_context, specials_of
 from sae_checks.engine.run import default_buckets
 from sae_checks.errors import DataError
 from sae_checks.experiments import features as feat
@@ -80,6 +81,7 @@ class ClozeOptions:
     ci_level: float = 0.95  # confidence level of the CIs
     seed: int = 0  # bootstrap seed
     fast_attention: bool = True  # the engine's fused attention in every pass (engine.attention)
+    dtype: Dtype = "float32"  # "bfloat16": every pass under bfloat16 autocast, as the engine's (engine.kernel)
     buckets: Mapping[Any, Sequence[tuple[int, int]]] | None = None  # SAE name -> position buckets of
     # by_bucket; None (or a name missing) = inside / beyond the SAE's training context
     cache_bytes: int | None = None  # the clean activations kept from the first sweep for the causal one may
@@ -97,15 +99,13 @@ def auto_batch_size(model: Any, items: Sequence[ClozeItem]) -> int:
     """Rows per pass from the memory budget (``engine.memory.model_batch_size``) for rows as long as the
     longest of ``items`` (prompt + continuation, cut to the model's context): one final residual besides
     the clean one is alive at a time, the unembedding and the SAE run in fixed token chunks."""
-    from sae_checks.engine.memory import model_batch_size
-
     enc = encode_items(model.tokenizer, items, model.cfg.n_ctx)
-    return model_batch_size(model, str(model.cfg.device), n_ctx=max_row_length(enc), n_passes=1)
+    return memory.model_batch_size(model, str(model.cfg.device), n_ctx=max_row_length(enc), n_passes=1)
 
 
 def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeItem], options: ClozeOptions,
               progress: Any = False) -> ClozeOutput:
-    """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, DESIGN.md 3).
+    """Run one cloze task clean and with each SAE spliced in (definitions: module docstring, docs/definitions.md).
 
     Returns ``ClozeOutput(cloze, features)``. ``cloze`` (``results.cloze[task]``)::
 
@@ -142,10 +142,11 @@ def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeIt
     enc = encode_items(tok, items, model.cfg.n_ctx)
     passes = Passes(model, hooks_of(list(saes.values()), model.cfg.n_layers),
                     chunk_sizes(model, list(saes.values()), str(model.cfg.device), options.chunk_tokens),
-                    options.splice_bos, tok.pad_token_id if tok.pad_token_id is not None else tok.bos_token_id)
+                    options.splice_bos, tok.pad_token_id if tok.pad_token_id is not None else tok.bos_token_id,
+                    specials_of(model))
     values = PromptValues(len(items), list(saes))
     feats: dict[str, dict[str, Any]] = {}
-    with torch.no_grad(), fused_attention(model, options.fast_attention):
+    with pass_context(model, dtype=options.dtype, fast=options.fast_attention):
         kept = _kept(model, saes, passes, enc, options)
         fsums = _first_sweep(passes, saes, enc, values, options, kept, progress)
         if enc.options is not None:
@@ -161,8 +162,9 @@ def run_cloze(model: Any, saes: Mapping[Any, LoadedSAE], items: Sequence[ClozeIt
                 feats[L] = feat.feature_report(fsums[L], task=options.task, n_prompts=len(items),
                                                neuronpedia_id=ls.neuronpedia_id, min_count=options.min_count,
                                                ranks=ranks[L], causal=causal.get(L))
-    values.mask_nonfinite()
-    return ClozeOutput(cloze_section(values, enc, saes, buckets, options), feats)
+        values.mask_nonfinite()  # in place: the tensors made under inference mode are changed under it
+        section = cloze_section(values, enc, saes, buckets, options)
+    return ClozeOutput(section, feats)
 
 
 def _kept(model: Any, saes: Mapping[str, LoadedSAE], passes: Passes, enc: EncodedItems,

@@ -7,8 +7,9 @@ and the SAE encodes / decodes a chunk of tokens at a time (``engine.chunks.sae_t
 vocabulary) or (rows, T, d_sae) tensor exists, whatever the batch. At gpt2-small's size a batch of 16 rows
 of 100 tokens held 320 MB per logits tensor, several of them per splice pass.
 
-Each pass has exactly one splice: ``assert_no_hooks`` runs before and after it (the seed notebook measured
-its Lambada MSE/L0 with the splice hook still attached).
+The passes are the engine's (``engine.kernel``: ``clean_pass``, ``splice_pass``, the positions left
+unspliced, the leak checks before and after every pass); the caller runs them inside
+``engine.kernel.pass_context`` (inference mode, the run's dtype, the fused attention), as the engine does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from torch import Tensor
 
 from sae_checks.engine.chunks import Chunks, sae_terms, token_stats
-from sae_checks.engine.hooks import assert_no_hooks, capture, forward_from, keep_positions, start_activation
+from sae_checks.engine.hooks import keep_positions, start_hooks
+from sae_checks.engine.kernel import clean_pass, specials_of, splice_pass, unspliced
 from sae_checks.experiments.cloze_items import EncodedItems, RowBatch, batches, make_batch
 from sae_checks.metrics.cloze import (
     ClozeScores,
@@ -46,31 +48,30 @@ class Spliced(NamedTuple):
 @dataclass(frozen=True)
 class Passes:
     """How the passes of one cloze task run: on ``model``, caching ``hooks`` in the clean pass, in token
-    ``chunks``, leaving BOS clean unless ``splice_bos``; rows padded with ``pad_id``."""
+    ``chunks``, leaving the special tokens (BOS) clean unless ``splice_bos``; rows padded with ``pad_id``."""
 
     model: Any
     hooks: list[str]  # what the clean pass caches: the SAEs' hooks and their splice start points
     chunks: Chunks  # tokens per chunk of the unembedding and of the SAE's features
     splice_bos: bool  # splice the BOS position too
     pad_id: int  # token of the right padding
+    specials: Tensor | None = None  # special token ids left unspliced (engine.kernel.unspliced); None = the
+    # model tokenizer's (engine.kernel.specials_of)
 
     def batch(self, prompts: list[list[int]], conts: list[list[int]]) -> RowBatch:
         return make_batch(prompts, conts, self.pad_id, self.model.cfg.device)
 
     def clean(self, batch: RowBatch, stop: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """One clean pass caching ``hooks``: (final residual (B, T, d_model), activations); with ``stop`` it
-        runs only the blocks before it and returns the residual there."""
-        assert_no_hooks(self.model)
-        with capture(self.model, self.hooks) as store:
-            out = self.model(batch.tokens, stop_at_layer=stop if stop is not None else self.model.cfg.n_layers)
-            acts = dict(store)
-        return out, acts
+        """One clean pass caching ``hooks`` (``engine.kernel.clean_pass``): (final residual (B, T, d_model),
+        activations); with ``stop`` it runs only the blocks before it and returns the residual there."""
+        return clean_pass(self.model, batch.tokens, self.hooks, stop)
 
     def keep(self, batch: RowBatch) -> Tensor:
-        """(B, T) positions the splice leaves clean: padding always, BOS unless ``splice_bos``."""
-        keep = batch.attention_mask == 0
-        if not self.splice_bos:
-            keep[:, 0] = True
+        """(B, T) positions the splice leaves clean (``engine.kernel.unspliced``): padding always, the
+        special tokens (BOS) unless ``splice_bos``."""
+        specials = self.specials if self.specials is not None else specials_of(self.model)
+        keep = unspliced(batch.tokens, specials, self.splice_bos, batch.attention_mask)
+        assert keep is not None  # the attention mask always gives one
         return keep
 
     def splice(self, ls: LoadedSAE, acts: Mapping[str, Tensor], batch: RowBatch,
@@ -86,12 +87,8 @@ class Passes:
 
     def forward(self, hook: str, acts: Mapping[str, Tensor], new: Tensor, tokens: Tensor) -> Tensor:
         """Final residual (B, T, d_model) of the pass with ``new`` at ``hook`` instead of the clean
-        ``acts[hook]``, started as late as it can (``engine.hooks.forward_from``)."""
-        assert_no_hooks(self.model)
-        start = start_activation(acts, hook, self.model.cfg.n_layers)
-        resid, _ = forward_from(self.model, hook, acts[hook], new, tokens, start_act=start, final="resid")
-        assert_no_hooks(self.model)
-        return resid
+        ``acts[hook]``, started as late as it can (``engine.kernel.splice_pass``)."""
+        return splice_pass(self.model, hook, acts, new, tokens)[0]
 
     def logp(self, resid: Tensor, targets: Tensor) -> Tensor:
         """log p(target) (n,) from final residuals (n, d_model) (``engine.chunks.token_stats``)."""
@@ -155,7 +152,5 @@ def _option_scores(scores: ClozeScores) -> Tensor:
 
 def hooks_of(saes: Sequence[LoadedSAE], n_layers: int) -> list[str]:
     """The hooks a clean pass caches for ``saes``: theirs and their splice start points."""
-    from sae_checks.engine.hooks import start_hooks
-
     names = [s.hook_name for s in saes]
     return sorted(set(names) | set(start_hooks(names, n_layers)))

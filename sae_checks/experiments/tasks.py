@@ -10,15 +10,11 @@ for the first task run (results.features is per SAE; each entry names its task).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from sae_checks.config import RunConfig
-
-log = logging.getLogger("sae_checks")
+from sae_checks.engine.retry import halving
 
 
 def task_source(task: str, config: RunConfig) -> str:
@@ -39,7 +35,7 @@ def cloze_options(config: RunConfig, model: Any, saes: Mapping[str, Any], *, tas
         task=task, batch_size=batch_size, chunk_tokens=config.chunk_tokens, splice_bos=config.splice_bos,
         features=features, n_causal=config.n_causal, causal_max_prompts=config.causal_max_prompts,
         n_bootstrap=config.n_bootstrap, ci_level=config.ci_level, seed=config.seed,
-        fast_attention=config.fast_attention,
+        fast_attention=config.fast_attention, dtype=config.dtype,
         buckets={n: layer_buckets(config, s.context_size, model.cfg.n_ctx) for n, s in saes.items()},
     )
 
@@ -55,23 +51,16 @@ def run_tasks(model: Any, saes: Mapping[str, Any], config: RunConfig,
     cloze: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for task in config.tasks:
-        items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)
-        batch_size = config.batch_size or _cloze.auto_batch_size(model, items)
-        while True:
-            try:
-                options = cloze_options(config, model, saes, task=task, batch_size=batch_size, features=not features)
-                out = _cloze.run_cloze(model, dict(saes), items, options,
-                                       progress=progress if progress is not None else _progress.enabled(config.progress))
-                break
-            except torch.cuda.OutOfMemoryError:
-                # Batches run longest first, so an OOM nearly always comes at once: restarting the task
-                # at half the batch size repeats little, and a task's results never mix two attempts.
-                if batch_size == 1:
-                    raise
-                torch.cuda.empty_cache()
-                batch_size = max(1, batch_size // 2)
-                log.warning("sae-checks: CUDA out of memory in %s; batch size halved to %d, task restarted",
-                            task, batch_size)
+        items = load_cloze(task, task_source(task, config), n_prompts=config.n_prompts)  # type: ignore[arg-type]
+        # Batches run longest first, so an OOM nearly always comes at once: restarting the task at half the
+        # batch size repeats little, and a task's results never mix two attempts.
+        def attempt(batch_size: int, task: str = task, items: Any = items, first: bool = not features) -> Any:
+            options = cloze_options(config, model, saes, task=task, batch_size=batch_size, features=first)
+            return _cloze.run_cloze(model, dict(saes), items, options,
+                                    progress=progress if progress is not None else _progress.enabled(config.progress))
+
+        out = halving(attempt, config.batch_size or _cloze.auto_batch_size(model, items),
+                      f"{task} (task restarted)").value
         cloze[task] = out.cloze
         if out.features and not features:
             features = out.features

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from sae_checks.metrics.bootstrap import percentile_ci, resample
 from sae_checks.metrics.reconstruction import ReconstructionTerms
 
 CLASSES = ("both_right", "both_wrong", "clean_only", "spliced_only")
@@ -234,8 +235,5 @@ def bootstrap_mean_ci(values: Tensor, *, n_bootstrap: int, level: float, seed: i
     v = v[torch.isfinite(v)]
     if v.numel() == 0 or n_bootstrap <= 0:
         return torch.full((2,), float("nan"), dtype=torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, v.numel(), (n_bootstrap, v.numel()), generator=gen)
-    means = v.cpu()[idx].mean(1)
-    alpha = (1 - level) / 2
-    return torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+    means = v.cpu()[resample(v.numel(), n_bootstrap, seed)].mean(1)  # (R,)
+    return percentile_ci(means, level)

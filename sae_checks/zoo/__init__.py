@@ -6,7 +6,7 @@ CPython, its byte-level BPE tokenizer, two versions of per-layer ReLU SAEs on ``
 evaluation tokens and text, and a Lambada-style cloze set. ``v1`` reproduces in miniature the failure
 Anders & Bloom (2024) found in gpt2-small-res-jb: fine inside its training context, broken past it.
 
-Files live in :data:`ZOO_DIR`; ``python -m sae_checks.zoo.build`` rebuilds them (``zoo_stats.json``
+Files live in :data:`ZOO_DIR`; ``python -m zoo_builder.build`` (outside the package, in the source repository) rebuilds them (``zoo_stats.json``
 holds the numbers the build printed). Heavy imports (torch, transformer_lens, sae_lens) happen inside
 the functions.
 """
@@ -40,7 +40,7 @@ ZOO_SAE_SETS: tuple[str, ...] = (*ZOO_VERSIONS, "suite")  # everything zoo_sae_d
 def _existing(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(
-            f"zoo file {path} is missing; rebuild the zoo with `python -m sae_checks.zoo.build`"
+            f"zoo file {path} is missing; rebuild the zoo with `python -m zoo_builder.build` (in a source checkout)"
         )
     return path
 
@@ -68,7 +68,7 @@ def load_zoo_model(device: str = "cpu") -> HookedTransformer:
 
 def zoo_sae_dir(version: str) -> Path:
     """Folder of the SAE folders of ``"v1"`` / ``"v2"`` (per-layer, ``blocks.L.hook_resid_pre``) or
-    ``"suite"`` (``sae_checks.zoo.suite``: a second width at layer 1, ``attn.hook_z``, ``hook_mlp_out``).
+    ``"suite"`` (``zoo_builder.suite``: a second width at layer 1, ``attn.hook_z``, ``hook_mlp_out``).
 
     Each is loadable with ``sae_lens.SAE.load_from_disk``; ``cfg.metadata.context_size`` is 32 (v1) or 256.
     """

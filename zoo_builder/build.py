@@ -1,4 +1,4 @@
-"""Build the embedded tiny model zoo: ``python -m sae_checks.zoo.build [--out DIR] [--quick]``.
+"""Build the embedded tiny model zoo: ``python -m zoo_builder.build [--out DIR] [--quick]``.
 
 Deterministic (seeded, sorted inputs, 2 torch threads) for a given CPython and torch build; the full
 build takes about 5 minutes on 2 idle CPU cores (300 s measured; most of it is the language model),
@@ -30,7 +30,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "files"
+from sae_checks.engine.chunks import unembed
+from sae_checks.engine.hooks import keep_positions
+from sae_checks.engine.kernel import clean_pass, pass_context, specials_of, splice_pass, unspliced
+from sae_checks.zoo import ZOO_DIR
+
+DEFAULT_OUT = ZOO_DIR  # sae_checks/zoo/files: what the package ships
 N_THREADS = 2
 
 
@@ -103,7 +108,8 @@ def _cloze_eval(
     short_ctx: int,
     batch_size: int = 16,
 ) -> dict[str, Any]:
-    """First-token accuracy (DESIGN.md section 3) on the passages, clean and with each SAE spliced.
+    """First-token accuracy (docs/definitions.md) on the passages, clean and with each SAE spliced (the
+    passes of ``sae_checks.engine.kernel``: special tokens and padding left clean, as the engine does).
 
     Returns ``{"n", "n_long", "clean": {"all", "short", "long"}, "<version>": {"<layer>": {...}}}`` where
     long prompts have more than ``short_ctx`` tokens (BOS included).
@@ -121,26 +127,28 @@ def _cloze_eval(
     answer = torch.tensor(answers)
     long = lengths > short_ctx
 
+    specials = specials_of(model)
+
     def accuracy(version: str | None, layer: int | None) -> torch.Tensor:
         right = torch.zeros(len(seqs), dtype=torch.bool)
-        for i in range(0, len(seqs), batch_size):
-            chunk = seqs[i : i + batch_size]
-            T = max(len(s) for s in chunk)
-            toks = torch.tensor([s + [bos] * (T - len(s)) for s in chunk])  # right padding: causal, harmless
-            with torch.no_grad():
+        with pass_context(model, fast=False):  # TransformerLens' own attention, as when the zoo was built
+            for i in range(0, len(seqs), batch_size):
+                chunk = seqs[i : i + batch_size]
+                T = max(len(s) for s in chunk)
+                toks = torch.tensor([s + [bos] * (T - len(s)) for s in chunk])  # right padding: causal, harmless
                 if version is None:
-                    logits = model(toks)
+                    resid, _ = clean_pass(model, toks, [])
                 else:
                     assert saes is not None and layer is not None
                     name = f"blocks.{layer}.hook_resid_pre"
-                    _, cache = model.run_with_cache(toks, names_filter=name, stop_at_layer=layer + 1)
-                    x = cache[name]
+                    _, acts = clean_pass(model, toks, [name], stop=layer + 1)
+                    x = acts[name]  # (B, T, d)
                     x_hat = saes[version][layer].decode(saes[version][layer].encode(x))
-                    spliced = torch.cat([x[:, :1], x_hat[:, 1:]], dim=1)
-                    logits = model(spliced, start_at_layer=layer, tokens=toks)
-            last = torch.tensor([len(s) - 1 for s in chunk])
-            pred = logits[torch.arange(len(chunk)), last].argmax(-1)
-            right[i : i + len(chunk)] = pred == answer[i : i + len(chunk)]
+                    resid, _ = splice_pass(model, name, acts, keep_positions(x, x_hat, unspliced(toks, specials, False)),
+                                           toks)
+                last = torch.tensor([len(s) - 1 for s in chunk])
+                pred = unembed(model, resid[torch.arange(len(chunk)), last]).argmax(-1)
+                right[i : i + len(chunk)] = pred == answer[i : i + len(chunk)]
         return right
 
     def summary(right: torch.Tensor) -> dict[str, float]:
@@ -161,12 +169,12 @@ def build(out: Path, cfg: BuildConfig) -> dict[str, Any]:
     import torch
     from safetensors.torch import save_file
 
-    from sae_checks.zoo import corpus, lm, sae_train
+    from zoo_builder import corpus, lm, sae_train
 
     t_start = time.time()
     _seed_everything(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    stats: dict[str, Any] = {"command": "python -m sae_checks.zoo.build", "config": asdict(cfg)}
+    stats: dict[str, Any] = {"command": "python -m zoo_builder.build", "config": asdict(cfg)}
 
     print("[1/7] text", flush=True)
     docs = corpus.collect_documents()
@@ -249,7 +257,7 @@ def build(out: Path, cfg: BuildConfig) -> dict[str, Any]:
             )
             sae.save_model(out / "saes" / version / hook)
         del acts
-    from sae_checks.zoo.suite import build_suite
+    from zoo_builder.suite import build_suite
 
     print("[5b/7] SAE suite (zoo:suite)", flush=True)
     stats["suite"] = build_suite(out, train_stream=train_stream, model=model, bos=tok.bos_token_id,
@@ -349,7 +357,7 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sae_checks.zoo.build", description=__doc__.splitlines()[0]
+        prog="python -m zoo_builder.build", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
@@ -359,14 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--suite-only", action="store_true",
-        help="train only the zoo:suite SAEs from the model and text already in --out (sae_checks.zoo.suite)",
+        help="train only the zoo:suite SAEs from the model and text already in --out (zoo_builder.suite)",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads on a shared, busy CPU
     if args.suite_only:
-        from sae_checks.zoo.suite import build_suite_only
+        from zoo_builder.suite import build_suite_only
 
         _seed_everything(0)
         build_suite_only(args.out, QUICK if args.quick else BuildConfig())
@@ -374,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     build(args.out, QUICK if args.quick else BuildConfig())
     if args.out.resolve() == DEFAULT_OUT.resolve() and not args.quick:
         # the published numbers come from the shipped tool, not from the build's own measurements
-        from sae_checks.zoo.stats import main as stats_main
+        from zoo_builder.stats import main as stats_main
 
         stats_main([])
     return 0

@@ -3,8 +3,8 @@
 ``zoo_stats.json`` and the README's zoo table repeat these numbers; they must be what ``sae-checks run``
 reports for the same setting, so they come from the tool itself, not from the build's own code:
 
-    python -m sae_checks.zoo.stats            # recompute, rewrite the "saes"/"cloze" sections, print the table
-    python -m sae_checks.zoo.stats --check    # exit 1 when zoo_stats.json differs from the tool
+    python -m zoo_builder.stats            # recompute, rewrite the "saes"/"cloze" sections, print the table
+    python -m zoo_builder.stats --check    # exit 1 when zoo_stats.json differs from the tool
 
 Setting: the 128 held-out evaluation rows of 256 tokens, buckets [1, 32) (inside v1's training context)
 and [32, 256), every layer's SAE of v1 and v2; the zoo's cloze set (Lambada's split: the prompt is the
@@ -87,7 +87,7 @@ def table_lines(stats: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from sae_checks.zoo import ZOO_DIR
 
-    p = argparse.ArgumentParser(prog="python -m sae_checks.zoo.stats", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m zoo_builder.stats", description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="compare with zoo_stats.json instead of rewriting it")
     args = p.parse_args(argv)
     path = ZOO_DIR / "zoo_stats.json"
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if same else 1
     for sec, part in fresh.items():  # keep the build's other keys (training settings, seconds)
         stats.setdefault(sec, {}).update(part)
-    stats["saes"]["measured_by"] = "python -m sae_checks.zoo.stats (sae_checks.api.run)"
+    stats["saes"]["measured_by"] = "python -m zoo_builder.stats (sae_checks.api.run)"
     Path(path).write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
     print("\n".join(table_lines(stats)))
     c = stats["cloze"]

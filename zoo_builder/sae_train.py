@@ -19,6 +19,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from sae_checks.engine.chunks import token_stats
+from sae_checks.engine.hooks import keep_positions
+from sae_checks.engine.kernel import clean_pass, pass_context, specials_of, splice_pass, unspliced
+
 
 @dataclass(frozen=True, kw_only=True)
 class SAETraining:
@@ -117,11 +121,17 @@ def to_standard_sae(w: SAEWeights, *, hook_name: str, context_size: int, extra: 
 
 class BucketStats(NamedTuple):
     l0: float  # mean #(f != 0) over tokens in the bucket
-    ev: float  # 1 - sum (x - x_hat)^2 / sum (x - mean_bucket(x))^2, ratio of sums (DESIGN.md section 3)
-    delta_ce: float  # mean CE with the SAE spliced (all positions but BOS) minus clean CE, same predictions
+    ev: float  # 1 - sum (x - x_hat)^2 / sum (x - mean_bucket(x))^2, ratio of sums (docs/definitions.md)
+    delta_ce: float  # mean CE with the SAE spliced (all positions but the special tokens) minus clean CE, same predictions
 
 
-@torch.no_grad()
+def _ce(model: Any, resid: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
+    """Next-token CE (B, T-1) from final residuals (B, T, d_model) (``engine.chunks.token_stats``)."""
+    B, T = toks.shape
+    got = token_stats(model, resid[:, :-1].reshape(B * (T - 1), -1), toks[:, 1:].reshape(-1), 4096)
+    return -got.logp.view(B, T - 1)
+
+
 def measure(
     model: Any,
     saes: dict[int, Any],
@@ -132,7 +142,8 @@ def measure(
     """Per layer and position bucket ``[a, b)``: L0, explained variance, delta-CE (BOS excluded).
 
     ``saes`` maps layer -> SAE on ``blocks.{layer}.hook_resid_pre``. delta-CE at position t is the
-    prediction made at t (of token t+1); the splice starts at layer L from the cached residual.
+    prediction made at t (of token t+1); the passes are the engine's (``sae_checks.engine.kernel``): the
+    splice starts at layer L from the cached residual and leaves the special tokens (BOS) clean.
     """
     layers = sorted(saes)
     T = tokens.shape[1]
@@ -144,25 +155,25 @@ def measure(
     dce = {L: torch.zeros(T, dtype=torch.float64) for L in layers}
     count = 0
     names = [f"blocks.{L}.hook_resid_pre" for L in layers]
-    for i in range(0, tokens.shape[0], batch_size):
-        toks = tokens[i : i + batch_size]
-        ce_clean, cache = model.run_with_cache(
-            toks, return_type="loss", loss_per_token=True, names_filter=lambda n: n in names
-        )  # (B, T-1)
-        for L in layers:
-            x = cache[f"blocks.{L}.hook_resid_pre"]  # (B, T, d)
-            f = saes[L].encode(x)
-            x_hat = saes[L].decode(f)
-            sq_err[L] += (x - x_hat).pow(2).sum(-1).double().sum(0)
-            x_sum[L] += x.double().sum(0)
-            x_sq[L] += x.double().pow(2).sum(-1).sum(0)
-            l0[L] += (f != 0).double().sum(-1).sum(0)
-            spliced = torch.cat([x[:, :1], x_hat[:, 1:]], dim=1)
-            ce_spliced = model(
-                spliced, start_at_layer=L, tokens=toks, return_type="loss", loss_per_token=True
-            )
-            dce[L][: T - 1] += (ce_spliced - ce_clean).double().sum(0)
-        count += toks.shape[0]
+    specials = specials_of(model)
+    with pass_context(model, fast=False):  # TransformerLens' own attention, as when the zoo was built
+        for i in range(0, tokens.shape[0], batch_size):
+            toks = tokens[i : i + batch_size]
+            B = toks.shape[0]
+            resid, cache = clean_pass(model, toks, names)
+            ce_clean = _ce(model, resid, toks)  # (B, T-1)
+            keep = unspliced(toks, specials, False)  # BOS and the other special tokens stay clean
+            for L in layers:
+                x = cache[f"blocks.{L}.hook_resid_pre"]  # (B, T, d)
+                f = saes[L].encode(x)
+                x_hat = saes[L].decode(f)
+                sq_err[L] += (x - x_hat).pow(2).sum(-1).double().sum(0)
+                x_sum[L] += x.double().sum(0)
+                x_sq[L] += x.double().pow(2).sum(-1).sum(0)
+                l0[L] += (f != 0).double().sum(-1).sum(0)
+                spliced, _ = splice_pass(model, f"blocks.{L}.hook_resid_pre", cache, keep_positions(x, x_hat, keep), toks)
+                dce[L][: T - 1] += (_ce(model, spliced, toks) - ce_clean).double().sum(0)
+            count += B
     out: dict[int, list[BucketStats]] = {}
     for L in layers:
         stats = []

@@ -8,7 +8,7 @@ Three SAEs on the shipped zoo model, trained like v2 (full 256-token context, sa
 - ``blocks.1.attn.hook_z``: per-head attention outputs, flattened to (H * d_head) = 128 as sae_lens does;
 - ``blocks.2.hook_mlp_out``: the MLP's output.
 
-``python -m sae_checks.zoo.build --suite-only`` trains them from the shipped model and text without
+``python -m zoo_builder.build --suite-only`` trains them from the shipped model and text without
 rebuilding anything else; a full build runs this stage after the v1/v2 SAEs.
 """
 
@@ -45,7 +45,7 @@ def build_suite(out: Path, *, train_stream: Any, model: Any, bos: int, n_windows
     """Train the suite's SAEs into ``out/saes/suite/<name>``; returns their training stats."""
     import torch
 
-    from sae_checks.zoo import lm, sae_train
+    from zoo_builder import lm, sae_train
 
     t0 = time.time()
     gen = torch.Generator().manual_seed(seed + 2)
@@ -71,7 +71,7 @@ def build_suite_only(out: Path, cfg: Any) -> dict[str, Any]:
     """Train the suite from the shipped model and text in ``out``; merge its stats into zoo_stats.json."""
     import json
 
-    from sae_checks.zoo import corpus, lm
+    from zoo_builder import corpus, lm
 
     docs = corpus.collect_documents()
     train_docs, _ = corpus.split_documents(docs)
