@@ -194,8 +194,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from sae_checks import __version__
     from sae_checks.options import GATE, add_argparse
+    from sae_checks.version import __version__
 
     p = _Parser(prog="sae-checks", description=__doc__.splitlines()[0], epilog=EXIT_CODES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)

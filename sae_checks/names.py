@@ -9,6 +9,7 @@ suite can hold several SAEs at one hook. Pure functions, no torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 _SLUG_BAD = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -107,3 +108,41 @@ def check_id(family: str, metric: str, layer: int, sae: str, bucket: str | None 
     if family == "propagation":
         return f"{metric.replace('.', '-')}-L{upstream}-{slug(upstream_sae or '')}-to-L{layer}-{name}"
     return f"{metric.replace('.', '-')}-L{layer}-{name}"
+
+
+# schema-1 check ids (``metric/layer=L/...``), mapped on load so published baselines stay valid
+_BUCKET_ID = re.compile(r"^(?P<metric>[^/]+)/layer=(?P<layer>\d+)/bucket=(?P<a>\d+)-(?P<b>\d+)$")
+_PROPAGATION_ID = re.compile(r"^propagation/(?P<metric>[^/]+)/up=(?P<up>\d+)/down=(?P<down>\d+)$")
+_LAYER_ID = re.compile(r"^(?P<path>.+)/layer=(?P<layer>\d+)$")
+
+
+def upgrade_check_id(old: str, names: Mapping[str, list[str]]) -> tuple[str, dict[str, Any]]:
+    """(new id, fields to add) for a legacy check id; ``(old, {})`` when it is not legacy or its
+    layer does not have exactly one SAE in ``names`` (``{"<layer>": [name, ...]}``).
+
+    ``fvu/layer=3/bucket=1-32`` -> ``fvu-L3-pos1_32-<sae>``; ``context_ratio/fvu/layer=3`` ->
+    ``context_ratio-fvu-L3-<sae>``; ``cloze/lambada/acc_word/layer=3`` -> ``cloze-lambada-acc_word-L3-<sae>``;
+    ``propagation/mse/up=1/down=3`` -> ``propagation-mse-L1-<up>-to-L3-<down>``.
+    """
+    def one(layer: str) -> str | None:
+        found = names.get(str(int(layer)), [])
+        return found[0] if len(found) == 1 else None
+
+    if m := _PROPAGATION_ID.match(old):
+        up, down = one(m["up"]), one(m["down"])
+        if up is None or down is None:
+            return old, {}
+        new = check_id("propagation", f"propagation.{m['metric']}", int(m["down"]), down, upstream=int(m["up"]),
+                       upstream_sae=up)
+        return new, {"sae": down, "upstream_sae": up}
+    if m := _BUCKET_ID.match(old):
+        sae = one(m["layer"])
+        if sae is None:
+            return old, {}
+        return check_id("bucket", m["metric"], int(m["layer"]), sae, f"{m['a']}-{m['b']}"), {"sae": sae}
+    if m := _LAYER_ID.match(old):
+        sae = one(m["layer"])
+        if sae is None:
+            return old, {}
+        return check_id("layer", m["path"].replace("/", "."), int(m["layer"]), sae), {"sae": sae}
+    return old, {}

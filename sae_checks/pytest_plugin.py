@@ -324,9 +324,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.workeroutput["sae_checks"] = gate.worker_output()  # type: ignore[attr-defined]
         return
     from sae_checks.errors import SaeChecksError
+    from sae_checks.report.finish import finish_gate
 
     try:
-        gate.finish()
+        finish_gate(gate)
     except (SaeChecksError, OSError) as exc:
         config.stash[_ERROR] = f"sae-checks: could not write the report/baseline: {exc}"
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,6 +19,7 @@ import pytest
 from sae_checks.cli import main
 from sae_checks.errors import ConfigError
 from sae_checks.io import OutputError, OutputLock, atomic_append_text, atomic_write_text
+from sae_checks.report.finish import finish_gate
 from sae_checks.report.io import load_report
 
 DATA = Path(__file__).parent / "data"
@@ -170,7 +171,7 @@ def test_gate_refuses_a_report_another_run_writes(tmp_path):
     with pytest.raises(ConfigError, match="--sae-report=.*r.json.*another sae-checks run writes this report"):
         GateSession.create(cli, rootdir=tmp_path, invocation_dir=tmp_path)
     GateSession.create(cli, rootdir=tmp_path, invocation_dir=tmp_path, worker=1)  # xdist workers do not lock
-    first.finish()  # nothing ran: nothing written, the lock released
+    finish_gate(first)  # nothing ran: nothing written, the lock released
     GateSession.create(cli, rootdir=tmp_path, invocation_dir=tmp_path).close()
 
 
@@ -300,7 +301,7 @@ def test_gate_says_baseline_updated_only_after_writing_it(tmp_path, monkeypatch,
     session.checks = {c["id"]: c for c in saved_evaluation["checks"]}
     monkeypatch.setattr(gate_pkg, "write_baselines",
                         lambda path, *a, **k: (_ for _ in ()).throw(OutputError(path, ENOSPC, errno.ENOSPC)))
-    report = session.finish()
+    report = finish_gate(session)
     assert report is not None and session.report_written == tmp_path / "sae-report.json"
     lines = session.summary_lines()
     assert not any("updated" in line for line in lines)
@@ -328,6 +329,6 @@ def test_gate_step_summary_failure_after_the_run_keeps_the_report(tmp_path, monk
     session = GateSession.create({"thresholds": "policy.toml"}, rootdir=tmp_path, invocation_dir=tmp_path)
     session.results, session.provenance = saved_evaluation["results"], saved_evaluation["provenance"]
     summary.mkdir()  # the summary path went bad during the run
-    session.finish()
+    finish_gate(session)
     assert session.report_written == tmp_path / "sae-report.json" and session.report_written.exists()
     assert session.errors == [f"sae-checks: GitHub step summary not written to {summary}: cannot read it to append: Is a directory"]

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from sae_checks.errors import ConfigError, DataError, ThresholdError
+from sae_checks.report.finish import finish_gate
 from sae_checks.tasks import get_task, register_task, task_names, unregister_task
 
 TOY_TASK = '''
@@ -114,7 +115,7 @@ def test_user_task_runs_is_reported_and_gated(toy, tmp_path):
     session.select(s.id for s in session.specs)
     for spec in session.specs:
         session.judge(spec, api.run)
-    session.finish()
+    finish_gate(session)
     report = load_report(tmp_path / "gate.json")
     toy_results = report["results"]["cloze"]["toy"]
     assert toy_results["n_prompts"] == 6

@@ -423,7 +423,7 @@ def provenance(
     ``batch_size``: the sequences per pass actually used (at most ``n_seqs``; after any OOM halving)."""
     import importlib.metadata as md
 
-    import sae_checks
+    from sae_checks.version import __version__
 
     def version(name: str) -> str:
         try:
@@ -435,7 +435,7 @@ def provenance(
     data.update(data_info or {})
     data.update({"n_sequences": n_seqs, "ctx_len": n_ctx})
     return {
-        "sae_checks": sae_checks.__version__,
+        "sae_checks": __version__,
         "torch": torch.__version__,
         "transformer_lens": version("transformer-lens"),
         "sae_lens": version("sae-lens"),

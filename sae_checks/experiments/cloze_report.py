@@ -27,8 +27,8 @@ from sae_checks.metrics.cloze import (
 )
 
 if TYPE_CHECKING:
-    from sae_checks.experiments.cloze import ClozeOptions
     from sae_checks.experiments.cloze_items import EncodedItems
+    from sae_checks.experiments.cloze_options import ClozeOptions
     from sae_checks.loading.saes import LoadedSAE
 
 SCORE_KEYS = ("logp", "acc_first_token", "acc_word", "ce", "cont_logp")  # of every pass, clean or spliced

@@ -50,7 +50,6 @@ from sae_checks.gate.thresholds import (
     Override,
     Policy,
     Rule,
-    baselines_from_report,
     load_baselines,
     load_policy,
     parse_policy,
@@ -312,70 +311,13 @@ class GateSession:
     def checks_list(self) -> list[dict[str, Any]]:
         return [self.checks[k] for k in sorted(self.checks)]
 
-    def finish(self) -> dict[str, Any] | None:
-        """Write the report (and the baseline update); returns the report, None if nothing ran. A run
-        that stopped early is marked ``"incomplete": true`` with the ids ``not_run``, and never updates
-        the baseline. An output that cannot be written is said in ``errors`` (what, where, why; a report
-        is saved elsewhere), never lost silently; the other outputs are still written. Releases the lock."""
-        try:
-            return self._finish()
-        finally:
-            self.close()
-
-    def _finish(self) -> dict[str, Any] | None:
-        if not self.checks and not self.custom and not self.results:
-            return None
-        from sae_checks.io import OutputError
-        from sae_checks.report.io import build_report, write_failed, write_report
-        from sae_checks.report.markdown import append_github_summary
-
-        config = self.config.to_dict()
-        config["gate"] = {"thresholds": str(self.options.thresholds or self.policy.path),
-                          "policy_source": self.options.policy_source,
-                          "baseline": str(self.options.baseline) if self.options.baseline else None,
-                          "unsafe_tolerances": self.unsafe}
-        report = build_report(provenance=self.provenance or self._no_provenance(), config=config, results=self.results,
-                              checks=self.checks_list(), unused_baseline=self.unused(),
-                              custom_checks=list(self.custom.values()))
-        not_run = self.not_run()
-        if not_run:
-            report["incomplete"] = True
-            report["not_run"] = not_run
-        try:
-            self.report_written = write_report(self.options.report, report)
-        except OutputError as exc:
-            self.errors.append(f"sae-checks: {write_failed('report', exc, report)}")
-        try:
-            append_github_summary(report)
-        except OutputError as exc:
-            self.errors.append(f"sae-checks: {write_failed('GitHub step summary', exc)}")
-        if self.options.update_baseline:
-            from sae_checks.errors import ThresholdError
-
-            path = self.options.baseline_target
-            try:
-                entries, self.baseline_written, subject = baselines_from_report(
-                    report, Baselines(path=path, entries=dict(self.baselines.entries), subject=self.baselines.subject),
-                    self.options.update_baseline, model=self.config.model)
-            except ThresholdError as exc:
-                self.errors.append(f"sae-checks: baseline not updated: {exc}")
-                return report
-            try:
-                write_baselines(path, entries, subject)
-            except OutputError as exc:
-                self.errors.append(f"sae-checks: baseline not updated: {write_failed('baseline', exc)}")
-                return report
-            self.baselines = Baselines(path=path, entries=entries, subject=subject)
-            self.baseline_updated = True
-        return report
-
     def _no_provenance(self) -> dict[str, Any]:
         """Provenance of a run whose engine never ran (it failed, or nothing needed it): the configuration."""
         import datetime as dt
 
-        import sae_checks
+        from sae_checks.version import __version__
 
-        return {"sae_checks": sae_checks.__version__, "torch": None, "transformer_lens": None, "sae_lens": None,
+        return {"sae_checks": __version__, "torch": None, "transformer_lens": None, "sae_lens": None,
                 "device": self.config.device or "", "dtype": self.config.dtype, "git_commit": None,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "model": self.config.model,
                 "saes": [], "data": {"dataset": self.config.data_source, "n_sequences": 0, "ctx_len": self.config.ctx_len or 1,

@@ -93,7 +93,7 @@ def legacy_id(old: str, specs: Iterable[CheckSpec]) -> str | None:
     """The id of today's check that a schema-1 id (``fvu/layer=3/bucket=1-128``: one SAE per layer)
     named, when its layer has exactly one planned SAE and the check is planned; else None. The mapping
     is the report's (``report.upgrade.upgrade_check_id``), so baselines and old reports map alike."""
-    from sae_checks.report.upgrade import upgrade_check_id
+    from sae_checks.names import upgrade_check_id
 
     specs = list(specs)
     by_layer: dict[str, set[str]] = {}
@@ -205,4 +205,4 @@ def unused_baselines(baselines: Baselines, judged_ids: Iterable[str]) -> list[st
     return sorted(set(baselines.entries) - set(judged_ids))
 
 
-from sae_checks.report.merge import merge_propagation, merge_provenance, merge_results  # noqa: E402,F401
+from sae_checks.gate.merge import merge_propagation, merge_provenance, merge_results  # noqa: E402,F401

@@ -57,9 +57,7 @@ def default_policy_path() -> Path | None:
 
 def inside_package(path: Path) -> bool:
     """Whether ``path`` lies in the installed package or its packaged thresholds folder."""
-    import sae_checks
-
-    roots = [Path(sae_checks.__file__).resolve().parent, *filter(None, [packaged_thresholds()])]
+    roots = [Path(__file__).resolve().parents[1], *filter(None, [packaged_thresholds()])]
     target = path.resolve()
     return any(target.is_relative_to(r.resolve()) for r in roots)
 

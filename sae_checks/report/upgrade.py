@@ -22,15 +22,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sae_checks.names import check_id as make_check_id
-from sae_checks.names import slug  # noqa: F401  (re-exported: the report's side of the same rule)
+from sae_checks.names import (
+    slug,  # noqa: F401  (re-exported: the report's side of the same rule)
+    upgrade_check_id,
+)
 from sae_checks.report.schema import SCHEMA_VERSION
 
 LAYER_KEYED = ("per_position", "per_bucket", "context_generalization", "buckets", "context_size", "features")
 SAE_FIELDS = ("layer", "hook", "d_in", "d_sae", "architecture", "context_size", "release", "id")
-_BUCKET_ID = re.compile(r"^(?P<metric>[^/]+)/layer=(?P<layer>\d+)/bucket=(?P<a>\d+)-(?P<b>\d+)$")
-_PROPAGATION_ID = re.compile(r"^propagation/(?P<metric>[^/]+)/up=(?P<up>\d+)/down=(?P<down>\d+)$")
-_LAYER_ID = re.compile(r"^(?P<path>.+)/layer=(?P<layer>\d+)$")
 
 
 def sae_name(entry: Mapping[str, Any]) -> str:
@@ -79,38 +78,6 @@ def sort_key(entry: Mapping[str, Any]) -> tuple[int, int, str]:
     layer = entry.get("layer")
     number = layer if isinstance(layer, int) and not isinstance(layer, bool) else 1 << 30
     return sae_sort_key(number, str(entry.get("hook") or ""), str(entry.get("name") or sae_name(entry)))
-
-
-def upgrade_check_id(check_id: str, names: Mapping[str, list[str]]) -> tuple[str, dict[str, Any]]:
-    """(new id, fields to add) for a legacy check id; ``(check_id, {})`` when it is not legacy or its
-    layer does not have exactly one SAE in ``names`` (``{"<layer>": [name, ...]}``).
-
-    ``fvu/layer=3/bucket=1-32`` -> ``fvu-L3-pos1_32-<sae>``; ``context_ratio/fvu/layer=3`` ->
-    ``context_ratio-fvu-L3-<sae>``; ``cloze/lambada/acc_word/layer=3`` -> ``cloze-lambada-acc_word-L3-<sae>``;
-    ``propagation/mse/up=1/down=3`` -> ``propagation-mse-L1-<up>-to-L3-<down>``.
-    """
-    def one(layer: str) -> str | None:
-        found = names.get(str(int(layer)), [])
-        return found[0] if len(found) == 1 else None
-
-    if m := _PROPAGATION_ID.match(check_id):
-        up, down = one(m["up"]), one(m["down"])
-        if up is None or down is None:
-            return check_id, {}
-        new = make_check_id("propagation", f"propagation.{m['metric']}", int(m["down"]), down, upstream=int(m["up"]),
-                       upstream_sae=up)
-        return new, {"sae": down, "upstream_sae": up}
-    if m := _BUCKET_ID.match(check_id):
-        sae = one(m["layer"])
-        if sae is None:
-            return check_id, {}
-        return make_check_id("bucket", m["metric"], int(m["layer"]), sae, f"{m['a']}-{m['b']}"), {"sae": sae}
-    if m := _LAYER_ID.match(check_id):
-        sae = one(m["layer"])
-        if sae is None:
-            return check_id, {}
-        return make_check_id("layer", m["path"].replace("/", "."), int(m["layer"]), sae), {"sae": sae}
-    return check_id, {}
 
 
 def upgrade_report(report: Mapping[str, Any]) -> dict[str, Any]:
