@@ -139,8 +139,10 @@ def cmd_html(args: argparse.Namespace) -> int:
     from sae_checks.report.io import load_report
 
     check_writable(args.out, "--out")
+    if args.figures is not None:
+        check_writable(args.figures, "--figures", directory=True)
     baseline = load_report(args.baseline) if args.baseline else None
-    write_html(load_report(args.report), Path(args.out), baseline=baseline)
+    write_html(load_report(args.report), Path(args.out), baseline=baseline, figures=args.figures)
     print(args.out)
     return 0
 
@@ -236,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("report", type=Path)
     h.add_argument("--baseline", type=Path, help="an older report to diff against")
     h.add_argument("-o", "--out", type=Path, required=True, help="output .html file")
+    h.add_argument("--figures", type=Path, metavar="DIR", help="also keep the page's figures as PNG files in DIR "
+                   "(drawn once for both: what `sae-checks plot` would write there)")
     h.set_defaults(func=cmd_html)
     z = sub.add_parser("zoo", help="the embedded tiny zoo: `sae-checks zoo build [--out DIR]`")
     z.add_argument("rest", nargs=argparse.REMAINDER)

@@ -21,19 +21,31 @@ import sys
 import time
 from pathlib import Path
 
+ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
-def _gate(version: str, out: Path, extra: list[str]) -> tuple[int, Path]:
+
+class _Job:
+    """A command run in the background with its output kept, shown whole when it is collected: the two
+    gates and the suite run side by side (one torch thread each, so they share the cores instead of
+    fighting over them), their outputs in the demo's order."""
+
+    def __init__(self, shown: str, cmd: list[str], threads: int = 1) -> None:
+        self.shown = shown
+        env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def collect(self) -> int:
+        output, _ = self.proc.communicate()
+        print(f"$ {self.shown}\n{output}", end="", flush=True)
+        return self.proc.returncode
+
+
+def _gate(version: str, out: Path, extra: list[str]) -> tuple[_Job, Path]:
     report = out / f"zoo-{version}.json"
-    cmd = [sys.executable, "-m", "pytest", "--pyargs", "sae_checks.gate.gate_tests", f"--sae-saes=zoo:{version}",
-           f"--sae-report={report}", "-p", "no:cacheprovider", "-q", "--tb=no", "-rfE", "--no-header",
-           "-o", "console_output_style=classic", *extra]
-    from sae_checks.progress import interactive
-
-    if interactive(sys.stdout):  # the gate runs with -q (quiet): ask for progress lines on a terminal
-        cmd.append("--sae-progress")
-    print(f"$ {' '.join(['pytest', *cmd[3:]])}", flush=True)
-    rc = subprocess.call(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    return rc, report
+    args = ["--pyargs", "sae_checks.gate.gate_tests", f"--sae-saes=zoo:{version}", f"--sae-report={report}",
+            "-p", "no:cacheprovider", "-q", "--tb=no", "-rfE", "--no-header", "-o", "console_output_style=classic",
+            *extra]
+    return _Job(" ".join(["pytest", *args]), [sys.executable, "-m", "pytest", *args]), report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,30 +57,35 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
+    print("(the two gates run side by side; each one's output is shown when it ends)", flush=True)
+    job2, v2 = _gate("v2", out, args.pytest_args)
+    job1, v1 = _gate("v1", out, args.pytest_args)
     print("\n== 1/5  gate on zoo:v2 (SAEs trained at the full 256-token context) ==", flush=True)
-    rc2, v2 = _gate("v2", out, args.pytest_args)
+    rc2 = job2.collect()
     print("\n== 2/5  gate on zoo:v1 (SAEs trained at a 32-token context) ==", flush=True)
-    rc1, v1 = _gate("v1", out, args.pytest_args)
+    rc1 = job1.collect()
+
+    suite = out / "zoo-suite.json"
+    suite_args = ["run", "--saes", "zoo:v2,zoo:suite", "--n-seqs", "8", "--buckets", "1-32,32-256", "--no-propagation",
+                  "--no-progress", "--report", str(suite)]
+    suite_job = _Job(" ".join(["sae-checks", *suite_args]), [sys.executable, "-m", "sae_checks.cli", *suite_args],
+                     threads=2)  # beside the drawing (one core): two threads, the sums summed as before
 
     from sae_checks.cli import main as cli
 
     print("\n== 3/5  sae-checks diff zoo-v1.json zoo-v2.json ==", flush=True)
     cli(["diff", str(v1), str(v2)])  # exit 1 = v2 regressed somewhere against v1; shown, not fatal here
 
-    print("\n== 4/5  figures and HTML ==", flush=True)
+    print("\n== 4/5  figures and HTML (each figure drawn once, for its folder and the page) ==", flush=True)
     for version, report, base in (("v1", v1, None), ("v2", v2, v1)):
-        cli(["plot", str(report), "-o", str(out / f"plots-{version}")])
-        html = ["html", str(report), "-o", str(out / f"zoo-{version}.html")]
+        html = ["html", str(report), "-o", str(out / f"zoo-{version}.html"), "--figures", str(out / f"plots-{version}")]
         cli(html + (["--baseline", str(base)] if base else []))
 
     print("\n== 5/5  a suite: zoo:v2,zoo:suite (two SAEs at blocks.1.hook_resid_pre, hook_z, mlp_out) ==",
           flush=True)
-    suite = out / "zoo-suite.json"
-    suite_rc = cli(["run", "--saes", "zoo:v2,zoo:suite", "--n-seqs", "8", "--buckets", "1-32,32-256", "--no-propagation",
-                    "--no-progress", "--report", str(suite)])
+    suite_rc = suite_job.collect()
     if suite_rc == 0:
-        cli(["plot", str(suite), "-o", str(out / "plots-suite")])
-        cli(["html", str(suite), "-o", str(out / "zoo-suite.html")])
+        cli(["html", str(suite), "-o", str(out / "zoo-suite.html"), "--figures", str(out / "plots-suite")])
 
     elapsed = time.perf_counter() - start
     verdict_ok = rc2 == 0 and rc1 == 1 and suite_rc == 0

@@ -1,4 +1,4 @@
-"""Engine properties on random tiny models and SAEs (DESIGN.md section 3 definitions).
+"""Engine properties on random tiny models and SAEs (docs/definitions.md).
 
 Identity SAE -> zero error everywhere; zero decoder == zero ablation; feature permutation, batch size and
 batch order change nothing; the start_at_layer splice equals a full hooked pass; no hook outlives a pass;

@@ -1,4 +1,4 @@
-"""The judge's semantics on hand-made results (DESIGN.md section 5), check planning, merging."""
+"""The judge's semantics on hand-made results (docs/gate.md#judging), check planning, merging."""
 
 from __future__ import annotations
 

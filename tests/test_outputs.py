@@ -290,8 +290,8 @@ def test_report_write_failure_after_the_run_keeps_the_results(tmp_path, capsys, 
 
 def test_gate_says_baseline_updated_only_after_writing_it(tmp_path, monkeypatch, saved_evaluation):
     """Seen: the gate printed "baseline updated" before failing to write it."""
-    from sae_checks import gate as gate_pkg
     from sae_checks.gate import GateSession
+    from sae_checks.report import finish
 
     (tmp_path / "policy.toml").write_text("[metrics.fvu]\nabs_tol = 0.1\n")
     session = GateSession.create({"thresholds": "policy.toml", "update_baseline": "all"}, rootdir=tmp_path,
@@ -299,7 +299,7 @@ def test_gate_says_baseline_updated_only_after_writing_it(tmp_path, monkeypatch,
     session.results = saved_evaluation["results"]
     session.provenance = saved_evaluation["provenance"]
     session.checks = {c["id"]: c for c in saved_evaluation["checks"]}
-    monkeypatch.setattr(gate_pkg, "write_baselines",
+    monkeypatch.setattr(finish, "write_baselines",
                         lambda path, *a, **k: (_ for _ in ()).throw(OutputError(path, ENOSPC, errno.ENOSPC)))
     report = finish_gate(session)
     assert report is not None and session.report_written == tmp_path / "sae-report.json"

@@ -81,3 +81,21 @@ def test_every_cited_docs_anchor_exists() -> None:
             if m.group(1) in docs and m.group(2) not in docs[m.group(1)]:
                 broken.append(f"{path.relative_to(ROOT)}: {m.group(0)}")
     assert not broken, f"citations of headings that do not exist (docs/ anchors: GitHub's): {broken}"
+
+
+def test_nothing_cites_a_document_outside_the_repository() -> None:
+    """The definitions the code follows are in docs/: no file of the repository cites the old design notes
+    or a path outside it (a reader of the package never needs a file it does not ship)."""
+    import re
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    texts = [p for p in tracked if p.endswith((".py", ".md", ".json", ".toml", ".j2", ".txt", ".yml", ".cfg"))
+             and "tests/test_packaging.py" not in p and (ROOT / p).is_file()]
+    outside = re.compile(r"DESIGN\.md|STYLE\.md|/work/(?!main)|rekey-spec")
+    hits = [f"{p}:{n}" for p in texts
+            for n, line in enumerate((ROOT / p).read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+            if outside.search(line)]
+    assert not hits, f"citations of documents outside the repository: {hits}"

@@ -10,13 +10,13 @@ import pytest
 from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate
 
 COUNT_WRITES = '''
-import sae_checks.report.io as _io
-_orig_write = _io.write_report
+import sae_checks.report.finish as _finish
+_orig_write = _finish.write_report
 def _counting_write(path, report):
     with open(HERE / "report_writes.txt", "a") as fh:
         fh.write(str(path) + "\\n")
     return _orig_write(path, report)
-_io.write_report = _counting_write
+_finish.write_report = _counting_write
 '''
 
 

@@ -45,7 +45,7 @@ def build_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
 
 
 def build_v1_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
-    """A version 1 report dict shaped like DESIGN.md section 6 / docs/architecture.md, every section present.
+    """A version 1 report dict shaped like docs/report.md#versions-and-upgrade, every section present.
 
     ``blowup`` scales how much the metrics jump past the training context (a v2 SAE: smaller)."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """Cloze items as token rows: the tokenization of prompts and continuations (lm-evaluation-harness' split for
 Lambada), the cut that makes a row fit the context, and right-padded batches of rows, longest first.
 
-Definitions: ``sae_checks.experiments.cloze`` (module docstring) and DESIGN.md section 3.
+Definitions: docs/definitions.md#cloze-rows.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def encode_items(tokenizer: Any, items: Sequence[ClozeItem], n_ctx: int) -> Enco
     continuation's tokens are those of ``tokenize(prompt + continuation)`` after the prompt's tokens.
     Otherwise the prompt's trailing spaces are dropped (the space belongs to the answer token) and the
     continuation is ``" " + answer`` (``" " + option`` for each CBT option). lm-eval's HF backend adds no
-    BOS for gpt2 (``add_bos_token=False``) where sae-checks puts BOS first (position 0 is BOS, DESIGN.md
-    section 3): log-probs equal lm-eval's run with ``add_bos_token=True``."""
+    BOS for gpt2 (``add_bos_token=False``) where sae-checks puts BOS first (position 0 is BOS,
+    docs/definitions.md#notation): log-probs equal lm-eval's run with ``add_bos_token=True``."""
     bos = tokenizer.bos_token_id
     if bos is None:
         raise DataError("the tokenizer has no bos_token_id; cloze prompts need BOS first")

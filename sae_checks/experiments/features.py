@@ -1,4 +1,5 @@
-"""Feature helpfulness on a cloze task, and the causal check of the top features (DESIGN.md section 3).
+"""Feature helpfulness on a cloze task, and the causal check of the top features
+(docs/definitions.md#feature-helpfulness, docs/definitions.md#causal-check).
 
 Definition (used exactly): per layer, per feature k, over the prompts where k is active (f_k ≠ 0) at
 any of the last 32 prompt positions (``metrics.cloze.window_mask``; BOS left out unless it is

@@ -1,6 +1,6 @@
 """Which policy, which baseline, which paths: a gate run's settings from its options, before any model loads.
 
-The policy (DESIGN.md section 5) is, in order: ``--sae-thresholds`` / ``thresholds`` in
+The policy (docs/gate.md#which-policy) is, in order: ``--sae-thresholds`` / ``thresholds`` in
 ``[tool.sae-checks]``; the packaged zoo policy for the zoo (model ``zoo`` and only ``zoo:*`` SAEs); the
 packaged policy of a sae_lens release (``thresholds/<release>.toml``, e.g. ``gpt2-small-res-jb``); else
 ``BUILTIN_POLICY``, a generic one. ``policy_source`` says which, in the terminal summary and the report.

@@ -1,6 +1,6 @@
 """The report: versioned JSON (the record of a run), its schema, a Markdown summary and the diff of two runs.
 
-JSON only: these modules never import torch or load a model (DESIGN.md section 6, STYLE.md rule 10).
+JSON only: these modules never import torch or load a model (docs/report.md).
 """
 
 from __future__ import annotations

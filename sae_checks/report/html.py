@@ -338,8 +338,9 @@ def render_html(report: Mapping[str, Any], *, baseline: Mapping[str, Any] | None
 
 
 def write_html(report: Mapping[str, Any], path: Path | str, baseline: Mapping[str, Any] | None = None,
-               *, diff_text: str | None = None) -> Path:
-    """Render :func:`render_html` and write it to ``path`` atomically (temporary file, then rename)."""
+               *, diff_text: str | None = None, figures: Path | str | None = None) -> Path:
+    """Render :func:`render_html` and write it to ``path`` atomically (temporary file, then rename).
+    ``figures``: a folder that also keeps the figures as PNG files (each drawn once, for both)."""
     from sae_checks.io import OutputError, atomic_write_text
 
     target = Path(path)
@@ -347,4 +348,5 @@ def write_html(report: Mapping[str, Any], path: Path | str, baseline: Mapping[st
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(target, f"cannot create its folder: {exc.strerror or exc}", exc.errno) from None
-    return atomic_write_text(target, render_html(report, baseline=baseline, diff_text=diff_text))
+    drawn = make_plots(report, Path(figures)) if figures is not None else None
+    return atomic_write_text(target, render_html(report, baseline=baseline, diff_text=diff_text, plot_result=drawn))

@@ -1,6 +1,6 @@
 """Validation of a report against ``report.schema.json`` (JSON Schema draft 2020-12, shipped as package data).
 
-The schema is the minimum of DESIGN.md section 6; every violation is reported at once, each with the JSON
+The schema is described key by key in docs/report.md; every violation is reported at once, each with the JSON
 path of the offending key (``$.checks[3].status``), so a hand-edited or foreign report is fixed in one go.
 """
 

@@ -1,5 +1,5 @@
 """Read old reports: schema_version 1 (one SAE per layer, keyed ``"<layer>"``) upgraded to version 2
-(keyed by SAE name, /work/rekey-spec.md). JSON only, no torch.
+(keyed by SAE name, docs/report.md#versions-and-upgrade). JSON only, no torch.
 
 Version 1 -> 2:
 
