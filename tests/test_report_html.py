@@ -341,3 +341,23 @@ def test_browser_grid_link_reveals_a_hidden_check(full, browser: Browser, page_u
     rows = {r.id: r for r in table_rows(browser.dump_dom(f"{page_url}#{anchor}"), "checks")}
     assert not rows[anchor].hidden
     assert rows[anchor].attrs["data-status"] == "pass"
+
+
+def test_html_figures_folder_keeps_the_pages_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sae-checks html --figures DIR`` draws each figure once: the PNGs in DIR are the page's."""
+    from matplotlib.figure import Figure
+
+    from sae_checks.cli import main
+    from sae_checks.report import figures
+    from sae_checks.report.io import load_report
+    from sae_checks.report.plots import make_plots
+
+    monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: target.write(b"\x89PNG stub"))
+    report = Path(__file__).parent / "data" / "report_full.json"
+    assert main(["html", str(report), "-o", str(tmp_path / "page.html"), "--figures", str(tmp_path / "figs")]) == 0
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    drawn = make_plots(load_report(report), tmp_path / "plot")  # what `sae-checks plot` writes
+    assert written == sorted(p.name for p in drawn.paths) and set(written) <= set(figures.expected_outputs(
+        load_report(report)))
+    page = (tmp_path / "page.html").read_text()
+    assert page.count("data:image/png;base64,") >= len(written)
