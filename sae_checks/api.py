@@ -8,7 +8,8 @@ every xdist worker; ``run`` is what its session fixture calls once per process.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +22,8 @@ from sae_checks.loading.saes import check_sae_cfg
 from sae_checks.names import hook_site, sae_sort_key, supported_hooks_text
 from sae_checks.progress import Progress
 
+log = logging.getLogger("sae_checks")
+
 
 @dataclass(frozen=True)
 class PlannedSAE:
@@ -32,6 +35,8 @@ class PlannedSAE:
     context_size: int | None
     d_in: int | None
     d_sae: int | None
+    card_l0: float | None = None  # the release card's published L0 (loading.cards), when there is one
+    card_variance_explained: float | None = None  # ... and its published explained variance
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ def sae_metadata(config: RunConfig) -> dict[str, dict[str, Any]]:
 def _release_metadata(release: str, config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
+    from sae_checks.loading.cards import release_card
     from sae_checks.loading.saes import release_ids
 
     directory = get_pretrained_saes_directory()
@@ -112,7 +118,7 @@ def _release_metadata(release: str, config: RunConfig) -> list[tuple[str, dict[s
     out = []
     for sid in ids:
         meta = _release_config(release, sid)
-        out.append((sid, {**meta, **(meta.get("metadata") or {})}))
+        out.append((sid, {**meta, **(meta.get("metadata") or {}), "_card": release_card(release, sid)}))
     return out
 
 
@@ -177,7 +183,8 @@ def plan(config: RunConfig) -> Plan:
 
         n_ctx = int(zoo_eval_tokens().shape[1])
     saes = {name: PlannedSAE(name=name, layer=m["layer"], hook=m["hook_name"], context_size=m.get("context_size"),
-                             d_in=m.get("d_in"), d_sae=m.get("d_sae"))
+                             d_in=m.get("d_in"), d_sae=m.get("d_sae"), card_l0=getattr(m.get("_card"), "l0", None),
+                             card_variance_explained=getattr(m.get("_card"), "variance_explained", None))
             for name, m in meta.items()}
     saes = {n: saes[n] for n in shard_names(saes, config.shard)}
     buckets = {}
@@ -218,6 +225,23 @@ def load(config: RunConfig | None = None, *, saes: Sequence[str] | None = None) 
     return Loaded(model=model, saes=dict(loaded), tokens=tokens)
 
 
+def release_cards(model: Any, saes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """results["cards"]: per SAE, its sae_lens registry card (release SAEs; docs/definitions.md#release-cards)
+    and the problems between what its config declares and what loaded (``loading.cards.fact_problems``,
+    every SAE), each problem also logged as a warning, before any compute."""
+    from sae_checks.loading.cards import fact_problems, release_card
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in saes.items():
+        card = release_card(s.release, s.sae_id) if s.release and s.sae_id and not s.release.startswith("zoo:") else None
+        problems = fact_problems(name, s.sae, hook_name=s.hook_name, model_cfg=model.cfg, hooks=model.hook_dict,
+                                 card=card, model_name=model.cfg.model_name)
+        for line in problems:
+            log.warning("sae-checks: %s", line)
+        out[name] = {**(card.as_dict() if card else {"source": None}), "facts": problems}
+    return out
+
+
 def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         saes: Sequence[str] | None = None, progress: Progress | None = None) -> Evaluation:
     """Load the model, the SAEs and the data named by ``config``, evaluate, then run its cloze tasks.
@@ -249,8 +273,10 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         if later:
             downstream = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
                                    ids=config.sae_ids, names=later)
+    cards = release_cards(model, loaded)  # declared facts vs what loaded: said before any compute
     evaluation = evaluate(model, loaded, tokens, config, data_info=data_info, downstream=downstream,
                           progress=progress)
+    evaluation.results["cards"] = cards
     if config.tasks:
         from sae_checks.experiments.tasks import run_tasks
 

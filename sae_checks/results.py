@@ -121,6 +121,14 @@ class Results:
         """What the SAE is: layer, hook, d_in, d_sae, architecture, context_size, release, id."""
         return dict(_pick(self.raw.get("saes", {}), sae, "SAE"))
 
+    def latents(self, sae: str) -> dict[str, Any]:
+        """Latent health of one SAE: frac_alive, frac_dead, n_tokens, the density histogram, decoder figures."""
+        return dict(_pick(self.raw.get("latents", {}), sae, "SAE with latent health"))
+
+    def card(self, sae: str) -> dict[str, Any]:
+        """The SAE's release card (published l0, variance_explained, source) and its declared-fact problems."""
+        return dict(_pick(self.raw.get("cards", {}), sae, "SAE with a card"))
+
     def buckets(self, sae: str) -> list[str]:
         """The SAE's position buckets ``"a-b"`` (half-open), first to last."""
         return list(_pick(self.raw.get("per_bucket", {}), sae, "SAE"))

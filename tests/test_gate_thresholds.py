@@ -149,13 +149,39 @@ def test_shipped_policies_parse() -> None:
     policy = load_policy(REPO / "thresholds" / "gpt2-small-res-jb.toml")
     assert policy.buckets == ((1, 128), (128, 1024)) and policy.tasks == ("lambada",)
     policy.check_run(range(12), {L: ["1-128", "128-1024"] for L in range(12)}, ["lambada"])
-    l0 = policy.get("l0")
-    assert l0 is not None and l0.rule(0, "1-128").limit == 15 and l0.rule(0, "128-1024").limit is None
+    l0 = policy.get("l0")  # the published L0 is the release card's: no hand-copied per-layer limits
+    assert l0 is not None and l0.rule(0, "1-128").limit is None and l0.rule(0, "128-1024").severity == "warn"
+    card = policy.get("card.l0_ratio")
+    assert card is not None and card.rule(0).limit == 1.5 and card.rule(0).baseline is False
     acc = policy.get("cloze.lambada.acc_first_token")
     assert acc is not None and acc.rule(11).limit == pytest.approx(0.076) and acc.base.direction == "higher"
     zoo = REPO / "thresholds" / "zoo.toml"
     if zoo.exists():
         load_policy(zoo)
+
+
+def test_packaged_policies_carry_the_built_in_health_and_card_rules() -> None:
+    """The packaged policies repeat HEALTH_AND_CARD_POLICY (a policy file cannot include another): the same
+    rules, so a user gating a release gets what the built-in policy gives."""
+    from sae_checks.gate.setup import HEALTH_AND_CARD_POLICY
+
+    builtin = parse_policy(HEALTH_AND_CARD_POLICY)
+    for name in ("gpt2-small-res-jb.toml", "zoo.toml"):
+        policy = load_policy(REPO / "thresholds" / name)
+        for m in builtin.metrics:
+            mine = policy.get(m.name)
+            assert mine is not None, (name, m.name)
+            fields = ("direction", "limit", "severity", "baseline")  # tolerances: unused without a baseline
+            assert [getattr(mine.rule(0), f) for f in fields] == [getattr(m.rule(0), f) for f in fields], name
+
+
+def test_per_sae_override_is_the_most_specific() -> None:
+    policy = parse_policy('[card.fact_problems]\nlimit = 0\nlayers.3.limit = 2\n'
+                          '[card.fact_problems.saes."layer_3/width_16k"]\nseverity = "warn"\nlimit = 5\n')
+    m = policy.get("card.fact_problems")
+    assert m is not None
+    assert m.rule(3, None, "layer_3/width_16k").limit == 5 and m.rule(3, None, "layer_3/width_16k").severity == "warn"
+    assert m.rule(3, None, "layer_3/width_65k").limit == 2 and m.rule(1, None, "x").limit == 0
 
 
 # --- baselines --------------------------------------------------------------------------------------

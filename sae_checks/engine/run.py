@@ -42,6 +42,7 @@ from sae_checks.engine.memory import model_batch_size
 from sae_checks.engine.retry import halving
 from sae_checks.errors import ConfigError
 from sae_checks.metrics import registry
+from sae_checks.metrics.latents import firing_counts, latent_health
 from sae_checks.names import propagation_pairs, sae_sort_key
 from sae_checks.progress import Progress
 
@@ -230,10 +231,15 @@ class _State:
     accs: dict[str, LayerAccumulator]
     prop: _Propagation | None
     nonfinite: list[dict[str, Any]] = field(default_factory=list)
+    fires: dict[str, Tensor] = field(default_factory=dict)  # SAE -> (d_sae,) int64: valid tokens each latent fired on
+    fire_tokens: dict[str, int] = field(default_factory=dict)  # SAE -> valid tokens those counts are over
 
     def merge(self, other: _State) -> None:
         for name, acc in other.accs.items():
             self.accs[name].merge(acc)
+        for name, counts in other.fires.items():
+            self.fires[name] = self.fires[name] + counts if name in self.fires else counts
+            self.fire_tokens[name] = self.fire_tokens.get(name, 0) + other.fire_tokens[name]
         if self.prop is not None and other.prop is not None:
             self.prop.merge(other.prop)
         seen = {(e["sae"], e["where"]) for e in self.nonfinite}
@@ -314,6 +320,7 @@ def _run_batch(
             state.nonfinite.append({"sae": name, "layer": layer, "where": where, "sequence": hit[0],
                                     "position": hit[1]})
 
+    flat_mask = tok_mask.reshape(-1)  # (B * T,): the chunks' token order in sae_terms
     resid_clean, acts = clean_pass(model, toks, layout.cached)  # (B, T, d_model): logits come in chunks
     finals: dict[str, Tensor] = {}  # pass key -> final residual (B, T, d_model): 65x smaller than logits at gpt2
     terms_of: dict[str, dict[str, Tensor]] = {}
@@ -322,7 +329,14 @@ def _run_batch(
         sae, hook = loaded.sae, hooks[name]
         x = acts[hook]  # (B, T, d); per-head hooks flattened to (B, T, H * d_head)
         acc = state.accs[name]
-        x_hat, rec = sae_terms(sae, x, chunks.sae, sums=acc.layout.tok, mask=tok_mask)
+        fires = torch.zeros(loaded.d_sae, dtype=torch.int64, device=x.device)
+
+        def count(span: slice, f: Tensor, fires: Tensor = fires, valid: Tensor = flat_mask) -> None:
+            fires.add_(firing_counts(f, valid[span]))  # latent health, from the features this pass makes anyway
+
+        x_hat, rec = sae_terms(sae, x, chunks.sae, count, sums=acc.layout.tok, mask=tok_mask)
+        state.fires[name] = fires.cpu()
+        state.fire_tokens[name] = int(tok_mask.sum())
         acc.add_per_dim(rec, tok_mask)  # now: no (B, T, d) sum per SAE waits for the losses
         flag(name, "activations", rec["x2"])
         flag(name, "features", rec["feat_l1"])
@@ -403,6 +417,8 @@ def _results(
     }
     if state.prop is not None:
         results["propagation"] = state.prop.to_json(config.propagation_window)
+    results["latents"] = {n: latent_health(state.fires[n], state.fire_tokens[n], saes[n].sae.W_dec.detach())
+                          for n in names if n in state.fires}
     return results
 
 

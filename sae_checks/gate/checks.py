@@ -26,6 +26,7 @@ failures into ``warn``. Only ``fail`` and ``new`` fail the gate.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,10 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
                 f"({rule.direction} is better)") if band else "no baseline"
 
     def make(status: Status, reason: str | None, message: str) -> Check:
+        detail = families.get(spec.family).detail
+        if detail is not None and status != "pass":
+            with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):  # no detail, the message stays
+                message = f"{message}. {detail(Results(results), spec)}"
         return Check(id=spec.id, metric=spec.metric, sae=spec.sae, layer=spec.layer, hook=spec.hook,
                      bucket=spec.bucket, value=value, ci=ci, baseline=base, limit=rule.limit, band=band,
                      direction=rule.direction, severity=rule.severity, status=status, message=message,
@@ -171,6 +176,8 @@ def judge(spec: CheckSpec, results: Mapping[str, Any], rule: Rule, baselines: Ba
         word = "above the limit" if lower else "below the limit"
         return make(soft, "limit", f"{head}: {word} {_fmt(rule.limit)} ({band_txt}). Fix the SAE, or relax "
                     f"the limit in the policy file")
+    if not rule.baseline:  # a limit-only check: within its limit is a pass, whatever a baseline says
+        return make("pass", None, f"{head}: within the limit {_fmt(rule.limit)} (limit-only check)")
     if entry is None:
         return make("new", "no_baseline", f"{head}: new check, no baseline entry "
                     f"(limit {_fmt(rule.limit)}); {FIX} new")
@@ -191,7 +198,7 @@ def rules_for(policy: Policy, specs: Iterable[CheckSpec]) -> dict[str, Rule]:
     for s in specs:
         mp = policy.get(s.metric)
         assert mp is not None, s.metric
-        out[s.id] = mp.rule(s.layer, s.bucket)
+        out[s.id] = mp.rule(s.layer, s.bucket, s.sae)
     return out
 
 

@@ -125,6 +125,7 @@ class CheckFamily:
     prefixed: bool = True  # policy names are "<name>.<metric>" (bucket: the bare metric)
     points: Callable[[Results, CheckDirections], Iterator[Point]] | None = None  # what the diff compares
     summary: Callable[[Results], list[str]] | None = None  # terminal summary lines (None: none)
+    detail: Callable[[Results, CheckSpec], str] | None = None  # added to the message of a check that does not pass
 
     def metrics(self) -> dict[str, registry.Direction | None]:
         """``{metric: direction}`` a policy may name, from the registry at call time."""
@@ -334,3 +335,81 @@ PROPAGATION = register(CheckFamily(
     name="propagation", section="propagation", test="test_propagation",
     doc="Downstream metric change from splicing an upstream SAE: ``propagation-mse-L1-<up>-to-L3-<down>``.",
     read=_propagation_read, plan=_propagation_plan))
+
+
+# latent health (docs/definitions.md#latent-health): results["latents"][sae][metric], a number per SAE
+
+
+def _latents_points(results: Results, directions: CheckDirections) -> Iterator[Point]:
+    for sae, health in results.raw.get("latents", {}).items():
+        for metric, value in health.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield Point(f"latents/sae={sae}/{metric}", "latents", sae, value, None,
+                            directions.get(metric) or registry.direction(metric, "latents"))
+
+
+def _latents_summary(results: Results) -> list[str]:
+    lines = []
+    for sae, h in results.raw.get("latents", {}).items():
+        lines.append(f"latents {sae}: alive {_fmt(h.get('frac_alive'))} (dead {h.get('n_dead')} of {h.get('d_sae')} "
+                     f"over {h.get('n_tokens')} tokens), >10% {_fmt(h.get('freq_over_10_percent'))}, densest "
+                     f"{_fmt(h.get('max_density'))}, max decoder cos {_fmt(h.get('max_decoder_cosine'))}")
+    return lines
+
+
+LATENTS = register(CheckFamily(
+    name="latents", section="latents", test="test_latents",
+    doc="Latent health per SAE (dead and dense latents, duplicated decoder rows): ``latents-frac_dead-L3-<sae>``.",
+    read=lambda r, s: Estimate.of(r.latents(s.sae)[s.key]), points=_latents_points, summary=_latents_summary))
+
+
+# release cards (docs/definitions.md#release-cards): the card's figures against what the run measured
+# inside the training context (the SAE's first bucket), and the declared facts against what loaded
+
+
+def _inside(results: Results, sae: str, metric: str) -> Estimate:
+    return results.bucket(sae, results.buckets(sae)[0])[metric]
+
+
+def _card_read(results: Results, spec: CheckSpec) -> Estimate:
+    card = results.card(spec.sae)
+    if spec.key == "fact_problems":
+        return Estimate(float(len(card["facts"])), None)
+    if spec.key == "l0_ratio":
+        l0, published = _inside(results, spec.sae, "l0"), float(card["l0"])
+        ci = (l0.ci[0] / published, l0.ci[1] / published) if l0.ci else None
+        return Estimate(None if l0.mean is None else l0.mean / published, ci)
+    ev, published = _inside(results, spec.sae, "explained_variance"), float(card["variance_explained"])
+    ci = (ev.ci[0] - published, ev.ci[1] - published) if ev.ci else None
+    return Estimate(None if ev.mean is None else ev.mean - published, ci)
+
+
+def _card_plan(family: CheckFamily, metric: str, run: RunShape) -> Iterator[CheckSpec]:
+    key = metric.split(".")[-1]
+    for n, s in run.saes.items():  # figures only where the card publishes them; facts for every SAE
+        if (key == "fact_problems" or (key == "l0_ratio" and getattr(s, "card_l0", None))
+                or (key == "variance_explained_gap" and getattr(s, "card_variance_explained", None))):
+            yield family.spec(metric, n, run)
+
+
+def _card_detail(results: Results, spec: CheckSpec) -> str:
+    card = results.card(spec.sae)
+    if spec.key == "fact_problems":
+        return "; ".join(card.get("facts") or [])
+    published = card.get("l0") if spec.key == "l0_ratio" else card.get("variance_explained")
+    what = "L0" if spec.key == "l0_ratio" else "explained variance"
+    return (f"the card ({card.get('source')}, release {card.get('release')!r}) says {what} {published}: a TopK or "
+            "JumpReLU SAE loaded as another architecture, or the wrong SAE, fires far more latents"
+            if spec.key == "l0_ratio" else
+            f"the card ({card.get('source')}, release {card.get('release')!r}) says {what} {published}")
+
+
+def _card_points(results: Results, directions: CheckDirections) -> Iterator[Point]:
+    for sae, card in results.raw.get("cards", {}).items():
+        yield Point(f"cards/sae={sae}/fact_problems", "cards", sae, len(card.get("facts") or []), None, "lower")
+
+
+CARD = register(CheckFamily(
+    name="card", section="card", test="test_card",
+    doc="What the SAE's release card says against what loads and measures: ``card-l0_ratio-L3-<sae>``.",
+    read=_card_read, plan=_card_plan, points=_card_points, detail=_card_detail))

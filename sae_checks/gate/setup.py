@@ -25,6 +25,28 @@ from sae_checks.gate.thresholds import Policy, load_policy, parse_policy
 DEFAULT_REPORT = "sae-report.json"
 DEFAULT_BASELINE = "sae-baseline.json"
 BUILTIN_SOURCE = "built-in generic policy (sae_checks.gate.BUILTIN_POLICY)"
+# Latent health and the release card, limit-only (no baseline needed): what shipped SAEs broke on
+# (docs/gate.md#latent-health-and-release-cards). Part of the built-in policy; packaged policies repeat it.
+HEALTH_AND_CARD_POLICY = """\
+[latents.frac_dead]
+limit = 0.3                  # latents that never fired over the run's tokens (raise n_seqs for wide SAEs)
+baseline = false
+[latents.max_density]
+limit = 0.99                 # one latent firing on (nearly) every token: a bias, not a feature
+baseline = false
+[latents.max_decoder_cosine]
+limit = 0.995                # two latents with the same decoder direction: duplicated rows
+baseline = false
+[card.l0_ratio]
+limit = 1.5                  # L0 inside the training context at most 1.5x the release card's
+baseline = false
+[card.variance_explained_gap]
+limit = -0.05                # explained variance at most 0.05 below the card's
+baseline = false
+[card.fact_problems]
+limit = 0                    # every declared fact (hook, d_in, architecture, k, thresholds, dtype, model) holds
+baseline = false
+"""
 # For a model and SAEs with no policy of their own: reconstruction and splice checks against a baseline.
 BUILTIN_POLICY = """\
 description = "built-in default: reconstruction and splice checks against a baseline"
@@ -36,7 +58,7 @@ rel_tol = 0.1
 [metrics.delta_ce]
 [metrics.kl]
 [context_ratio.fvu]
-"""
+""" + HEALTH_AND_CARD_POLICY
 
 
 def packaged_thresholds() -> Path | None:

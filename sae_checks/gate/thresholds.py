@@ -29,7 +29,7 @@ Direction = Literal["lower", "higher"]
 Severity = Literal["fail", "warn"]
 Family = str  # a registered check family's name (sae_checks.gate.families): "bucket", "cloze", ...
 
-RULE_KEYS = ("limit", "abs_tol", "rel_tol", "severity")
+RULE_KEYS = ("limit", "abs_tol", "rel_tol", "severity", "baseline")
 FIXED_KEYS = ("description", "buckets", "baseline", "tasks", "defaults")  # then one table per family
 BUCKET_RE = re.compile(r"^(\d+)-(\d+)$")
 
@@ -62,6 +62,7 @@ class Rule:
     abs_tol: float = 0.0  # band half-width around the baseline, absolute
     rel_tol: float = 0.0  # band half-width around the baseline, relative to |baseline|
     severity: Severity = "fail"  # "warn": a violation warns instead of failing
+    baseline: bool = True  # False: a limit-only check (card, latent health): no baseline needed, none compared
 
     def band(self, baseline: float) -> float:
         """Allowed distance from the baseline: ``max(abs_tol, rel_tol * |baseline|)``."""
@@ -76,6 +77,7 @@ class Override:
     abs_tol: float | None = None
     rel_tol: float | None = None
     severity: Severity | None = None
+    baseline: bool | None = None
 
     def apply(self, rule: Rule) -> Rule:
         changes = {k: getattr(self, k) for k in RULE_KEYS if getattr(self, k) is not None}
@@ -98,8 +100,9 @@ class MetricPolicy:
     layers: dict[int, Override] = field(default_factory=dict)
     buckets: dict[str, Override] = field(default_factory=dict)
     layer_buckets: dict[tuple[int, str], Override] = field(default_factory=dict)
+    saes: dict[str, Override] = field(default_factory=dict)  # by SAE name: saes."<name>" (a suite holds many per layer)
 
-    def rule(self, layer: int | None = None, bucket: str | None = None) -> Rule:
+    def rule(self, layer: int | None = None, bucket: str | None = None, sae: str | None = None) -> Rule:
         rule = self.base
         if layer is not None and layer in self.layers:
             rule = self.layers[layer].apply(rule)
@@ -107,6 +110,8 @@ class MetricPolicy:
             rule = self.buckets[bucket].apply(rule)
         if layer is not None and bucket is not None and (layer, bucket) in self.layer_buckets:
             rule = self.layer_buckets[(layer, bucket)].apply(rule)
+        if sae is not None and sae in self.saes:  # the most specific: one SAE
+            rule = self.saes[sae].apply(rule)
         if rule.limit is not None and math.isinf(rule.limit):  # limit = inf / -inf: no limit
             rule = replace(rule, limit=None)
         return rule
@@ -260,7 +265,11 @@ def _override(ctx: _Ctx, key: tuple[str, ...], table: Any, *, allow: Iterable[st
     for k, v in table.items():
         if k not in allow:
             raise ctx.err(key + (k,), f"unknown key; allowed here: {', '.join(allow)}")
-        if k in RULE_KEYS and k != "severity":
+        if k == "baseline":
+            if not isinstance(v, bool):
+                raise ctx.err(key + (k,), f"must be true or false, got {v!r}")
+            values[k] = v
+        elif k in RULE_KEYS and k != "severity":
             values[k] = _number(ctx, key + (k,), v, nonneg=k != "limit")
         elif k == "severity":
             if v not in ("fail", "warn"):
@@ -291,7 +300,7 @@ def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: _families.Check
     direction = table.get("direction", known[metric])
     if direction not in ("lower", "higher"):
         raise ctx.err(key + ("direction",), f"must be \"lower\" or \"higher\", got {direction!r}")
-    nested = ("layers", "buckets") if family.buckets else ("layers",)
+    nested = ("layers", "buckets", "saes") if family.buckets else ("layers", "saes")
     own = _override(ctx, key, {k: v for k, v in table.items() if k not in nested + ("direction",)},
                     allow=RULE_KEYS + nested + ("direction",))
     base = own.apply(defaults.apply(Rule(direction=direction)))
@@ -314,8 +323,10 @@ def _metric(ctx: _Ctx, key: tuple[str, ...], table: Any, family: _families.Check
     for braw, bsub in _table(ctx, key + ("buckets",), table.get("buckets", {})).items():
         bkey = key + ("buckets", braw)
         buckets[_bucket(ctx, bkey, braw)] = _override(ctx, bkey, bsub, allow=RULE_KEYS)
+    saes = {str(name): _override(ctx, key + ("saes", name), sub, allow=RULE_KEYS)
+            for name, sub in _table(ctx, key + ("saes",), table.get("saes", {})).items()}
     return MetricPolicy(name=family.policy_name(metric, task), family=family.name, metric=metric, task=task, base=base, layers=layers,
-                        buckets=buckets, layer_buckets=layer_buckets)
+                        buckets=buckets, layer_buckets=layer_buckets, saes=saes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -115,3 +115,37 @@ def max_decoder_cosine(w_dec: Tensor, chunk: int = 4096) -> Tensor:
         sims[idx - start, idx] = -math.inf  # not itself
         out[start:stop] = sims.max(dim=1).values
     return out
+
+
+def cosine_chunk(d_sae: int, budget_bytes: int = 256 * 2**20) -> int:
+    """Rows per chunk of :func:`max_decoder_cosine` so one (chunk, d_sae) float32 block fits ``budget_bytes``
+    (256 MB: 512 rows at 131k latents)."""
+    return max(1, min(d_sae, budget_bytes // (4 * max(d_sae, 1))))
+
+
+def weight_health(w_dec: Tensor) -> dict[str, float]:
+    """From the decoder alone (d_sae, d_in): row norms' min / mean / max, the largest cosine between two
+    rows and the mean over latents of each one's largest (SAEBench ``average_max_decoder_cosine_sim``)."""
+    norms = decoder_norms(w_dec)
+    cos = max_decoder_cosine(w_dec, chunk=cosine_chunk(w_dec.shape[0]))
+    return {"decoder_norm_min": float(norms.min()), "decoder_norm_mean": float(norms.mean()),
+            "decoder_norm_max": float(norms.max()), "max_decoder_cosine": float(cos.max()),
+            "mean_max_decoder_cosine": float(cos.mean())}
+
+
+def latent_health(counts: Tensor, n_tokens: int, w_dec: Tensor | None) -> dict[str, object]:
+    """The report's ``results.latents[sae]``: the firing figures of :func:`density` over ``n_tokens`` valid
+    tokens, the densest latent's density, the log10-density histogram (``edges`` and ``counts``, the dead
+    latents apart), and the decoder figures of :func:`weight_health` (``w_dec`` None: left out)."""
+    d = density(counts, n_tokens)
+    dens = counts.double() / n_tokens if n_tokens > 0 else counts.double() * math.nan
+    out: dict[str, object] = {
+        "n_tokens": d.n_tokens, "d_sae": int(counts.numel()), "frac_alive": d.frac_alive, "frac_dead": d.frac_dead,
+        "n_dead": d.n_dead, "freq_over_1_percent": d.freq_over_1_percent,
+        "freq_over_10_percent": d.freq_over_10_percent,
+        "max_density": float(dens.max()) if counts.numel() else math.nan,
+        "density_histogram": {"log10_edges": list(HIST_EDGES), "counts": d.histogram},
+    }
+    if w_dec is not None:
+        out.update(weight_health(w_dec))
+    return out

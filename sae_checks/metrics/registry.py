@@ -307,6 +307,17 @@ def _reconstruction(name: str) -> Callable[..., Tensor]:
     return call
 
 
+def _latents(name: str) -> Callable[..., Tensor]:
+    """``metrics.latents.<name>``, imported on first call."""
+
+    def call(*args: Any) -> Tensor:
+        fn: Callable[..., Tensor] = getattr(import_module("sae_checks.metrics.latents"), name)
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 _sse, _x2, _l0 = _reconstruction("sse"), _reconstruction("x2"), _reconstruction("l0")
 _feat_l1, _resid_norm, _cos = _reconstruction("feat_l1"), _reconstruction("resid_norm"), _reconstruction("cos")
 _fvu = _reconstruction("fvu_from_sums")
@@ -386,3 +397,27 @@ _builtin("cloze", "only_clean_right", "lower", "prompts only the clean model get
 _builtin("propagation", "mse", "lower", "downstream SAE MSE", "fractional change", "ratio_of_sums")
 _builtin("propagation", "l0", "lower", "downstream SAE L0", "fractional change", "ratio_of_sums")
 _builtin("propagation", "resid_norm", "lower", "downstream residual norm", "fractional change", "ratio_of_sums")
+# latent health, per token (docs/definitions.md#latent-health; SAEBench core's l2_ratio and
+# relative_reconstruction_bias): 1 is ideal for both, so neither has a better direction
+_l2_ratio = _latents("l2_ratio")
+L2_RATIO = Sum("l2_ratio", "tok", lambda c: _l2_ratio(c.x, c.x_hat))  # ‖x̂‖ / ‖x‖
+XHAT2 = Sum("xhat2", "tok", lambda c: c.x_hat.pow(2).sum(-1))  # ‖x̂‖²
+X_DOT_XHAT = Sum("x_dot_xhat", "tok", lambda c: (c.x * c.x_hat).sum(-1))  # ⟨x, x̂⟩
+_builtin("bucket", "l2_ratio", None, "‖x̂‖ / ‖x‖", "ratio", sums=(L2_RATIO,), compute=_mean("l2_ratio"))
+_builtin("bucket", "relative_reconstruction_bias", None, "relative reconstruction bias Σ‖x̂‖² / Σ⟨x, x̂⟩", "ratio",
+         "ratio_of_sums", sums=(XHAT2, X_DOT_XHAT), compute=lambda s: s["xhat2"] / s["x_dot_xhat"])
+# latent health per SAE, over every evaluated token (results["latents"][sae]) and from the weights alone
+_builtin("latents", "frac_alive", "higher", "latents that fired at least once", "fraction")
+_builtin("latents", "frac_dead", "lower", "latents that never fired (over n_tokens)", "fraction")
+_builtin("latents", "freq_over_1_percent", "lower", "latents firing on > 1% of tokens", "fraction")
+_builtin("latents", "freq_over_10_percent", "lower", "latents firing on > 10% of tokens", "fraction")
+_builtin("latents", "max_density", "lower", "firing density of the densest latent", "fraction of tokens")
+_builtin("latents", "max_decoder_cosine", "lower", "largest cosine between two decoder rows", "cosine")
+_builtin("latents", "mean_max_decoder_cosine", "lower", "mean over latents of the largest decoder cosine", "cosine")
+_builtin("latents", "decoder_norm_min", None, "smallest decoder row norm", "activation units", gated=True)
+_builtin("latents", "decoder_norm_max", None, "largest decoder row norm", "activation units", gated=True)
+# release cards (results["cards"][sae]): what loads and measures against what the release publishes
+_builtin("card", "l0_ratio", "lower", "L0 inside the training context / the card's L0", "ratio")
+_builtin("card", "variance_explained_gap", "higher", "explained variance inside the training context − the card's",
+         "fraction")
+_builtin("card", "fact_problems", "lower", "declared facts that disagree with what loaded", "problems")
