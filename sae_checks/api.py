@@ -229,12 +229,12 @@ def release_cards(model: Any, saes: Mapping[str, Any]) -> dict[str, dict[str, An
     """results["cards"]: per SAE, its sae_lens registry card (release SAEs; docs/definitions.md#release-cards)
     and the problems between what its config declares and what loaded (``loading.cards.fact_problems``,
     every SAE), each problem also logged as a warning, before any compute."""
-    from sae_checks.loading.cards import fact_problems, release_card
+    from sae_checks.loading import cards as _cards
 
     out: dict[str, dict[str, Any]] = {}
     for name, s in saes.items():
-        card = release_card(s.release, s.sae_id) if s.release and s.sae_id and not s.release.startswith("zoo:") else None
-        problems = fact_problems(name, s.sae, hook_name=s.hook_name, model_cfg=model.cfg, hooks=model.hook_dict,
+        card = _cards.card_of(s)
+        problems = _cards.fact_problems(name, s.sae, hook_name=s.hook_name, model_cfg=model.cfg, hooks=model.hook_dict,
                                  card=card, model_name=model.cfg.model_name)
         for line in problems:
             log.warning("sae-checks: %s", line)

@@ -75,6 +75,8 @@ run.__signature__ = _signature()  # type: ignore[attr-defined]
 class _SAE(NamedTuple):
     layer: int
     hook: str
+    card_l0: float | None = None  # the release card's figures (results.cards), for the card checks' plan
+    card_variance_explained: float | None = None
 
 
 def judge(results: Mapping[str, Any], policy: Any = None, baseline: Any = None) -> list[dict[str, Any]]:
@@ -112,7 +114,9 @@ def judge(results: Mapping[str, Any], policy: Any = None, baseline: Any = None) 
         policy = load_policy(policy)
     if not isinstance(baseline, Baselines):
         baseline = load_baselines(baseline if baseline is not None else policy.baseline)
-    saes = {n: _SAE(int(s["layer"]), str(s["hook"])) for n, s in (res.get("saes") or {}).items()}
+    cards = res.get("cards") or {}
+    saes = {n: _SAE(int(s["layer"]), str(s["hook"]), (cards.get(n) or {}).get("l0"),
+                    (cards.get(n) or {}).get("variance_explained")) for n, s in (res.get("saes") or {}).items()}
     prop = res.get("propagation") or {}
     pairs = ([(u, d) for u, d in propagation_pairs({n: s.hook for n, s in saes.items()})
               if u in prop.get("saes", []) and d in prop.get("saes", [])] if prop else [])

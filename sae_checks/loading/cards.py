@@ -75,6 +75,15 @@ def release_card(release: str, sae_id: str) -> Card | None:
     )
 
 
+def card_of(loaded: Any) -> Card | None:
+    """The card of a loaded SAE (``loading.saes.LoadedSAE``): its release's registry entry; None for a local
+    folder or the zoo (no registry entry)."""
+    release, sae_id = getattr(loaded, "release", None), getattr(loaded, "sae_id", None)
+    if not release or not sae_id or release.startswith("zoo:"):
+        return None
+    return release_card(release, sae_id)
+
+
 def fact_problems(name: str, sae: Any, *, hook_name: str, model_cfg: Any, hooks: Any = None,
                   card: Card | None = None, model_name: str | None = None) -> list[str]:
     """Every disagreement between what SAE ``name`` declares and what loaded, one line each naming the SAE

@@ -198,6 +198,7 @@ def diff_reports(
         assert point is not None, key
         pattern = _excluded(patterns, point.sae, point.upstream_sae, point.check_id)
         entries.append(_compare(key, a, b, pattern))
+    entries += _histogram_entries(old, new, patterns)
     order = {c: i for i, c in enumerate(CATEGORIES)}
     entries.sort(key=lambda e: (order[e.category], e.key))
     saes = [e for e in entries if e.section == "saes"]
@@ -208,6 +209,34 @@ def diff_reports(
         vanished_saes=tuple(sorted(e.sae or "" for e in saes if e.category == "regressed")),
         exclude=patterns,
     )
+
+
+HISTOGRAM_MOVE = 0.25  # decades (one histogram bin): a smaller earth mover's distance is "unchanged"
+
+
+def _histogram_entries(old: Mapping[str, Any], new: Mapping[str, Any], patterns: tuple[str, ...]) -> list[DiffEntry]:
+    """Per SAE in both reports, how far the latents' log10 firing-density histogram moved: the earth
+    mover's distance in decades (``metrics.latents.histogram_distance``); "changed" past one bin (no
+    direction: a shift is not better or worse by itself), "unchanged" within it."""
+    from sae_checks.metrics.latents import histogram_distance
+
+    a, b = Results.from_report(old).raw.get("latents", {}), Results.from_report(new).raw.get("latents", {})
+    out = []
+    for sae in sorted(set(a) & set(b)):
+        ha = (a[sae].get("density_histogram") or {}).get("counts") or []
+        hb = (b[sae].get("density_histogram") or {}).get("counts") or []
+        distance = histogram_distance(list(ha), list(hb))
+        if distance != distance:  # NaN: no histogram on one side, or different bins
+            continue
+        excluded = _excluded(patterns, sae)
+        category: Category = ("excluded" if excluded else "changed" if distance > HISTOGRAM_MOVE else "unchanged")
+        reason = (f"excluded by {excluded!r}" if excluded else
+                  f"the latents' log10 firing densities moved {distance:.3g} decades (earth mover's distance; "
+                  f"{'more' if distance > HISTOGRAM_MOVE else 'no more'} than one {HISTOGRAM_MOVE}-decade bin)")
+        out.append(DiffEntry(key=f"latents/sae={sae}/density_histogram_distance", section="latents", category=category,
+                             old=0.0, new=distance, delta=distance, delta_pct=None, direction=None, reason=reason,
+                             sae=sae))
+    return out
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sae_checks.report import plots_positions, plots_sweeps, plots_tasks
+from sae_checks.report import plots_latents, plots_positions, plots_sweeps, plots_tasks
 from sae_checks.report.plots_base import PlotResult
 
 
@@ -83,6 +83,10 @@ FEATURES = register(FigureSpec(
     name="features", needs=("features",), draw=plots_tasks.plot_features, outputs=plots_tasks.features_outputs,
     files="features_helpfulness.png",
     missing="section missing or without histograms; skipped features_helpfulness.png"))
+
+LATENTS = register(FigureSpec(
+    name="latents", needs=("latents",), draw=plots_latents.plot_latents, outputs=plots_latents.outputs,
+    files="latents_density.png", missing="section missing; skipped latents_density.png"))
 
 
 def expected_outputs(report: Mapping[str, Any]) -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sae_checks.report import figures
 from sae_checks.report.plots_base import FigureInfo, PlotResult
+from sae_checks.report.plots_latents import plot_latents_diff
 from sae_checks.report.plots_tasks import plot_bucket_diff
 
 __all__ = ["FigureInfo", "PlotResult", "make_diff_plots", "make_plots"]
@@ -65,4 +66,6 @@ def make_diff_plots(old: Mapping[str, Any], new: Mapping[str, Any], out_dir: Pat
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(old, Mapping) or not isinstance(new, Mapping):
         return PlotResult(notes=["diff: both reports must be JSON objects; skipped diff_buckets.png"])
-    return plot_bucket_diff(old, new, out)
+    result = plot_bucket_diff(old, new, out)
+    result.extend(plot_latents_diff(old, new, out))
+    return result
