@@ -125,6 +125,9 @@ class RunConfig:
                                             switch=False))  # the zero-ablated pass for ce_loss_score (one extra splice pass)
     propagation: bool = option(True, Flag("skip the error-propagation matrix", name="no-propagation", switch=False))
     # upstream x downstream error-propagation matrix (extra SAE passes only)
+    latent_health: bool = option(True, Flag("skip latent health (firing counts and decoder figures)",
+                                            name="no-latent-health", switch=False))
+    # per-latent firing counts from the engine's own feature chunks, decoder norms and cosines (no extra pass)
     propagation_window: tuple[int, int] = (1, 101)  # half-open position window for propagation (the post's 1..100)
     n_bootstrap: int = option(1000, "bootstrap resamples per CI (default 1000)")  # over sequences, per bucket CI
     ci_level: float = 0.95  # confidence level of the bucket CIs

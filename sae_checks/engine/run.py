@@ -279,8 +279,10 @@ class _Layout:
 def _new_state(model: Any, saes: Mapping[str, Any], layout: _Layout,
                buckets: Mapping[str, list[tuple[int, int]]], config: RunConfig, n_ctx: int) -> _State:
     every = layout.every
+    metrics = tuple(m for m in registry.metrics("bucket")  # --no-latent-health: without its per-token metrics too
+                    if config.latent_health or m.name not in registry.LATENT_HEALTH_METRICS)
     return _State(
-        accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n]) for n in saes},
+        accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n], metrics=metrics) for n in saes},
         prop=_Propagation(list(every), [s.layer for s in every.values()], [s.hook_name for s in every.values()])
         if layout.pairs else None,
     )
@@ -334,9 +336,11 @@ def _run_batch(
         def count(span: slice, f: Tensor, fires: Tensor = fires, valid: Tensor = flat_mask) -> None:
             fires.add_(firing_counts(f, valid[span]))  # latent health, from the features this pass makes anyway
 
-        x_hat, rec = sae_terms(sae, x, chunks.sae, count, sums=acc.layout.tok, mask=tok_mask)
-        state.fires[name] = fires.cpu()
-        state.fire_tokens[name] = int(tok_mask.sum())
+        x_hat, rec = sae_terms(sae, x, chunks.sae, count if config.latent_health else None, sums=acc.layout.tok,
+                               mask=tok_mask)
+        if config.latent_health:
+            state.fires[name] = fires.cpu()
+            state.fire_tokens[name] = int(tok_mask.sum())
         acc.add_per_dim(rec, tok_mask)  # now: no (B, T, d) sum per SAE waits for the losses
         flag(name, "activations", rec["x2"])
         flag(name, "features", rec["feat_l1"])
@@ -417,8 +421,9 @@ def _results(
     }
     if state.prop is not None:
         results["propagation"] = state.prop.to_json(config.propagation_window)
-    results["latents"] = {n: latent_health(state.fires[n], state.fire_tokens[n], saes[n].sae.W_dec.detach())
-                          for n in names if n in state.fires}
+    if config.latent_health:
+        results["latents"] = {n: latent_health(state.fires[n], state.fire_tokens[n], saes[n].sae.W_dec.detach())
+                              for n in names if n in state.fires}
     return results
 
 

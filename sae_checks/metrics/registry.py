@@ -403,6 +403,7 @@ _l2_ratio = _latents("l2_ratio")
 L2_RATIO = Sum("l2_ratio", "tok", lambda c: _l2_ratio(c.x, c.x_hat))  # ‖x̂‖ / ‖x‖
 XHAT2 = Sum("xhat2", "tok", lambda c: c.x_hat.pow(2).sum(-1))  # ‖x̂‖²
 X_DOT_XHAT = Sum("x_dot_xhat", "tok", lambda c: (c.x * c.x_hat).sum(-1))  # ⟨x, x̂⟩
+LATENT_HEALTH_METRICS = ("l2_ratio", "relative_reconstruction_bias")  # off with RunConfig.latent_health=False
 _builtin("bucket", "l2_ratio", None, "‖x̂‖ / ‖x‖", "ratio", sums=(L2_RATIO,), compute=_mean("l2_ratio"))
 _builtin("bucket", "relative_reconstruction_bias", None, "relative reconstruction bias Σ‖x̂‖² / Σ⟨x, x̂⟩", "ratio",
          "ratio_of_sums", sums=(XHAT2, X_DOT_XHAT), compute=lambda s: s["xhat2"] / s["x_dot_xhat"])
