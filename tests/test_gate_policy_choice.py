@@ -12,7 +12,7 @@ import pytest
 from sae_checks.gate import BUILTIN_POLICY, GateSession, resolve_options
 from sae_checks.gate.setup import BUILTIN_SOURCE, default_policy_path, inside_package, packaged_thresholds
 from sae_checks.gate.thresholds import load_baselines, subject_mismatch, write_baselines
-from tests.test_plugin_support import GATE, full_baseline, sae, setup_gate
+from tests.test_plugin_support import GATE, SKIPPED, full_baseline, sae, setup_gate
 
 
 def resolve(tmp_path: Path, **cli: object):  # type: ignore[no-untyped-def]
@@ -97,20 +97,20 @@ def test_gate_refuses_a_baseline_of_another_model_or_sae_set(pytester: pytest.Py
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*--sae-baseline=*baseline.json*: it is a baseline of model 'gpt2-small', this "
                                  "run is model 'zoo'*--sae-baseline-any*"])
-    pytester.runpytest(*GATE, "--sae-baseline-any").assert_outcomes(passed=18, skipped=1)
+    pytester.runpytest(*GATE, "--sae-baseline-any").assert_outcomes(passed=18, skipped=SKIPPED)
     (root / "baseline.json").write_text(json.dumps(subject_baseline("zoo", ["other.sae"])))
     result = pytester.runpytest(*GATE)
     result.stdout.fnmatch_lines(["*it is a baseline of SAEs other.sae; this run has none of them*"])
     (root / "baseline.json").write_text(json.dumps(subject_baseline("zoo", [sae(0), sae(1), sae(2)])))
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=18, skipped=1)
+    result.assert_outcomes(passed=18, skipped=SKIPPED)
     assert "does not record" not in result.stdout.str()
 
 
 def test_update_records_the_subject_and_an_old_baseline_warns_once(pytester: pytest.Pytester) -> None:
     root = setup_gate(pytester, baseline=full_baseline())  # an older file: no subject
     result = pytester.runpytest(*GATE, "--sae-update-baseline=all")
-    result.assert_outcomes(passed=18, skipped=1)
+    result.assert_outcomes(passed=18, skipped=SKIPPED)
     assert result.stdout.str().count("sae-checks: note: baseline") == 1
     assert "sae-checks: policy: [tool.sae-checks] thresholds = " in result.stdout.str()
     written = json.loads((root / "baseline.json").read_text())

@@ -91,7 +91,8 @@ def test_engine_losses_keep_non_finite_values():
 def _batch(seed: int, B: int, T: int, d: int):
     gen = torch.Generator().manual_seed(seed)
     terms = {n: torch.rand(B, T, generator=gen) for n in
-             ("sse", "x2", "l0", "feat_l1", "resid_norm", "cos", "ce_clean", "ce_spliced", "kl", "ce_zero")}
+             ("sse", "x2", "l0", "feat_l1", "resid_norm", "cos", "ce_clean", "ce_spliced", "kl", "ce_zero",
+              "l2_ratio", "xhat2", "x_dot_xhat")}
     terms["x2"] = terms["x2"] + 5
     terms["sum_x"] = torch.randn(B, T, d, generator=gen)  # x itself
     tok = torch.rand(B, T, generator=gen) > 0.2

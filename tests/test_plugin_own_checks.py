@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_plugin_support import GATE, engine_calls, full_baseline, sae, setup_gate, use_this_checkout
+from tests.test_plugin_support import (
+    GATE,
+    SKIPPED,
+    engine_calls,
+    full_baseline,
+    sae,
+    setup_gate,
+    use_this_checkout,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +43,7 @@ def test_sae_results_shares_the_gate_cache_and_records_custom_checks(pytester: p
     summary = root / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = pytester.runpytest(*GATE, "test_mine.py")  # the gate's checks and one's own in one session
-    result.assert_outcomes(passed=19, failed=1, skipped=1)
+    result.assert_outcomes(passed=19, failed=1, skipped=SKIPPED)
     assert [sorted(c["saes"]) for c in engine_calls(root)] == [[sae(0), sae(1), sae(2)]]  # evaluated once
     result.stdout.fnmatch_lines(["sae-checks: 18 pass, 0 fail, 0 warn, 0 improved, 0 new; 2 custom checks (1 failed)"])
     report = json.loads((root / "sae-report.json").read_text())

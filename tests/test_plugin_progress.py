@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sae_checks import progress
-from tests.test_plugin_support import GATE, full_baseline, setup_gate
+from tests.test_plugin_support import GATE, SKIPPED, full_baseline, setup_gate
 
 LINE = "sae-checks: stub engine (3 SAEs): 3/3 (100%), *elapsed, done"
 
@@ -91,7 +91,7 @@ def test_progress_lines_in_a_gate_run(pytester: pytest.Pytester, monkeypatch: py
     monkeypatch.delenv("CI", raising=False)
     setup_gate(pytester, baseline=full_baseline())
     result = pytester.runpytest(*GATE, *args)
-    result.assert_outcomes(passed=18, skipped=1)
+    result.assert_outcomes(passed=18, skipped=SKIPPED)
     if shown:
         result.stdout.fnmatch_lines(["sae-checks: stub engine (3 SAEs): 0/3 ...", LINE])
     else:
@@ -109,5 +109,5 @@ def test_progress_on_a_terminal(pytester: pytest.Pytester, monkeypatch: pytest.M
     monkeypatch.setattr(progress, "interactive", lambda stream=None: True)  # stands for a TTY with $CI unset
     setup_gate(pytester, baseline=full_baseline())
     result = pytester.runpytest(*GATE, *args)
-    result.assert_outcomes(passed=18, skipped=1)
+    result.assert_outcomes(passed=18, skipped=SKIPPED)
     assert ("stub engine (3 SAEs): 3/3" in result.stdout.str()) is shown

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate
+from tests.test_plugin_support import GATE, SKIPPED, engine_calls, full_baseline, setup_gate
 
 COUNT_WRITES = '''
 import sae_checks.report.finish as _finish
@@ -30,7 +30,7 @@ def test_report_written_once_with_all_checks(pytester: pytest.Pytester, monkeypa
     summary = root / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = pytester.runpytest(*GATE, "--sae-report", "gate.json")
-    result.assert_outcomes(passed=17, failed=1, skipped=1)
+    result.assert_outcomes(passed=17, failed=1, skipped=SKIPPED)
     result.stdout.fnmatch_lines(["sae-checks: 17 pass, 0 fail, 0 warn, 0 improved, 1 new",
                                  "sae-checks: report written to *gate.json",
                                  "sae-checks: 1 unused baseline entries: gone-L0-pos1_16-blocks.0.hook_resid_pre"])

@@ -10,7 +10,14 @@ import pytest
 
 from sae_checks.errors import ThresholdError
 from sae_checks.gate.thresholds import Baselines, baselines_from_report
-from tests.test_plugin_support import GATE, engine_calls, full_baseline, setup_gate, use_this_checkout
+from tests.test_plugin_support import (
+    GATE,
+    SKIPPED,
+    engine_calls,
+    full_baseline,
+    setup_gate,
+    use_this_checkout,
+)
 
 LIMIT_POLICY = 'baseline = "baseline.json"\n[metrics.fvu]\nlimit = 0.105\n[metrics.l0]\nabs_tol = 2.0\n'
 
@@ -78,7 +85,7 @@ def test_engine_input_error_is_reported_once_and_not_retried(pytester: pytest.Py
     with (root / "conftest.py").open("a") as fh:
         fh.write(CORRUPT)
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(failed=18, skipped=1)
+    result.assert_outcomes(failed=18, skipped=SKIPPED)
     assert (root / "attempts.txt").read_text().splitlines() == ["run"]  # one attempt for all 18 checks
     out = result.stdout.str()
     line = "not a safetensors file (corrupt?)"

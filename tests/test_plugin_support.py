@@ -123,6 +123,18 @@ POLICY = textwrap.dedent('''
 ''')
 
 
+def empty_families(policy: str = POLICY) -> int:
+    """How many registered check families ``policy`` names no check of: each is one skipped test of a gate
+    run ("the policy names no <family> checks"), so expected outcomes follow the registry and the policy."""
+    from sae_checks.gate import families, parse_policy
+
+    named = {m.family for m in parse_policy(policy).metrics}
+    return sum(f.name not in named for f in families.families())
+
+
+SKIPPED = empty_families()  # of POLICY: propagation, latents, card
+
+
 def fake_results(fvu: float = 0.1, l0: float = 10.0) -> dict[str, Any]:
     """Hand-made results: fvu grows by 0.01 per layer and 0.05 beyond position 16."""
     per_bucket, ctx, cloze = {}, {}, {}

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.test_plugin_support import GATE, engine_calls, full_baseline, sae, setup_gate
+from tests.test_plugin_support import GATE, SKIPPED, engine_calls, full_baseline, sae, setup_gate
 
 pytest.importorskip("xdist")
 
@@ -19,7 +19,7 @@ def test_two_workers_one_report_one_baseline(pytester: pytest.Pytester) -> None:
     del baseline["fvu-L2-pos1_16-blocks.2.hook_resid_pre"]  # new on whichever worker gets layer 2
     root = setup_gate(pytester, baseline=baseline)
     result = pytester.runpytest(*GATE, "-n", "2", "--dist", "loadgroup", "--sae-update-baseline", "new")
-    result.assert_outcomes(passed=18, skipped=1)
+    result.assert_outcomes(passed=18, skipped=SKIPPED)
     calls = engine_calls(root)
     assert sorted(c["saes"] for c in calls) == [[sae(0)], [sae(1)], [sae(2)]]  # each SAE ran once, in all
     assert len({c["pid"] for c in calls}) == 2  # on two workers
@@ -38,7 +38,7 @@ def test_two_workers_one_report_one_baseline(pytester: pytest.Pytester) -> None:
                                                     "entries": baseline}))
     single = pytester.runpytest(*GATE, "-p", "no:xdist", "--sae-update-baseline", "new",
                                 "--sae-report", "single.json")
-    single.assert_outcomes(passed=18, skipped=1)
+    single.assert_outcomes(passed=18, skipped=SKIPPED)
     assert [sorted(c["saes"]) for c in engine_calls(root)] == [sorted([sae(0), sae(1), sae(2)])]
     one = json.loads((root / "single.json").read_text())
     assert one["results"] == report["results"] and one["checks"] == report["checks"]

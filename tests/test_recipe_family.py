@@ -134,7 +134,7 @@ def test_policy_sections_follow_the_registered_families() -> None:
     from sae_checks.gate.thresholds import parse_policy
     from sae_checks.results import Estimate
 
-    with pytest.raises(ThresholdError, match="unknown key; known top-level keys: .*propagation$"):
+    with pytest.raises(ThresholdError, match="unknown key; known top-level keys: .*propagation, latents, card$"):
         parse_policy("[probe.acc]\nlimit = 0.5\n")
     probe = families.register(families.CheckFamily(
         name="probe", section="probe", test="test_probe", doc="", read=lambda r, s: Estimate(None, None)))

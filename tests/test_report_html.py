@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sae_checks.report.html import BLOCKING, check_anchor, render_html, status_changes, write_html
-from sae_checks.report.plots import make_plots
+from sae_checks.report.plots import make_diff_plots, make_plots
 from tests.browser import Browser, Row, body_attrs, count_colour, find_chromium, table_rows
 from tests.test_report_plots import build_report, minimal_report
 
@@ -75,20 +75,21 @@ def baseline_report() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory):
-    """The full report drawn once, then rendered with a baseline (adds the diff figure)."""
+    """The full report drawn once, then rendered with a baseline (adds the diff figures: their number last)."""
     report = build_report()
     plots = make_plots(report, tmp_path_factory.mktemp("figs"))
     page = render_html(report, baseline=baseline_report(), plot_result=plots)
-    return report, plots, page
+    n_diff = len(make_diff_plots(baseline_report(), report, tmp_path_factory.mktemp("diff")).paths)
+    return report, plots, page, n_diff
 
 
 def test_full_page_parses_and_embeds_every_figure(full) -> None:
-    report, plots, page = full
+    report, plots, page, n_diff = full
     parser = parse(page)
     assert page.startswith("<!DOCTYPE html>")
     imgs = [a for t, a in parser.tags if t == "img"]
-    assert len(imgs) == len(plots.paths) + 1  # + diff_buckets.png
-    assert page.count("data:image/png;base64,") == len(plots.paths) + 1
+    assert len(imgs) == len(plots.paths) + n_diff  # + diff_buckets.png, diff_latents_density.png
+    assert page.count("data:image/png;base64,") == len(plots.paths) + n_diff
     assert all((a.get("src") or "").startswith("data:image/png;base64,") for a in imgs)
     for p in plots.paths:
         assert f"({p.name})" in page
@@ -96,14 +97,14 @@ def test_full_page_parses_and_embeds_every_figure(full) -> None:
 
 
 def test_no_remote_resources(full) -> None:
-    _, _, page = full
+    _, _, page, _ = full
     assert not REMOTE.search(page), REMOTE.search(page)
     assert "http://" not in page and "https://" not in page
     assert "Content-Security-Policy" in page
 
 
 def test_report_text_is_escaped(full) -> None:
-    _, _, page = full
+    _, _, page, _ = full
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "zoo-text &lt;&amp;&gt;" in page
@@ -119,7 +120,7 @@ def between(page: str, start: str, end: str) -> str:
 
 
 def test_page_leads_with_the_verdict_and_ends_with_the_checks(full) -> None:
-    _, _, page = full
+    _, _, page, _ = full
     where = [page.index(s) for s in SECTIONS]
     assert where == sorted(where), dict(zip(SECTIONS, where, strict=True))
     assert page.index('id="checks"') > page.index('id="provenance"')
@@ -127,7 +128,7 @@ def test_page_leads_with_the_verdict_and_ends_with_the_checks(full) -> None:
 
 
 def test_verdict_counts_and_blocking_checks(full) -> None:
-    report, _, page = full
+    report, _, page, _ = full
     verdict = between(page, 'id="verdict"', 'id="grid-section"')
     assert "FAIL" in verdict and "not ready to publish" in verdict
     for status, n in report["summary"].items():
@@ -138,7 +139,7 @@ def test_verdict_counts_and_blocking_checks(full) -> None:
 
 
 def test_context_generalization_table(full) -> None:
-    _, _, page = full
+    _, _, page, _ = full
     gen = between(page, 'id="generalization"', 'id="figures"')
     for layer in ("0", "1", "2", "3"):
         assert f'<th class="sae">blocks.{layer}.hook_resid_pre</th><td class="num">32</td><td>32-256 vs 1-32</td>' in gen
@@ -146,7 +147,7 @@ def test_context_generalization_table(full) -> None:
 
 
 def test_checks_failures_first_and_filter_controls(full) -> None:
-    report, _, page = full
+    report, _, page, _ = full
     parser = parse(page)
     statuses = [a["data-status"] for t, a in parser.tags if t == "tr" and "data-status" in a]
     assert len(statuses) == len(report["checks"])
@@ -159,7 +160,7 @@ def test_checks_failures_first_and_filter_controls(full) -> None:
 
 
 def test_diff_section_lists_status_changes(full) -> None:
-    report, _, page = full
+    report, _, page, _ = full
     changes = status_changes(baseline_report(), report)
     ids = {r["id"] for r in changes}
     assert FAILING in ids
@@ -171,7 +172,7 @@ def test_diff_section_lists_status_changes(full) -> None:
 
 
 def test_grid_of_saes_by_check_links_to_check_rows(full) -> None:
-    _, _, page = full
+    _, _, page, _ = full
     parser = parse(page)
     grid = between(page, 'id="grid"', 'id="generalization"')
     rows = {a["id"] for t, a in parser.tags if t == "tr" and a.get("id", "").startswith("check-")}
@@ -208,7 +209,7 @@ def test_suite_page_has_the_sweep_figure_and_names(tmp_path: Path) -> None:
 
 
 def test_diff_text_and_diff_module(full, monkeypatch: pytest.MonkeyPatch) -> None:
-    report, plots, _ = full
+    report, plots, _, _ = full
     page = render_html(report, baseline=report, diff_text="## diff <b>", plot_result=plots)
     assert "## diff &lt;b&gt;" in page and "0 changed" in page
     fake = types.ModuleType("sae_checks.report.diff")
@@ -258,7 +259,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Browser:
 
 @pytest.fixture(scope="module")
 def page_url(full, tmp_path_factory: pytest.TempPathFactory) -> str:
-    _, _, page = full
+    _, _, page, _ = full
     path = tmp_path_factory.mktemp("page") / "report.html"
     path.write_text(page, encoding="utf-8")
     return path.as_uri()
@@ -273,7 +274,7 @@ def visible(rows: list[Row]) -> list[str]:
 def test_browser_first_screen_shows_verdict_and_grid(full, browser: Browser, page_url: str,
                                                      tmp_path: Path) -> None:
     """In a 1400x1000 window, before any scrolling: the verdict box and (nearly) every grid cell."""
-    _, _, page = full
+    _, _, page, _ = full
     shot = browser.screenshot(page_url, tmp_path / "first_screen.png", 1400, 1000)
     grid = between(page, 'id="grid"', 'id="generalization"')
     n_pass = grid.count('<td class="s-pass">')
@@ -288,10 +289,10 @@ def test_browser_first_screen_shows_verdict_and_grid(full, browser: Browser, pag
 @needs_chromium
 def test_browser_figures_decode_and_paint(full, browser: Browser, page_url: str, tmp_path: Path) -> None:
     """Every <img> decodes (the page's script counts them) and the figures' lines are painted."""
-    _, plots, _ = full
+    _, plots, _, n_diff = full
     dom = browser.dump_dom(page_url)
     body = body_attrs(dom)
-    n = len(plots.paths) + 1  # + the diff figure
+    n = len(plots.paths) + n_diff  # + the diff figures
     assert body.get("data-js") == "ready", "the inline script did not run to the end"
     assert body.get("data-figures") == f"{n}/0/{n}", f"loaded/broken/total figures: {body.get('data-figures')}"
     assert 'class="broken"' not in dom
@@ -302,7 +303,7 @@ def test_browser_figures_decode_and_paint(full, browser: Browser, page_url: str,
 @pytest.mark.slow
 @needs_chromium
 def test_browser_checks_collapsed_to_blocking_by_default(full, browser: Browser, page_url: str) -> None:
-    report, _, _ = full
+    report, _, _, _ = full
     dom = browser.dump_dom(page_url)
     rows = table_rows(dom, "checks")
     assert len(rows) == len(report["checks"])
@@ -335,7 +336,7 @@ def test_browser_filter_from_the_address(browser: Browser, page_url: str, addres
 @needs_chromium
 def test_browser_grid_link_reveals_a_hidden_check(full, browser: Browser, page_url: str) -> None:
     """A grid cell links to ``#check-<id>``; opening it shows that row although passes start hidden."""
-    report, _, page = full
+    report, _, page, _ = full
     grid = between(page, 'id="grid"', 'id="generalization"')
     anchor = re.findall(r'<td class="s-pass"><a href="#([^"]+)"', grid)[0]
     rows = {r.id: r for r in table_rows(browser.dump_dom(f"{page_url}#{anchor}"), "checks")}

@@ -40,8 +40,17 @@ def _ci(mean: float, half: float) -> dict[str, Any]:
 
 
 def build_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
-    """:func:`build_v1_report` upgraded to the current layout (keyed by SAE name)."""
-    return upgrade_report(build_v1_report(seed, blowup))
+    """:func:`build_v1_report` upgraded to the current layout (keyed by SAE name), plus the sections version 1
+    never had (latent health: a density histogram per SAE, dead latents apart)."""
+    report = upgrade_report(build_v1_report(seed, blowup))
+    rng = np.random.default_rng(seed + 1)
+    edges = [-8 + 0.25 * i for i in range(33)]
+    report["results"]["latents"] = {
+        name: {"n_tokens": 64 * (T - 1), "d_sae": 512, "n_dead": int(rng.integers(0, 5)), "frac_dead": 0.01,
+               "density_histogram": {"log10_edges": edges,
+                                     "counts": np.histogram(rng.normal(-1.5, 0.4, 500), bins=edges)[0].tolist()}}
+        for name in report["results"]["per_bucket"]}
+    return report
 
 
 def build_v1_report(seed: int = 0, blowup: float = 1.0) -> dict[str, Any]:
@@ -312,10 +321,11 @@ def test_cloze_and_feature_key_variants(tmp_path: Path, no_raster: None) -> None
 def test_diff_plots(tmp_path: Path) -> None:
     old, new = build_report(seed=0), build_report(seed=1, blowup=0.2)
     result = make_diff_plots(old, new, tmp_path)
-    assert [p.name for p in result.paths] == ["diff_buckets.png"] and result.notes == []
-    _assert_png(result.paths[0])
+    assert [p.name for p in result.paths] == ["diff_buckets.png", "diff_latents_density.png"] and result.notes == []
+    for path in result.paths:
+        _assert_png(path)
     empty = make_diff_plots(old, {"results": {}}, tmp_path / "e")
-    assert empty.paths == [] and "diff" in empty.notes[0]
+    assert empty.paths == [] and all("diff" in note for note in empty.notes)
 
 
 def test_builder_report_is_json(tmp_path: Path) -> None:

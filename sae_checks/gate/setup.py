@@ -35,7 +35,7 @@ baseline = false
 limit = 0.99                 # one latent firing on (nearly) every token: a bias, not a feature
 baseline = false
 [latents.max_decoder_cosine]
-limit = 0.995                # two latents with the same decoder direction: duplicated rows
+limit = 0.999                # two latents with the same decoder direction: duplicated rows
 baseline = false
 [card.l0_ratio]
 limit = 1.5                  # L0 inside the training context at most 1.5x the release card's

@@ -37,7 +37,7 @@ def _panels(n: int) -> tuple[int, int]:
 def _draw(report_sets: list[tuple[str, dict[str, dict[str, Any]]]], names: list[str], out_dir: Path, name: str,
           title: str, result: PlotResult) -> None:
     rows, cols = _panels(len(names))
-    fig, axes = new_figure((3.2 * cols, 2.4 * rows + 0.6), ncols=cols, nrows=rows, sharey=False)
+    fig, axes = new_figure((3.2 * cols, 2.9 * rows + 1.0), ncols=cols, nrows=rows, sharey=False)
     for i, sae in enumerate(names):
         ax = axes[i // cols, i % cols]
         for label, hists in report_sets:

@@ -174,6 +174,7 @@ def suite_report(saes: tuple[Sae, ...]) -> dict[str, Any]:
         "per_position": per_pos, "per_bucket": per_bucket, "context_generalization": context_gen,
         "propagation": propagation, "cloze": cloze,
         "features": {s.name: feature_lists(rng_for("features", s.name)) for s in saes}, "nonfinite": [],
+        "latents": {s.name: latents(rng_for("latents", s.name), 512) for s in saes},
         "buckets": {s.name: list(BUCKETS) for s in saes}, "context_size": {s.name: CONTEXT for s in saes},
     }
     return build_report(provenance=provenance(saes, N_SEQS, T), config=config(), results=results,
@@ -229,6 +230,21 @@ def lambada(saes: tuple[Sae, ...]) -> dict[str, Any]:
     return {"n_prompts": n, "baseline": {"acc_first_token": acc(clean_acc), "acc_word": acc(clean_acc - 0.07),
                                          "logp": {"mean": -4.1, "ci": [-4.3, -3.9]}},
             "per_sae": per_sae}
+
+
+def latents(rng: np.random.Generator, d_sae: int) -> dict[str, Any]:
+    """results.latents[sae]: a log10 firing-density histogram around 10^-1.5 with a few dead latents."""
+    edges = [-8 + 0.25 * i for i in range(33)]
+    dens = 10 ** rng.normal(-1.5, 0.4, size=d_sae)
+    dead = int(rng.integers(0, 6))
+    counts, _ = np.histogram(np.log10(dens[dead:]), bins=np.array(edges))
+    alive = (d_sae - dead) / d_sae
+    return {"n_tokens": N_SEQS * (T - 1), "d_sae": d_sae, "frac_alive": alive, "frac_dead": 1 - alive, "n_dead": dead,
+            "freq_over_1_percent": float((dens[dead:] > 0.01).sum() / d_sae),
+            "freq_over_10_percent": float((dens[dead:] > 0.1).sum() / d_sae), "max_density": float(dens[dead:].max()),
+            "density_histogram": {"log10_edges": edges, "counts": [int(c) for c in counts]},
+            "decoder_norm_min": 0.8, "decoder_norm_mean": 1.0, "decoder_norm_max": 1.2,
+            "max_decoder_cosine": float(rng.uniform(0.9, 0.99)), "mean_max_decoder_cosine": float(rng.uniform(0.3, 0.5))}
 
 
 def feature_lists(rng: np.random.Generator) -> dict[str, Any]:
