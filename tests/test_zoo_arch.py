@@ -143,3 +143,25 @@ def test_every_engine_path_runs_on_each_arch_sae(results: dict[str, Any], name: 
     features = results["features"][name]  # features and the causal sweep on its top feature
     assert features["n_features"] == 128 and features["n_active"] > 0
     assert _finite(features["top"][0]["causal_delta_logp"]), features["top"][0]
+
+
+@pytest.mark.slow
+def test_arch_only_build_writes_only_the_arch_set(tmp_path: Any) -> None:
+    import shutil
+
+    from sae_lens import SAE
+
+    from zoo_builder import build
+
+    for part in ("model", "tokenizer"):
+        shutil.copytree(zoo.ZOO_DIR / part, tmp_path / part)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert build.main(["--arch-only", "--quick", "--out", str(tmp_path)]) == 0
+    after = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p: p.read_bytes() for p in before} == before  # model and tokenizer untouched
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in after - set(before))
+    assert written == sorted(f"saes/arch/{n}/{f}" for n in ARCH for f in ("cfg.json", "sae_weights.safetensors"))
+    for name, (cls, hook) in ARCH.items():
+        sae = SAE.load_from_disk(tmp_path / "saes" / "arch" / name)
+        assert type(sae).__name__ == cls and sae.cfg.metadata.hook_name == hook
+        assert sae.cfg.normalize_activations == "none"
