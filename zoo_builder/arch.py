@@ -152,6 +152,15 @@ def train_arch_sae(spec: ArchSAE, acts: Any, cfg: ArchTraining, *, ctx: int, ind
     return sae, stats
 
 
+def sorted_keys(cfg_path: Path) -> None:
+    """Rewrite a ``cfg.json`` with its keys sorted, nothing else changed: sae_lens builds the inference cfg
+    from a set of field names, so its key order follows the interpreter's string hashing (PYTHONHASHSEED)
+    and two identical builds would otherwise differ in bytes."""
+    import json
+
+    cfg_path.write_text(json.dumps(json.loads(cfg_path.read_text()), sort_keys=True))
+
+
 def build_arch(out: Path, *, train_stream: Any, model: Any, bos: int, cfg: ArchTraining) -> dict[str, Any]:
     """Train :data:`ARCH` into ``out/saes/arch/<name>`` (``save_inference_model``, as sae_lens' training
     runner saves its final SAE); returns their training stats. Leaves the global torch RNG as it found it."""
@@ -169,7 +178,8 @@ def build_arch(out: Path, *, train_stream: Any, model: Any, bos: int, cfg: ArchT
         stats: dict[str, Any] = {}
         for i, spec in enumerate(ARCH):
             sae, stats[spec.name] = train_arch_sae(spec, acts[spec.hook], cfg, ctx=ctx, index=i)
-            sae.save_inference_model(out / "saes" / "arch" / spec.name)
+            _, cfg_path = sae.save_inference_model(out / "saes" / "arch" / spec.name)
+            sorted_keys(cfg_path)
     stats["seconds"] = time.time() - t0
     return stats
 
