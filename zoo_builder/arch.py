@@ -28,6 +28,8 @@ any other zoo file (``zoo_stats.json`` included: the training numbers are in eac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,9 +133,6 @@ def train_arch_sae(spec: ArchSAE, acts: Any, cfg: ArchTraining, *, ctx: int, ind
         factor[0] = scaler.scaling_factor
 
     scaler.estimate_scaling_factor = remember  # type: ignore[method-assign]
-    import contextlib
-    import io
-
     with contextlib.redirect_stderr(io.StringIO()):  # tqdm's progress bar
         trainer.fit()
     training = {"normalize_activations": spec.normalize_activations, "norm_scaling_factor": factor[0],
