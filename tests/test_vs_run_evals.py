@@ -1,6 +1,8 @@
 """Correctness bar (docs/definitions.md#agreement-with-other-tools): on the same tokens, the engine's
 mean mse, l0, explained variance, CE with and without the SAE and ce_loss_score match
-``sae_lens.evals.run_evals`` to 1e-4 relative.
+``sae_lens.evals.run_evals`` to 1e-4 relative, for every architecture sae_lens loads: random standard, TopK,
+JumpReLU and gated SAEs on a tiny model, and the trained SAEs of ``zoo:arch`` on the zoo model (one of them at
+``hook_mlp_out``, one trained with ``expected_average_only_in``).
 
 ``run_evals`` draws its CE batches and its sparsity/variance batches from *different* rows of its
 activation store (CE first, then sparsity); the store here holds the same N sequences twice, so both
@@ -10,6 +12,7 @@ halves see exactly the tokens the engine sees.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -40,7 +43,7 @@ def _run_evals(model, sae, tokens, batch):
     return metrics
 
 
-@pytest.mark.parametrize("arch", ["standard", "topk"])
+@pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu", "gated"])
 def test_engine_matches_run_evals(tmp_path, arch):
     tok = tiny_tokenizer(tmp_path / "tok")
     model = tiny_model(tok, n_layers=2, d_model=16, n_ctx=24, seed=7)
@@ -53,6 +56,10 @@ def test_engine_matches_run_evals(tmp_path, arch):
     ev = evaluate(model, {layer: loaded(sae, layer, context_size=24)}, tokens,
                   RunConfig(n_bootstrap=0, progress=False, propagation=False, buckets=((1, 24),)))
     ours = {m: v["mean"] for m, v in ev.results["per_bucket"][str(layer)]["1-24"].items()}
+    _compare(ours, ref)
+
+
+def _compare(ours: dict[str, float], ref: dict[str, Any]) -> None:
     pairs = {
         "mse": ref["reconstruction_quality"]["mse"],
         "explained_variance": ref["reconstruction_quality"]["explained_variance"],
@@ -64,3 +71,27 @@ def test_engine_matches_run_evals(tmp_path, arch):
     }
     for metric, expected in pairs.items():
         assert ours[metric] == pytest.approx(expected, rel=1e-4), (metric, ours[metric], expected)
+
+
+@pytest.fixture(scope="module")
+def zoo_world() -> tuple[Any, dict[str, Any], torch.Tensor]:
+    from sae_checks.loading.saes import load_saes
+    from sae_checks.zoo import load_zoo_model, zoo_eval_tokens
+
+    model = load_zoo_model("cpu")
+    return model, load_saes("zoo:arch", model), zoo_eval_tokens()[:4, :64]
+
+
+@pytest.mark.parametrize("name", ["blocks.1.hook_resid_pre.topk", "blocks.2.hook_resid_pre.jumprelu",
+                                  "blocks.2.hook_mlp_out.gated", "blocks.3.hook_resid_pre.norm"])
+def test_engine_matches_run_evals_on_trained_zoo_saes(zoo_world: tuple[Any, dict[str, Any], torch.Tensor],
+                                                      name: str) -> None:
+    """The same bar on the SAEs sae_lens' own trainer wrote (zoo:arch): TopK, JumpReLU, gated at hook_mlp_out,
+    and the standard SAE trained with expected_average_only_in (folded on save)."""
+    model, saes, tokens = zoo_world
+    ref = _run_evals(model, saes[name].sae, tokens, batch=2)
+    T = tokens.shape[1]
+    ev = evaluate(model, {name: saes[name]}, tokens,
+                  RunConfig(n_bootstrap=0, progress=False, propagation=False, buckets=((1, T),)))
+    ours = {m: v["mean"] for m, v in ev.results["per_bucket"][name][f"1-{T}"].items()}
+    _compare(ours, ref)

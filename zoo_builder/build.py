@@ -14,7 +14,9 @@ build takes about 5 minutes on 2 idle CPU cores (300 s measured; most of it is t
 5. SAEs: one ReLU SAE per layer on ``blocks.L.hook_resid_pre``, in two versions: ``v1`` trained only on
    positions 1..31 (metadata ``context_size`` 32), ``v2`` on positions 1..255 (``context_size`` 256);
    ``saes/{v1,v2}/blocks.L.hook_resid_pre/`` (sae_lens format). v1 is the seed research's failure in
-   miniature: it was never shown the residual stream past position 31, and it breaks there.
+   miniature: it was never shown the residual stream past position 31, and it breaks there. Then the
+   ``zoo:suite`` SAEs (``zoo_builder.suite``, ``--suite-only``) and the ``zoo:arch`` SAEs, one per
+   architecture, trained by sae_lens' own trainer (``zoo_builder.arch``, ``--arch-only``).
 6. cloze: Lambada-style passages from held-out text; ``data/cloze.jsonl`` (one key, ``text``).
 7. ``zoo_stats.json``: every number printed at the end.
 """
@@ -53,6 +55,7 @@ class BuildConfig:
     model: dict[str, Any] = field(default_factory=dict)  # overrides of lm.ModelSpec fields
     sae: dict[str, Any] = field(default_factory=dict)  # overrides of sae_train.SAETraining fields
     cloze: dict[str, Any] = field(default_factory=dict)  # overrides of corpus.ClozeBuild fields
+    arch: dict[str, Any] = field(default_factory=dict)  # overrides of arch.ArchTraining fields
 
 
 QUICK = BuildConfig(
@@ -66,6 +69,7 @@ QUICK = BuildConfig(
     model={"n_ctx": 64},
     sae={"steps": 5, "batch_size": 256, "d_sae": 64},
     cloze={"n_passages": 20, "max_tokens": 60},
+    arch={"steps": 5, "n_windows": 4},
 )
 
 
@@ -262,6 +266,11 @@ def build(out: Path, cfg: BuildConfig) -> dict[str, Any]:
     print("[5b/7] SAE suite (zoo:suite)", flush=True)
     stats["suite"] = build_suite(out, train_stream=train_stream, model=model, bos=tok.bos_token_id,
                                  n_windows=cfg.v2_windows, seed=cfg.seed, sae_overrides=cfg.sae)
+    from zoo_builder.arch import ArchTraining, build_arch
+
+    print("[5c/7] SAE architectures (zoo:arch)", flush=True)
+    stats["arch"] = build_arch(out, train_stream=train_stream, model=model, bos=tok.bos_token_id,
+                               cfg=replace(ArchTraining(seed=cfg.seed), **cfg.arch))
     from sae_lens import SAE
 
     for version in contexts:  # measure what ships
@@ -369,10 +378,21 @@ def main(argv: list[str] | None = None) -> int:
         "--suite-only", action="store_true",
         help="train only the zoo:suite SAEs from the model and text already in --out (zoo_builder.suite)",
     )
+    parser.add_argument(
+        "--arch-only", action="store_true",
+        help="train only the zoo:arch SAEs (TopK, JumpReLU, gated, expected_average_only_in) from the model and "
+             "text already in --out, touching no other file (zoo_builder.arch)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads on a shared, busy CPU
+    if args.arch_only:
+        from zoo_builder.arch import build_arch_only
+
+        _seed_everything(0)
+        build_arch_only(args.out, QUICK if args.quick else BuildConfig())
+        return 0
     if args.suite_only:
         from zoo_builder.suite import build_suite_only
 

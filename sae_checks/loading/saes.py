@@ -2,7 +2,7 @@
 
 ``spec`` names one or more SAE sources, separated by commas; each is one of:
 
-- ``zoo:v1`` / ``zoo:v2`` / ``zoo:suite``: the embedded zoo's SAEs (a folder of SAE folders);
+- ``zoo:v1`` / ``zoo:v2`` / ``zoo:suite`` / ``zoo:arch``: the embedded zoo's SAEs (a folder of SAE folders);
 - a sae_lens pretrained release name (``gpt2-small-res-jb``): ``SAE.from_pretrained(release, id)`` for every
   id the release lists that ``ids`` selects (a regular expression or a shell glob matching the whole id),
   or, without ``ids``, every id the template ``sae_id`` gives for a layer of the model;
@@ -164,7 +164,7 @@ def _load_source(source: str, model: Any, *, sae_id: str, ids: str | None, layer
         close = difflib.get_close_matches(source, list(directory), n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise LoadError(
-            f"SAEs {source!r}: not zoo:v1/zoo:v2/zoo:suite, not an existing local folder, and not a sae_lens "
+            f"SAEs {source!r}: not zoo:v1/zoo:v2/zoo:suite/zoo:arch, not an existing local folder, and not a sae_lens "
             f"pretrained release{hint}; releases are listed by "
             "sae_lens.loading.pretrained_saes_directory.get_pretrained_saes_directory()"
         )

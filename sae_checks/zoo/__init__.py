@@ -3,7 +3,9 @@
 A 4-layer GPT-style model (d_model 128, n_ctx 256) trained on the English docstrings that ship with
 CPython, its byte-level BPE tokenizer, two versions of per-layer ReLU SAEs on ``blocks.L.hook_resid_pre``
 (``v1``: trained on positions < 32 only; ``v2``: trained at the full context of 256), held-out
-evaluation tokens and text, and a Lambada-style cloze set. ``v1`` reproduces in miniature the failure
+evaluation tokens and text, and a Lambada-style cloze set; ``suite`` adds SAEs at other hooks and widths,
+``arch`` one small SAE per sae_lens architecture (TopK, JumpReLU, gated, and a standard SAE trained with
+``normalize_activations = "expected_average_only_in"``). ``v1`` reproduces in miniature the failure
 Anders & Bloom (2024) found in gpt2-small-res-jb: fine inside its training context, broken past it.
 
 Files live in :data:`ZOO_DIR`; ``python -m zoo_builder.build`` (outside the package, in the source repository) rebuilds them (``zoo_stats.json``
@@ -34,7 +36,7 @@ __all__ = [
 
 ZOO_DIR: Path = Path(__file__).resolve().parent / "files"
 ZOO_VERSIONS: tuple[str, ...] = ("v1", "v2")  # per-layer SAE versions
-ZOO_SAE_SETS: tuple[str, ...] = (*ZOO_VERSIONS, "suite")  # everything zoo_sae_dir knows
+ZOO_SAE_SETS: tuple[str, ...] = (*ZOO_VERSIONS, "suite", "arch")  # everything zoo_sae_dir knows
 
 
 def _existing(path: Path) -> Path:
@@ -67,8 +69,10 @@ def load_zoo_model(device: str = "cpu") -> HookedTransformer:
 
 
 def zoo_sae_dir(version: str) -> Path:
-    """Folder of the SAE folders of ``"v1"`` / ``"v2"`` (per-layer, ``blocks.L.hook_resid_pre``) or
-    ``"suite"`` (``zoo_builder.suite``: a second width at layer 1, ``attn.hook_z``, ``hook_mlp_out``).
+    """Folder of the SAE folders of ``"v1"`` / ``"v2"`` (per-layer, ``blocks.L.hook_resid_pre``),
+    ``"suite"`` (``zoo_builder.suite``: a second width at layer 1, ``attn.hook_z``, ``hook_mlp_out``) or
+    ``"arch"`` (``zoo_builder.arch``: ``topk``, ``jumprelu``, ``gated`` and a folded
+    ``expected_average_only_in`` SAE, d_sae 128, trained by sae_lens' own trainer).
 
     Each is loadable with ``sae_lens.SAE.load_from_disk``; ``cfg.metadata.context_size`` is 32 (v1) or 256.
     """
