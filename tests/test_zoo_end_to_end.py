@@ -91,4 +91,4 @@ def test_every_figure_is_drawn_from_a_zoo_report(reports, tmp_path):
     assert sorted(names) == sorted(expected), (set(expected) ^ set(names), result.notes)
     assert {"position_mse.png", "propagation_mse.png", "cloze_lambada_accuracy.png", "features_helpfulness.png"} <= set(names)
     diff = make_diff_plots(reports["v1"], reports["v2"], tmp_path / "diff")
-    assert [p.name for p in diff.paths] == ["diff_buckets.png"]
+    assert [p.name for p in diff.paths] == ["diff_buckets.png", "diff_latents_density.png"]
