@@ -21,7 +21,8 @@ from sae_checks.zoo import ZOO_DIR, zoo_sae_dir
 
 HOOK = "blocks.1.hook_resid_pre"
 K = 8  # the TopK SAEs' k
-POLICY = HEALTH_AND_CARD_POLICY + """
+# as a publisher who gates dead latents sets it (the built-in rule warns: "dead" depends on the tokens seen)
+POLICY = HEALTH_AND_CARD_POLICY.replace('severity = "warn"            # so it warns', 'severity = "fail"  #') + """
 [context_ratio.fvu]
 limit = 3.0
 baseline = false

@@ -29,7 +29,8 @@ BUILTIN_SOURCE = "built-in generic policy (sae_checks.gate.BUILTIN_POLICY)"
 # (docs/gate.md#latent-health-and-release-cards). Part of the built-in policy; packaged policies repeat it.
 HEALTH_AND_CARD_POLICY = """\
 [latents.frac_dead]
-limit = 0.3                  # latents that never fired over the run's tokens (raise n_seqs for wide SAEs)
+limit = 0.3                  # latents that never fired over the run's tokens: depends on how many were seen,
+severity = "warn"            # so it warns; set "fail" when n_seqs is large (e.g. 100k tokens for 24k latents)
 baseline = false
 [latents.max_density]
 limit = 0.99                 # one latent firing on (nearly) every token: a bias, not a feature
