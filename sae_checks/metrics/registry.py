@@ -296,26 +296,19 @@ def evaluate(sums: Iterable[Sum], ctx: SaeContext | LossContext) -> dict[str, Te
     return out
 
 
+def _lazy(module: str, name: str) -> Callable[..., Tensor]:
+    """``sae_checks.metrics.<module>.<name>``, imported on first call (this module imports no torch)."""
+
+    def call(*args: Any) -> Tensor:
+        fn: Callable[..., Tensor] = getattr(import_module(f"sae_checks.metrics.{module}"), name)
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def _reconstruction(name: str) -> Callable[..., Tensor]:
-    """``metrics.reconstruction.<name>``, imported on first call (this module imports no torch)."""
-
-    def call(*args: Any) -> Tensor:
-        fn: Callable[..., Tensor] = getattr(import_module("sae_checks.metrics.reconstruction"), name)
-        return fn(*args)
-
-    call.__name__ = call.__qualname__ = name
-    return call
-
-
-def _latents(name: str) -> Callable[..., Tensor]:
-    """``metrics.latents.<name>``, imported on first call."""
-
-    def call(*args: Any) -> Tensor:
-        fn: Callable[..., Tensor] = getattr(import_module("sae_checks.metrics.latents"), name)
-        return fn(*args)
-
-    call.__name__ = call.__qualname__ = name
-    return call
+    return _lazy("reconstruction", name)
 
 
 _sse, _x2, _l0 = _reconstruction("sse"), _reconstruction("x2"), _reconstruction("l0")
@@ -399,7 +392,7 @@ _builtin("propagation", "l0", "lower", "downstream SAE L0", "fractional change",
 _builtin("propagation", "resid_norm", "lower", "downstream residual norm", "fractional change", "ratio_of_sums")
 # latent health, per token (docs/definitions.md#latent-health; SAEBench core's l2_ratio and
 # relative_reconstruction_bias): 1 is ideal for both, so neither has a better direction
-_l2_ratio = _latents("l2_ratio")
+_l2_ratio = _lazy("latents", "l2_ratio")
 L2_RATIO = Sum("l2_ratio", "tok", lambda c: _l2_ratio(c.x, c.x_hat))  # ‖x̂‖ / ‖x‖
 XHAT2 = Sum("xhat2", "tok", lambda c: c.x_hat.pow(2).sum(-1))  # ‖x̂‖²
 X_DOT_XHAT = Sum("x_dot_xhat", "tok", lambda c: (c.x * c.x_hat).sum(-1))  # ⟨x, x̂⟩
