@@ -206,23 +206,35 @@ class Loaded(NamedTuple):
 def load(config: RunConfig | None = None, *, saes: Sequence[str] | None = None) -> Loaded:
     """Load the model, the SAEs (all of the config's, or the names in ``saes``) and the evaluation tokens
     exactly as ``run`` does (same device, dtype, data sample, seed)."""
-    from sae_checks.loading.data import load_sequences
+    config = (config or RunConfig()).validate()
+    model = _model(config)
+    loaded = _saes(config, model, saes)
+    return Loaded(model=model, saes=loaded, tokens=_tokens(config, model))
+
+
+def _model(config: RunConfig) -> Any:
     from sae_checks.loading.models import load_model
+
+    return load_model(config.model, device=resolve_device(config.device), dtype=config.dtype)
+
+
+def _saes(config: RunConfig, model: Any, names: Sequence[str] | None) -> dict[str, Any]:
     from sae_checks.loading.saes import load_saes
 
-    config = (config or RunConfig()).validate()
-    device = resolve_device(config.device)
-    model = load_model(config.model, device=device, dtype=config.dtype)
-    loaded = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
-                       ids=config.sae_ids, names=saes)
+    return dict(load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers,
+                          device=resolve_device(config.device), ids=config.sae_ids, names=names))
+
+
+def _tokens(config: RunConfig, model: Any) -> Any:
+    from sae_checks.loading.data import load_sequences
+
     n_ctx = int(model.cfg.n_ctx)
     ctx_len = config.ctx_len or n_ctx
-    tokens = load_sequences(
+    return load_sequences(
         config.data_source, model.tokenizer, n_seqs=config.n_seqs_for(ctx_len), ctx_len=ctx_len, seed=config.seed,
         split=config.data_split, config_name=config.data_config, text_field=config.text_field, n_ctx=n_ctx,
         d_vocab=int(model.cfg.d_vocab),
     )
-    return Loaded(model=model, saes=dict(loaded), tokens=tokens)
 
 
 def release_cards(model: Any, saes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -250,29 +262,48 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
     the SAEs at these layers. With ``config.shard`` and no ``saes``, the shard's SAEs (``plan``).
     ``progress`` hears about every engine batch and cloze batch (``sae_checks.progress``; None: a tqdm
     bar when ``config.progress`` asks for one).
+
+    SAE weights over the memory budget (``config.sae_memory``; ``engine.parts``) are loaded one part of
+    whole hook groups at a time, each part evaluated and its tasks run before the next is loaded, the
+    results merged (``sae_checks.merge``) and the propagation matrix filled across parts
+    (``engine.propagation.PartPropagation``). Within the budget, everything is loaded at once.
     """
-    from sae_checks.loading.saes import load_saes
+    from sae_checks.engine.parts import Entry, budget_bytes, sae_bytes, split
+    from sae_checks.loading.data import tokenizer_info
 
     config = (config or RunConfig()).validate()
     if layers is not None:
         config = config.replace(layers=tuple(layers))
     if saes is None and config.shard is not None:
         saes = list(plan(config).saes)
-    from sae_checks.loading.data import tokenizer_info
-
-    model, loaded, tokens = load(config, saes=saes)
+    model = _model(config)
     device = resolve_device(config.device)
-    data_info = {"config_name": config.data_config or "", **tokenizer_info(model.tokenizer)}
-    downstream = None
+    meta = sae_metadata(config)
+    own = list(meta) if saes is None else [n for n in meta if n in set(saes)]
+    later: list[str] = []
     if config.propagation and saes is not None:  # part of a suite: fill these SAEs' propagation rows
         from sae_checks.names import propagation_pairs
 
-        suite = plan(config.replace(shard=None))
-        pairs = propagation_pairs({n: p.hook for n, p in suite.saes.items()})
-        later = sorted({d for u, d in pairs if u in loaded and d not in loaded})
-        if later:
-            downstream = load_saes(config.saes, model, sae_id=config.sae_id, layers=config.layers, device=device,
-                                   ids=config.sae_ids, names=later)
+        pairs = propagation_pairs({n: m["hook_name"] for n, m in meta.items()})
+        later = [n for n in meta if n not in own and any(u in own and d == n for u, d in pairs)]
+    needed = [n for n in meta if n in own or n in later]
+    sizes = {n: sae_bytes(meta[n].get("d_in"), meta[n].get("d_sae")) for n in needed}
+    budget = budget_bytes(config.sae_memory, device)
+    parts = split([Entry(n, meta[n]["hook_name"], sizes[n]) for n in needed], budget)
+    if len(parts) > 1 and (saes is None or len(own) == len(set(saes))):
+        every = {n: (int(meta[n]["layer"]), str(meta[n]["hook_name"])) for n in needed}
+        widths = [meta[n].get("d_sae") or 0 for n in needed]
+        return _run_in_parts(model, config, own, every, widths, parts, sizes, budget, progress)
+    loaded = _saes(config, model, saes)
+    tokens = _tokens(config, model)
+    downstream = _saes(config, model, later) if later else None
+    data_info = {"config_name": config.data_config or "", **tokenizer_info(model.tokenizer)}
+    return _evaluate(model, loaded, tokens, config, data_info, downstream=downstream, progress=progress)
+
+
+def _evaluate(model: Any, loaded: Mapping[str, Any], tokens: Any, config: RunConfig, data_info: dict[str, Any],
+              *, downstream: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Evaluation:
+    """One loaded set of SAEs: release cards (before any compute), the engine, then the cloze tasks."""
     cards = release_cards(model, loaded)  # declared facts vs what loaded: said before any compute
     evaluation = evaluate(model, loaded, tokens, config, data_info=data_info, downstream=downstream,
                           progress=progress)
@@ -288,3 +319,57 @@ def run(config: RunConfig | None = None, *, layers: Sequence[int] | None = None,
         if features:
             evaluation.results["features"] = features
     return evaluation
+
+
+def _run_in_parts(model: Any, config: RunConfig, own: list[str], every: dict[str, tuple[int, str]],
+                  widths: list[int], parts: list[list[str]], sizes: dict[str, int], budget: int,
+                  progress: Progress | None) -> Evaluation:
+    """``run`` one part of the SAEs at a time (module ``engine.parts``): each part's SAEs loaded, evaluated
+    without the propagation matrix, their tasks run, then dropped before the next part loads; the matrix
+    (``every``: name -> (layer, hook) of the SAEs it covers) is filled across the parts
+    (``PartPropagation``). The provenance's ``sae_memory`` lists the parts."""
+    import gc
+    from types import SimpleNamespace
+
+    import torch
+
+    from sae_checks.engine.chunks import chunk_sizes
+    from sae_checks.engine.kernel import specials_of
+    from sae_checks.engine.memory import model_batch_size
+    from sae_checks.engine.parts import GIB, describe
+    from sae_checks.engine.propagation import PartPropagation
+    from sae_checks.loading.data import tokenizer_info
+    from sae_checks.merge import merge_provenance, merge_results
+
+    device = resolve_device(config.device)
+    log.info("sae-checks: %d SAEs with %.2f GiB of weights, over the SAE memory budget of %.2f GiB "
+             "(--sae-memory): loading them in %d parts of whole hook groups", len(sizes), sum(sizes.values()) / GIB,
+             budget / GIB, len(parts))
+    tokens = _tokens(config, model)
+    data_info = {"config_name": config.data_config or "", **tokenizer_info(model.tokenizer)}
+    prop = None
+    if config.propagation:
+        window = min(config.propagation_window[1], int(tokens.shape[1]))
+        chunk = chunk_sizes(model, [SimpleNamespace(d_sae=w) for w in widths], device, config.chunk_tokens).sae
+        prop = PartPropagation(every, own, tokens, config, device=device, specials=specials_of(model), chunk=chunk,
+                               batch_size=config.batch_size or model_batch_size(model, device, window))
+    results: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+    for names in parts:
+        loaded = _saes(config, model, names)
+        mine = {n: s for n, s in loaded.items() if n in own}
+        if mine:
+            part = _evaluate(model, mine, tokens, config.replace(propagation=False), data_info, progress=progress)
+            results = merge_results(results, part.results)
+            provenance = merge_provenance(provenance, part.provenance)
+            del part
+        if prop is not None:
+            prop.visit(model, loaded)
+        del loaded, mine
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if prop is not None:
+        results["propagation"] = prop.to_json()
+    provenance["sae_memory"] = describe(parts, sizes, budget)
+    return Evaluation(provenance=provenance, results=results, config=config)

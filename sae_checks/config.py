@@ -110,6 +110,10 @@ class RunConfig:
                                       "SAE's features (default: from a 256 MB budget; bounds peak memory)")
     # tokens per chunk of the per-token reductions over the vocabulary (CE, KL, cloze scores) and the SAE's
     # features; None = from a 256 MB budget (engine/chunks.py): memory bounded by a chunk
+    sae_memory: float | None = option(None, "GiB of SAE weights held at once (default: a quarter of the device's "
+                                      "free memory); a suite that needs more runs one group of hooks at a time")
+    # GiB of SAE weights loaded at once; None = a quarter of the device's free memory once the model is loaded
+    # (engine/parts.py). A suite over it runs in parts of whole hook groups, never splitting a hook's SAEs
     # --- what to measure ----------------------------------------------------------------------
     buckets: tuple[tuple[int, int], ...] | None = option(None, "position buckets, e.g. 1-128,128-1024 (default: "
                                                          "inside / beyond each SAE's training context)")
@@ -170,6 +174,8 @@ class RunConfig:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
         if self.chunk_tokens is not None and self.chunk_tokens < 1:
             raise ConfigError("chunk_tokens", self.chunk_tokens, "must be >= 1")
+        if self.sae_memory is not None and not self.sae_memory > 0:
+            raise ConfigError("sae_memory", self.sae_memory, "must be > 0 (GiB)")
         if self.data == "zoo" and self.model != "zoo":
             raise ConfigError("data", self.data, f"the zoo's tokens are ids of the zoo's tokenizer, not of model "
                               f"{self.model!r}'s", f"pass --data with a dataset or file for this model, or leave "

@@ -123,6 +123,7 @@ def forward_from(
     capture_hooks: Sequence[str] = (),
     start_act: Tensor | None = None,
     final: Literal["logits", "resid"] = "logits",
+    stop: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits of one pass in which the activation at ``hook_name`` is ``new_act`` instead of ``clean_act``.
 
@@ -132,11 +133,12 @@ def forward_from(
     ``blocks.L.hook_resid_pre``) with a scoped splice hook, or, without ``start_act``, a full pass.
     ``capture_hooks`` (downstream hooks) are recorded in the same pass.
     ``final="resid"`` stops after the last block: the final residual (B, T, d_model) instead of the logits,
-    for reductions over the vocabulary in chunks of tokens (``engine.chunks``).
+    for reductions over the vocabulary in chunks of tokens (``engine.chunks``); ``stop`` (with "resid") stops
+    before that block instead (the residual there), when only ``capture_hooks`` before it are wanted.
     Returns (logits (B, T, V) or final residual, captured activations).
     """
     layer, source = splice_start(hook_name, model.cfg.n_layers)
-    stop = model.cfg.n_layers if final == "resid" else None
+    stop = (model.cfg.n_layers if stop is None else stop) if final == "resid" else None
     if layer is not None and source is None:
         with capture(model, capture_hooks) as captured:
             out = model(new_act, start_at_layer=layer, tokens=tokens, attention_mask=attention_mask,

@@ -66,14 +66,15 @@ def clean_pass(model: Any, tokens: Tensor, hooks: Sequence[str], stop: int | Non
 
 
 def splice_pass(model: Any, hook: str, acts: Mapping[str, Tensor], new: Tensor, tokens: Tensor,
-                capture_hooks: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+                capture_hooks: Sequence[str] = (), stop: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """One forward with ``new`` (B, T, d) at ``hook`` instead of the clean ``acts[hook]``, from the clean
     ``acts`` a :func:`clean_pass` cached (the start point of ``engine.hooks.splice_start``): (final residual
-    (B, T, d_model), the ``capture_hooks`` activations of the same pass)."""
+    (B, T, d_model), or the residual before block ``stop``; the ``capture_hooks`` activations of the same
+    pass)."""
     assert_no_hooks(model)
     start = start_activation(acts, hook, model.cfg.n_layers)
     out = forward_from(model, hook, acts[hook], new, tokens, capture_hooks=capture_hooks, start_act=start,
-                       final="resid")
+                       final="resid", stop=stop)
     assert_no_hooks(model)
     return out
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,13 @@ import torch
 from torch import Tensor
 
 from sae_checks import progress as _progress
-from sae_checks.aggregate import LayerAccumulator, bucket_name, clean_float
+from sae_checks.aggregate import LayerAccumulator, bucket_name
 from sae_checks.config import RunConfig
 from sae_checks.engine.chunks import Chunks, chunk_sizes, losses, sae_terms
 from sae_checks.engine.hooks import keep_positions, start_hooks
 from sae_checks.engine.kernel import clean_pass, pass_context, specials_of, splice_pass, unspliced
 from sae_checks.engine.memory import model_batch_size
+from sae_checks.engine.propagation import Propagation
 from sae_checks.engine.retry import halving
 from sae_checks.errors import ConfigError
 from sae_checks.metrics import registry
@@ -84,60 +85,6 @@ def layer_buckets(config: RunConfig, context_size: int | None, n_ctx: int) -> li
                               "drop them, or evaluate longer sequences (--ctx-len)")
         return [(a, min(b, n_ctx)) for a, b in config.buckets]
     return default_buckets(context_size, n_ctx)
-
-
-class _Propagation:
-    """Sums for the error-propagation matrix over the position window (upstream i, downstream j).
-
-    Its metrics are the registry's ``propagation`` family, each the ``bucket`` metric of the same name
-    (read when the run starts): the downstream SAE's per-token sums over the window with the upstream
-    SAE spliced in (``up``) and clean (``clean``), the value ``compute(up) / compute(clean) − 1``."""
-
-    def __init__(self, names: Sequence[str], layers: Sequence[int], hooks: Sequence[str]) -> None:
-        self.names = list(names)
-        self.layers = list(layers)
-        self.hooks = list(hooks)
-        self.metrics = [(m.name, registry.get("bucket", m.name)) for m in registry.metrics("propagation")]
-        self.tok_sums = registry.sums_of(base for _, base in self.metrics if base is not None)
-        width = len(self.tok_sums) + 1  # the sums, then the token count
-        n = len(names)
-        self.clean = torch.zeros(n, width, dtype=torch.float64)  # (j, sum + count)
-        self.up = torch.zeros(n, n, width, dtype=torch.float64)  # (i, j, sum + count)
-
-    def sums(self, x: Tensor, sae: Any, mask: Tensor, chunk: int) -> Tensor:
-        """Σ over masked tokens of each sum and the count, for activations x (B, W, d)."""
-        _, t = sae_terms(sae, x, chunk, sums=self.tok_sums, mask=mask)
-        m = mask.double()
-        return torch.stack([*((t[s.name].double() * m).sum() for s in self.tok_sums), m.sum()]).cpu()
-
-    def merge(self, other: _Propagation) -> None:
-        self.clean += other.clean
-        self.up += other.up
-
-    def _value(self, compute: Any, sums: Tensor) -> Tensor:
-        """A metric's value from one cell's sums (sum + count)."""
-        return compute({**{s.name: sums[k] for k, s in enumerate(self.tok_sums)}, registry.N_TOK: sums[-1]})
-
-    def to_json(self, window: tuple[int, int]) -> dict[str, Any]:
-        """matrix[i][j] = metric_with_upstream_i / metric_clean_j − 1 when SAE j's hook comes after SAE i's,
-        else None; rows and columns follow ``saes`` (names), ``layers`` holds their layers."""
-        out: dict[str, Any] = {"saes": self.names, "layers": self.layers, "hooks": self.hooks,
-                               "window": list(window)}
-        for name, base in self.metrics:
-            assert base is not None and base.compute is not None, name
-            rows = []
-            for i in range(len(self.names)):
-                row: list[float | None] = []
-                for j in range(len(self.names)):
-                    if self.up[i, j, -1] == 0 or self.clean[j, -1] == 0:
-                        row.append(None)
-                        continue
-                    up = self._value(base.compute, self.up[i, j])
-                    clean = self._value(base.compute, self.clean[j])
-                    row.append(clean_float((up / clean - 1).item()))
-                rows.append(row)
-            out[name] = rows
-        return out
 
 
 def evaluate(
@@ -229,7 +176,7 @@ def _batch_size(model: Any, saes: Mapping[str, Any], extra: Mapping[str, Any], d
 @dataclass
 class _State:
     accs: dict[str, LayerAccumulator]
-    prop: _Propagation | None
+    prop: Propagation | None
     nonfinite: list[dict[str, Any]] = field(default_factory=list)
     fires: dict[str, Tensor] = field(default_factory=dict)  # SAE -> (d_sae,) int64: valid tokens each latent fired on
     fire_tokens: dict[str, int] = field(default_factory=dict)  # SAE -> valid tokens those counts are over
@@ -283,7 +230,7 @@ def _new_state(model: Any, saes: Mapping[str, Any], layout: _Layout,
                     if config.latent_health or m.name not in registry.LATENT_HEALTH_METRICS)
     return _State(
         accs={n: LayerAccumulator(n_ctx, saes[n].d_in or model.cfg.d_model, buckets[n], metrics=metrics) for n in saes},
-        prop=_Propagation(list(every), [s.layer for s in every.values()], [s.hook_name for s in every.values()])
+        prop=Propagation(list(every), [s.layer for s in every.values()], [s.hook_name for s in every.values()])
         if layout.pairs else None,
     )
 

@@ -26,8 +26,6 @@ from sae_checks.gate.checks import (
     judge,
     legacy_id,
     lookup,
-    merge_provenance,
-    merge_results,
     plan_checks,
     rules_for,
     summarize,
@@ -58,6 +56,7 @@ from sae_checks.gate.thresholds import (
     updated_baselines,
     write_baselines,
 )
+from sae_checks.merge import merge_provenance, merge_results
 
 __all__ = [
     "ALIASES", "BUILTIN_POLICY", "DEFAULT_BASELINE", "DEFAULT_REPORT", "GATE_KEYS", "BaselineEntry", "Baselines",

@@ -211,5 +211,3 @@ def unused_baselines(baselines: Baselines, judged_ids: Iterable[str]) -> list[st
     """Baseline entries no judged check used (meaningful only after a full run)."""
     return sorted(set(baselines.entries) - set(judged_ids))
 
-
-from sae_checks.gate.merge import merge_propagation, merge_provenance, merge_results  # noqa: E402,F401

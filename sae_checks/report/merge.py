@@ -1,5 +1,5 @@
 """``sae-checks merge``: the partial reports of a sharded run (``--shard I/N``) into one report, their
-results merged by ``sae_checks.gate.merge``.
+results merged by ``sae_checks.merge``.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sae_checks.errors import ReportError
-from sae_checks.gate.merge import merge_propagation, merge_provenance, merge_results  # noqa: F401  (re-exported)
+from sae_checks.merge import merge_propagation, merge_provenance, merge_results  # noqa: F401  (re-exported)
 
 _PART_CONFIG_KEYS = ("shard",)
 _PROVENANCE_SAME = ("model", "data", "dtype", "sae_checks", "torch", "transformer_lens", "sae_lens")

@@ -1,4 +1,5 @@
-"""Merging engine results: per-SAE tables from several runs (xdist workers, shards) into one.
+"""Merging engine results: per-SAE tables from several runs (xdist workers, shards, the parts of a run
+too large to hold every SAE at once) into one.
 
 Pure functions over the JSON-ready dicts (no torch). Merging is a union of per-SAE tables: every run
 evaluates disjoint SAEs on the same data, so nothing is averaged; the propagation matrix is combined
