@@ -12,13 +12,12 @@ from sae_checks.gate.checks import (
     judge,
     legacy_id,
     lookup,
-    merge_provenance,
-    merge_results,
     plan_checks,
     summarize,
     unused_baselines,
 )
 from sae_checks.gate.thresholds import BaselineEntry, Baselines, Rule, parse_policy
+from sae_checks.merge import merge_provenance, merge_results
 
 REPORT_KEYS = {"id", "metric", "sae", "hook", "layer", "bucket", "value", "ci", "baseline", "limit", "band", "direction",
                "severity", "status", "message"}
