@@ -100,7 +100,6 @@ def test_a_256k_vocabulary_stays_inside_the_logit_budget(tmp_path, monkeypatch):
     """Gemma's vocabulary (256000): the engine unembeds at most the chunk the byte budget allows, so the
     (tokens, vocabulary) float32 work tensors of CE, KL and the zero-ablated CE stay within LOGIT_BUDGET
     (engine.chunks), here 65 tokens per chunk for the 2 x 64 tokens of one batch."""
-    import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     import sae_checks.engine.chunks as chunks
