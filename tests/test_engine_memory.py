@@ -94,3 +94,39 @@ def test_a_zoo_run_records_batch_size_and_tokenizer():
     want = tokenizer_info(load_model("zoo", device="cpu").tokenizer)
     assert data["tokenizer"] == want["tokenizer"] and data["tokenizer_sha256"] == want["tokenizer_sha256"]
     assert len(data["tokenizer_sha256"]) == 64 and "/" not in data["tokenizer"]
+
+
+def test_a_256k_vocabulary_stays_inside_the_logit_budget(tmp_path, monkeypatch):
+    """Gemma's vocabulary (256000): the engine unembeds at most the chunk the byte budget allows, so the
+    (tokens, vocabulary) float32 work tensors of CE, KL and the zero-ablated CE stay within LOGIT_BUDGET
+    (engine.chunks), here 65 tokens per chunk for the 2 x 64 tokens of one batch."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    import sae_checks.engine.chunks as chunks
+    from sae_checks.engine.memory import FLOAT, LOGIT_BUDGET
+
+    vocab = 256_000
+    cfg = HookedTransformerConfig(n_layers=1, d_model=16, d_head=8, n_heads=2, d_mlp=64, d_vocab=vocab, n_ctx=64,
+                                  act_fn="gelu", normalization_type="LN", model_name="tiny", device="cpu", seed=0)
+    model = HookedTransformer(cfg, tokenizer=tiny_tokenizer(tmp_path))
+    model.eval()
+    rows: list[int] = []
+    real = chunks.unembed
+
+    def watched(m, resid):
+        logits = real(m, resid)
+        assert logits.shape[-1] == vocab
+        rows.append(logits[..., 0].numel())  # tokens unembedded at once
+        return logits
+
+    monkeypatch.setattr(chunks, "unembed", watched)
+    monkeypatch.setattr(chunks, "free_memory", lambda device: 64 * GIB)  # the budget binds, not the free RAM
+    ev = evaluate(model, {"s0": loaded(tiny_sae(model, 0, d_sae=24), 0)}, random_tokens(model, 2),
+                  RunConfig(n_bootstrap=0, progress=False, propagation=False, batch_size=2))
+    chunk = ev.provenance["chunk_tokens"]["logits"]
+    assert chunk == LOGIT_BUDGET // (FLOAT * chunks.LOGIT_TENSORS * vocab) == 65
+    assert rows and max(rows) <= chunk < 2 * 64, (max(rows), chunk)  # the batch's 128 tokens: two chunks each
+    assert chunks.LOGIT_TENSORS * max(rows) * vocab * FLOAT <= LOGIT_BUDGET
+    assert len(rows) == 2 * 3  # clean, spliced and zero-ablated logits, each in two chunks
+    kl = ev.results["per_position"]["s0"]["kl"]
+    assert all(v is not None and v == v for v in kl[1:-1])  # computed, finite

@@ -11,7 +11,7 @@ One set of sums (:class:`Propagation`), filled one of two ways:
   activations at positions ``[a, b)`` depend only on the tokens and the spliced input before ``b``: the
   cells equal the one-pass run's up to float32 summation order (tests/test_parts.py).
 
-Definitions: docs/definitions.md#error-propagation.
+Definitions: docs/definitions.md#propagation.
 """
 
 from __future__ import annotations
