@@ -238,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
     h = sub.add_parser("html", help="one self-contained HTML page from a report")
     h.add_argument("report", type=Path)
-    h.add_argument("--baseline", type=Path, help="an older report to diff against")
+    h.add_argument("--baseline", type=Path, help="an older report to diff against (its SAEs are also drawn beside "
+                   "the new ones in the sweep figures)")
     h.add_argument("-o", "--out", type=Path, required=True, help="output .html file")
     h.add_argument("--figures", type=Path, metavar="DIR", help="also keep the page's figures as PNG files in DIR "
                    "(drawn once for both: what `sae-checks plot` would write there)")

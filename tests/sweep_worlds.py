@@ -40,24 +40,26 @@ def all_sweep_ids(release: str, layer: int = LAYER) -> list[str]:
     return sorted(ids, key=lambda i: int(i.rsplit("_", 1)[1]))
 
 
-def partial_identity(d_in: int, d_sae: int, m: int, *, seed: int) -> Weights:
+def partial_identity(d_in: int, d_sae: int, m: int, *, seed: int, scale: float = 1.0) -> Weights:
     """``release_worlds.identity_weights`` with only coordinates 0..m-1 kept (features ±e_j for j < m): the
     SAE reconstructs x's first ``m`` coordinates exactly and zeroes the rest, so L0 = m on a dense input and
     FVU = the share of x's variance in coordinates m..d_in-1. The dropped features are dead (encoder 0,
-    ``b_enc = -1``)."""
+    ``b_enc = -1``). ``scale``: the kept coordinates come back times ``scale`` (a worse SAE, same L0)."""
     assert 1 <= m <= d_in, (m, d_in)
     w = identity_weights(d_in, d_sae, seed=seed)
     W_enc, b_enc = w.W_enc.copy(), w.b_enc.copy()
     W_enc[:, 2 * m: 2 * d_in] = 0.0
     b_enc[2 * m: 2 * d_in] = -1.0
-    return replace(w, W_enc=W_enc, b_enc=b_enc)
+    W_dec = w.W_dec.copy()
+    W_dec[: 2 * m] *= scale
+    return replace(w, W_enc=W_enc, W_dec=W_dec, b_enc=b_enc)
 
 
-def build_sweep_world(hf_home: Path, work_dir: Path, *, n_other: int = 3) -> dict[str, Any]:
+def build_sweep_world(hf_home: Path, work_dir: Path, *, n_other: int = 3, scale: float = 1.0) -> dict[str, Any]:
     """The tiny pythia, its text data, the whole p-anneal sweep at blocks.3 and the first ``n_other``
     trainers of the standard and gated sweeps there. Trainer i of the p-anneal sweep keeps
     ``m = d_in - n + 1 + i`` coordinates (n = 28 trainers: m from d_in - 27 to d_in) at width
-    ``2 d_in + 8 (i % 4)``; the others keep ``d_in - i``. Returns ``{"model", "files": {release: {id: path}},
+    ``2 d_in + 8 (i % 4)``; the others keep ``d_in - i``; ``scale``: :func:`partial_identity`'s. Returns ``{"model", "files": {release: {id: path}},
     "keep": {release: {id: m}}}``."""
     from tests.gpt2_world import LAMBADA, OWT, TINY, make_text
     from tests.hf_cache import add_cached_dataset
@@ -80,8 +82,35 @@ def build_sweep_world(hf_home: Path, work_dir: Path, *, n_other: int = 3) -> dic
         assert kinds[release] in DICT_CLASSES
         files[release], keep[release] = {}, {}
         for i, (sae_id, m) in enumerate(saes):
-            w = partial_identity(d, 2 * d + 8 * (i % 4), m, seed=100 * r + i)
+            w = partial_identity(d, 2 * d + 8 * (i % 4), m, seed=100 * r + i, scale=scale)
             files[release][sae_id] = str(write_dictionary_learning(hub, release, sae_id, w, kind=kinds[release],
                                                                    layer=LAYER))
             keep[release][sae_id] = m
     return {"model": model, "files": files, "keep": keep}
+
+
+def main(out: Path) -> None:
+    """The README's sweep figure: ``sae-checks run`` over the whole p-anneal sweep twice, first with every
+    SAE's reconstruction shrunk by 0.5 (the baseline: same L0, higher FVU), then exact (the new version), and
+    ``sae-checks plot new.json --baseline old.json`` (``python -m tests.sweep_worlds OUT``)."""
+    import subprocess
+    import sys
+
+    from tests.hf_cache import offline_env
+
+    env = offline_env(out / "hf")
+    env.update(OMP_NUM_THREADS="1")
+    run = [sys.executable, "-m", "sae_checks.cli", "run", "--model", "pythia-70m-deduped", "--saes", PANNEAL,
+           "--sae-ids", r"blocks\.3\.hook_resid_post__trainer_\d+", "--data", "Skylion007/openwebtext",
+           "--ctx-len", "128", "--n-seqs", "8", "--no-progress"]
+    for name, scale in (("old", 0.5), ("new", 1.0)):
+        build_sweep_world(out / "hf", out / "work", n_other=0, scale=scale)
+        subprocess.run([*run, "--report", str(out / f"{name}.json")], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "sae_checks.cli", "plot", str(out / "new.json"), "--baseline",
+                    str(out / "old.json"), "-o", str(out / "plots")], env=env, check=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(Path(sys.argv[1]))
