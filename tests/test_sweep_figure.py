@@ -135,3 +135,22 @@ def test_the_html_page_embeds_the_sweep_figure_with_the_baseline(reports, tmp_pa
     assert "baseline: 3 SAEs, hollow" in title and title in page and name in page
     sweeps = page[page.index(title) - 2000: page.index(title) + 200]
     assert "data:image/png;base64," in sweeps  # embedded, not linked
+
+
+def test_the_commands_pass_the_baseline_to_the_sweep_figure(reports, tmp_path, monkeypatch) -> None:
+    """`sae-checks plot --baseline` and `sae-checks html --baseline --figures` draw the sweep with the baseline."""
+    from sae_checks.cli import main
+
+    report, baseline = reports
+    write_report(tmp_path / "new.json", report)
+    old = tmp_path / "baseline.json"  # written by baseline_of
+    name = f"sweep_{HOOK}.png"
+    seen = drawn(monkeypatch)
+    assert main(["plot", str(tmp_path / "new.json"), "--baseline", str(old), "-o", str(tmp_path / "plots")]) == 0
+    assert "baseline: 3 SAEs, hollow" in seen.pop(name)[0]["title"]
+    assert (tmp_path / "plots" / name).is_file() and (tmp_path / "plots" / "diff_buckets.png").is_file()
+    assert main(["html", str(tmp_path / "new.json"), "--baseline", str(old), "-o", str(tmp_path / "page.html"),
+                 "--figures", str(tmp_path / "figs")]) == 0
+    title = seen.pop(name)[0]["title"]
+    assert "baseline: 3 SAEs, hollow" in title and title in (tmp_path / "page.html").read_text()
+    assert not seen, sorted(seen)  # drawn once, for the folder and the page
