@@ -123,9 +123,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     check_writable(args.out, "--out", directory=True)
     report = load_report(args.report)
-    result = make_plots(report, Path(args.out))
-    if args.baseline:
-        make_diff_plots(load_report(args.baseline), report, Path(args.out))
+    baseline = load_report(args.baseline) if args.baseline else None
+    result = make_plots(report, Path(args.out), baseline=baseline)
+    if baseline is not None:
+        make_diff_plots(baseline, report, Path(args.out))
     for path in result.paths:
         print(path)
     for note in result.notes:
@@ -232,11 +233,13 @@ def parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="PNG figures from a report")
     pl.add_argument("report", type=Path)
     pl.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    pl.add_argument("--baseline", type=Path, help="an older report: also draw the per-bucket deltas")
+    pl.add_argument("--baseline", type=Path, help="an older report: also draw the per-bucket deltas, and its SAEs "
+                    "beside the new ones in sweep_<hook>.png")
     pl.set_defaults(func=cmd_plot)
     h = sub.add_parser("html", help="one self-contained HTML page from a report")
     h.add_argument("report", type=Path)
-    h.add_argument("--baseline", type=Path, help="an older report to diff against")
+    h.add_argument("--baseline", type=Path, help="an older report to diff against (its SAEs are also drawn beside "
+                   "the new ones in the sweep figures)")
     h.add_argument("-o", "--out", type=Path, required=True, help="output .html file")
     h.add_argument("--figures", type=Path, metavar="DIR", help="also keep the page's figures as PNG files in DIR "
                    "(drawn once for both: what `sae-checks plot` would write there)")

@@ -185,15 +185,17 @@ def write_policy(path: Path, limits: dict[str, Any]) -> Path:
 
 
 def gate(worlds: dict[str, Any], name: str, model: str, saes: list[str], ids: str,
-         limits: dict[str, Any], small: list[str] = SMALL) -> dict[str, Any]:
+         limits: dict[str, Any], small: list[str] = SMALL, runner: tuple[str, ...] = ("-m", "pytest"),
+         ) -> dict[str, Any]:
     """The README's gate command (tests/gpt2_world.py README_GATE's options) over ``saes``, with SMALL, the
-    policy ``limits`` and --sae-update-baseline (one run: limits judge, no baseline to compare with)."""
+    policy ``limits`` and --sae-update-baseline (one run: limits judge, no baseline to compare with).
+    ``runner``: the Python arguments that run pytest (a wrapper script that counts passes, say)."""
     from sae_checks.report.io import load_report
 
     cwd = worlds["root"] / name
     cwd.mkdir()
     policy = write_policy(cwd / "policy.toml", limits)
-    cmd = ["-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs", "sae_checks.gate.gate_tests",
+    cmd = [*runner, "-p", "no:cacheprovider", "-q", "--pyargs", "sae_checks.gate.gate_tests",
            "--sae-model", model, "--sae-saes", ",".join(saes), "--sae-ids", ids,
            "--sae-data", "Skylion007/openwebtext", "--sae-tasks", "lambada", "--sae-thresholds", str(policy),
            "--sae-baseline", "my-baseline.json", "--sae-report", "report.json", *small, "--sae-update-baseline"]

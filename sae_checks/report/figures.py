@@ -1,7 +1,8 @@
 """The figures of a report, each declared once: what it is called, which results it needs, how it draws.
 
 ``make_plots`` (so ``sae-checks plot`` and the HTML page) draws every registered figure in registration
-order; a figure whose ``needs`` are absent from ``results`` is skipped with its ``missing`` note, and a
+order (given a baseline report, a figure that declares ``beside`` draws the baseline's data beside the
+run's); a figure whose ``needs`` are absent from ``results`` is skipped with its ``missing`` note, and a
 draw function notes whatever else it skips (a metric without values, a task without prompts). One
 declaration may write several PNGs (one per metric, per task, per hook); each is recorded in the
 ``PlotResult`` with the HTML section it belongs to.
@@ -33,6 +34,9 @@ class FigureSpec:
     outputs: Callable[[Mapping[str, Any]], list[str]]  # the PNG names it writes for a report with full data
     files: str  # the PNG names it writes, for people: "propagation_<metric>.png"
     missing: str = ""  # the note when a need is absent (default: "section missing; skipped <files>")
+    beside: Callable[[Mapping[str, Any], Mapping[str, Any], Path], PlotResult] | None = None
+    # (report, baseline, out_dir) -> the same PNGs with a baseline report's data beside this run's, drawn
+    # instead of ``draw`` when a baseline is given (plot/html --baseline); None: the figure ignores baselines
 
     def skip_note(self, report: Mapping[str, Any]) -> str | None:
         """The note saying why this figure is not drawn for ``report``, or None when it can be."""
@@ -69,7 +73,7 @@ PER_POSITION = register(FigureSpec(
     missing="section missing; skipped per-position, per-layer and residual-norm figures"))
 SWEEPS = register(FigureSpec(
     name="sweeps", needs=("sweeps",), draw=plots_sweeps.plot_sweeps, outputs=plots_sweeps.outputs,
-    files="sweep_<hook>.png",
+    files="sweep_<hook>.png", beside=plots_sweeps.plot_sweeps_beside,
     missing="no hook has two or more SAEs; skipped sweep_*.png"))
 PROPAGATION = register(FigureSpec(
     name="propagation", needs=("propagation",), draw=plots_tasks.plot_propagation,

@@ -312,15 +312,17 @@ def render_html(report: Mapping[str, Any], *, baseline: Mapping[str, Any] | None
                 diff_text: str | None = None, plot_result: PlotResult | None = None) -> str:
     """The report as one self-contained HTML page (a string).
 
-    ``baseline``: an earlier report; adds the per-bucket delta figure and the check status changes.
+    ``baseline``: an earlier report; adds the per-bucket delta figure and the check status changes, and
+    the figures that draw a baseline (the sweep frontier) show its points beside this report's.
     ``diff_text``: a precomputed text diff shown verbatim (else ``sae_checks.report.diff`` is used
-    when importable). ``plot_result``: figures already drawn by :func:`make_plots` for this report,
-    embedded instead of drawing them again."""
+    when importable). ``plot_result``: figures already drawn by :func:`make_plots` for this report (with
+    the same ``baseline``), embedded instead of drawing them again."""
     if not isinstance(report, Mapping):
         raise TypeError(f"render_html: report must be a dict loaded from a report JSON, got "
                         f"{type(report).__name__}; load it with sae_checks.report.io.load_report(path)")
     with tempfile.TemporaryDirectory(prefix="sae-checks-html-") as tmp:
-        plots = plot_result if plot_result is not None else make_plots(report, Path(tmp) / "figures")
+        plots = (plot_result if plot_result is not None
+                 else make_plots(report, Path(tmp) / "figures", baseline=baseline))
         diff = None
         if baseline is not None:
             diff = _diff(report, baseline, diff_text, make_diff_plots(baseline, report, Path(tmp) / "diff"))
@@ -348,5 +350,5 @@ def write_html(report: Mapping[str, Any], path: Path | str, baseline: Mapping[st
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(target, f"cannot create its folder: {exc.strerror or exc}", exc.errno) from None
-    drawn = make_plots(report, Path(figures)) if figures is not None else None
+    drawn = make_plots(report, Path(figures), baseline=baseline) if figures is not None else None
     return atomic_write_text(target, render_html(report, baseline=baseline, diff_text=diff_text, plot_result=drawn))

@@ -12,7 +12,8 @@ The built-in figures written by :func:`make_plots` (when their data is present):
                                                 line per SAE (by name), context marked
     layer_{mse,l0,feat_l1,delta_ce,kl}.png      metric vs layer, one line per position 1, 2, 4, ..., T-2
     sweep_<hook>.png                            per hook with >= 2 SAEs: L0 vs fvu and vs delta_ce, one
-                                                point per SAE per bucket
+                                                point per SAE per bucket; with a baseline, its SAEs'
+                                                points hollow beside them, each SAE's two joined
     resid_norm_by_layer.png                     mean residual norm vs layer
     mse_vs_resid_norm.png                       mse vs residual norm, coloured by position / by layer
     propagation_{mse,l0,resid_norm}.png         upstream x downstream SAE fractional change, centred on 0
@@ -39,9 +40,11 @@ from sae_checks.report.plots_tasks import plot_bucket_diff
 __all__ = ["FigureInfo", "PlotResult", "make_diff_plots", "make_plots"]
 
 
-def make_plots(report: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
+def make_plots(report: Mapping[str, Any], out_dir: Path | str, *,
+               baseline: Mapping[str, Any] | None = None) -> PlotResult:
     """Write every registered figure (``report.figures``) the report has data for into ``out_dir``
-    (created if needed).
+    (created if needed). ``baseline``: an earlier report; a figure that declares ``beside`` (the sweep
+    frontier) draws its data beside this report's, the others ignore it.
 
     Returns the written PNG paths (``result.paths``, with titles and sections in ``result.figures``)
     and one note per skipped figure or section."""
@@ -55,6 +58,8 @@ def make_plots(report: Mapping[str, Any], out_dir: Path | str) -> PlotResult:
         note = figure.skip_note(report)
         if note is not None:
             result.notes.append(note)
+        elif isinstance(baseline, Mapping) and figure.beside is not None:
+            result.extend(figure.beside(report, baseline, out))
         else:
             result.extend(figure.draw(report, out))
     return result
