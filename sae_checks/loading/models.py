@@ -137,11 +137,12 @@ def checkpoint_dtype(official: str) -> Any:
     """The torch dtype the checkpoint of ``official`` is stored in: its cached config.json's ``torch_dtype``
     (``dtype`` in configs written by transformers 5); float32 when absent or unknown."""
     import json
+    from pathlib import Path
 
     import torch
 
     path = cached_file(official, "config.json")
-    config = json.loads(open(path).read()) if path is not None else {}
+    config = json.loads(Path(path).read_text()) if path is not None else {}
     name = str(config.get("torch_dtype") or config.get("dtype") or "float32").removeprefix("torch.")
     dtype = getattr(torch, name, None)
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
