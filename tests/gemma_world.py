@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.gpt2_world import LAMBADA, OWT, WorldShape, make_text, sha256
+from tests.release_worlds import GEMMA_RELEASE as RELEASE
 
 GEMMA_REPO = "google/gemma-2-2b"  # TransformerLens' official name for gemma-2-2b
-RELEASE = "gemma-scope-2b-pt-res-canonical"
 SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")  # ids 0-3, as gemma's tokenizer
 
 

@@ -17,10 +17,12 @@ each other). Four subprocesses in all:
 - ``test_gemma_scope_loads_at_its_real_shape_and_measures``: Gemma Scope's ``params.npz`` (16384 x 2304,
   ~300 MB: the ``gemma_2`` loader takes both sizes from the names) loaded by name and measured by the
   engine on a gemma-2-style stand-in model (TransformerLens fixes gemma-2-2b's configuration in code, so
-  no tiny model can load as ``google/gemma-2-2b``; the gate command needs the real model).
+  no tiny model can load as ``google/gemma-2-2b``; the gate command runs on the full-size world below).
 
 Marked ``realscale`` (``make realscale`` only): ``test_the_gate_judges_full_size_pythia_saes``, pythia-70m-deduped
-at its real shape with res-sm (32768) and an SAEBench TopK SAE (4096) gated at context 1024.
+at its real shape with res-sm (32768) and an SAEBench TopK SAE (4096) gated at context 1024; and
+``test_the_gate_judges_a_full_size_gemma_scope_sae``, gemma-2-2b at its real shape (``tests/gemma_world.py``:
+2.6B parameters in bfloat16 shards, vocabulary 256000) with one Gemma Scope 16k SAE gated by release name.
 """
 
 from __future__ import annotations
