@@ -3,8 +3,10 @@ offline world of ``tests/gemma_world.py`` (5.5 GB, deleted afterwards), runs the
 release name (``gemma-scope-2b-pt-res-canonical``, ``layer_20/width_16k/canonical``, 2 sequences of 128
 tokens, 8 Lambada prompts, a 1-feature causal check) in a fresh process under ``benchmarks.realscale``'s
 wrapper (``getrusage(RUSAGE_CHILDREN)``: the gate process's peak RSS), and prints wall time and peak RSS.
-Asserted with a margin: exit 0 and peak RSS under 20 GiB (the model alone is 10 GB in float32).
-Needs ~18 GB free: run it alone (``flock /tmp/heavy.lock`` on a shared machine).
+Asserted: exit 0 and peak RSS under 22 GiB (one hand run of the same command measured 19859 MiB: the
+bfloat16 Hugging Face model, 5.2 GB, and TransformerLens' float32 model, 12.8 GB with its own unembedding,
+are both resident while TransformerLens converts). Needs ~20 GB free: run it alone
+(``flock /tmp/heavy.lock`` on a shared machine).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from benchmarks.realscale import measure
 
 REPO = Path(__file__).resolve().parents[1]
-LIMIT_MIB = 20 * 1024
+LIMIT_MIB = 22 * 1024
 
 
 def test_gemma_scope_gate_peak_memory(benchmark, tmp_path):

@@ -7,7 +7,8 @@ LayerNorm models (gpt2, pythia) load with TransformerLens' default weight proces
 folding; ``cfg.normalization_type`` stays ``"RMS"``). TransformerLens never centers RMSNorm models, folding
 a norm's weight changes no activation an SAE reads (residual stream, attention and MLP outputs, ``hook_z``),
 and the default path holds a float32 Hugging Face copy beside the converted model: for gemma-2-2b (2.6B
-parameters) that is far beyond 24 GB, this path ~17 GB (README, "Releases and file layouts tested").
+parameters, 12.8 GB as a float32 HookedTransformer) over 23 GB by parameter count; this path holds the
+bfloat16 copy, 5.2 GB, beside it (README, "Releases and file layouts tested").
 
 Offline (``HF_HUB_OFFLINE=1``), the Hugging Face cache is checked first, so a model that is not there
 fails at once with an ``OfflineError`` that says how to provide it, instead of hanging in retries.
