@@ -54,7 +54,10 @@ SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")  # ids 0-3, as gemma's tokenizer
 
 @dataclass(frozen=True, kw_only=True)
 class GemmaShape:
-    """Sizes of the world: ``GEMMA_2_2B`` (real; the defaults are ``Gemma2Config``'s, gemma-2-2b's own)."""
+    """Sizes of the world: ``GEMMA_2_2B`` (real; the defaults are ``Gemma2Config``'s, gemma-2-2b's own).
+    A smaller shape builds the same files quickly (to check the builder), but neither TransformerLens
+    (``gemma-2-2b``'s config is fixed in code) nor sae_lens' ``gemma_2`` loader (d_in 2304 from the repo id)
+    will load it under these names: open it with transformers and numpy."""
 
     n_layers: int = 26  # gemma-2-2b
     d_model: int = 2304
@@ -203,6 +206,8 @@ def build_gemma_world(hf_home: str | Path, work_dir: str | Path, *, layer: int =
 
     Returns the shape, the SAE's id, folder, L0 (``l0``: the N of its folder name), path and sha256, the
     model's parameter count and files, and seconds per step."""
+    import numpy as np
+
     from tests.hf_cache import add_cached_dataset, repo_snapshot
     from tests.release_worlds import atom_weights, write_gemma_scope
 
@@ -233,7 +238,7 @@ def build_gemma_world(hf_home: str | Path, work_dir: str | Path, *, layer: int =
     model = write_model(shape, atoms, codes, model_dir, seed=seed)
     lap("model")
     w = atom_weights(atoms.numpy(), 16384, bias=0.0, seed=seed)
-    w = replace(w, threshold=w.threshold * 0 + shape.code_scale / 2)
+    w = replace(w, threshold=np.full_like(w.threshold, shape.code_scale / 2))  # JumpReLU: half an atom's weight
     sae_path = write_gemma_scope(hub, RELEASE, sae_id, w)
     lap("sae")
     add_cached_dataset(hf_home / "datasets", OWT, {"text": text.docs}, split="train")
