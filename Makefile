@@ -2,7 +2,7 @@
 #   make demo   install into .venv, then run the gate on the embedded tiny zoo (offline)
 #   make test   install into .venv, then run the whole test suite (offline)
 #   make lint   ruff, mypy and the import layers of docs/architecture.md (lint-imports)
-#   make realscale  the README's gate command against a gpt2-small-sized offline world (minutes, ~4 GB)
+#   make realscale  the README's gate command against gpt2-small-sized, pythia and gemma-2-2b offline worlds (minutes, ~20 GB)
 # The install step re-runs only when constraints.txt or pyproject.toml change (the stamp holds their hash).
 
 PYTHON ?= python3

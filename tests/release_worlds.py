@@ -278,7 +278,8 @@ def gemma2_standin(tokenizer: Any, *, d_model: int = 2304, n_layers: int = 2, n_
     before and after each sublayer, gated GELU-tanh MLP, rotary, grouped-query attention, local/global
     layers, attention and logit soft-capping, named ``gemma-2-2b``. Not under the hub name: TransformerLens
     fixes gemma-2-2b's configuration in code (26 layers, vocabulary 256000), so no tiny model can load as
-    ``google/gemma-2-2b``; this one is handed to ``load_saes`` and the engine directly."""
+    ``google/gemma-2-2b``; this one is handed to ``load_saes`` and the engine directly (the full-size model,
+    loaded by name and gated, is ``tests/gemma_world.py``'s, in ``make realscale``)."""
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 

@@ -17,10 +17,12 @@ each other). Four subprocesses in all:
 - ``test_gemma_scope_loads_at_its_real_shape_and_measures``: Gemma Scope's ``params.npz`` (16384 x 2304,
   ~300 MB: the ``gemma_2`` loader takes both sizes from the names) loaded by name and measured by the
   engine on a gemma-2-style stand-in model (TransformerLens fixes gemma-2-2b's configuration in code, so
-  no tiny model can load as ``google/gemma-2-2b``; the gate command needs the real model).
+  no tiny model can load as ``google/gemma-2-2b``; the gate command runs on the full-size world below).
 
 Marked ``realscale`` (``make realscale`` only): ``test_the_gate_judges_full_size_pythia_saes``, pythia-70m-deduped
-at its real shape with res-sm (32768) and an SAEBench TopK SAE (4096) gated at context 1024.
+at its real shape with res-sm (32768) and an SAEBench TopK SAE (4096) gated at context 1024; and
+``test_the_gate_judges_a_full_size_gemma_scope_sae``, gemma-2-2b at its real shape (``tests/gemma_world.py``:
+2.6B parameters in bfloat16 shards, vocabulary 256000) with one Gemma Scope 16k SAE gated by release name.
 """
 
 from __future__ import annotations
@@ -352,3 +354,52 @@ def test_the_gate_judges_full_size_pythia_saes(tmp_path):
         assert s["sha256"] == sha256(world["files"][s["release"]][name]), name
         for bucket in ("1-128", "128-1024"):
             assert (name, "explained_variance", bucket) in checks, (name, sorted(checks))
+
+
+@pytest.mark.realscale
+def test_the_gate_judges_a_full_size_gemma_scope_sae(tmp_path):
+    """gemma-2-2b at its real shape (``tests/gemma_world.py``: 26 layers, d_model 2304, vocabulary 256000,
+    bfloat16 shards) and one Gemma Scope 16k JumpReLU SAE, gated by name by the README's command
+    (``make realscale``; ~17 GB peak: run it alone). The world (5.5 GB) is deleted afterwards."""
+    import shutil
+    import time
+
+    from tests.gemma_world import RELEASE, build_gemma_world
+
+    try:
+        start = time.perf_counter()
+        world = build_gemma_world(tmp_path / "hf", tmp_path / "work")
+        built = time.perf_counter() - start
+        assert 2.5e9 < world["model"]["params"] < 2.7e9, world["model"]  # gemma-2-2b: 2.61B, embedding tied
+        env = offline_env(tmp_path / "hf")
+        env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+        l0 = world["l0"]  # the N of the SAE's folder average_l0_N: every token's code has l0 atoms
+        limits = {"l0": ("lower", l0 + 0.5, {}), "explained_variance": ("higher", 0.99, {}),
+                  "delta_ce": ("lower", 0.05, {})}
+        start = time.perf_counter()
+        report = gate({"root": tmp_path, "env": env}, "gate", "gemma-2-2b", [RELEASE], world["sae_id"], limits,
+                      small=["--sae-ctx-len", "128", "--sae-n-seqs", "2", "--sae-n-prompts", "8",
+                             "--sae-n-causal", "1", "--sae-causal-max-prompts", "2", "--sae-n-bootstrap", "100"])
+        gated = time.perf_counter() - start
+        print(f"\nrealscale: gemma-2-2b world built in {built:.0f} s {world['seconds']}, gated in {gated:.0f} s")
+        checks = judged(report)
+        prov = report["provenance"]
+        shape = prov["model_shape"]
+        assert (shape["n_layers"], shape["d_model"], shape["d_vocab"], shape["normalization"]) == (
+            26, 2304, 256000, "RMS"), shape
+        # TransformerLens keeps the tied unembedding as its own matrix (and zero biases)
+        assert shape["n_params"] >= world["model"]["params"] + 256000 * 2304, (shape, world["model"])
+        (sae,) = prov["saes"]
+        assert (sae["release"], sae["name"], sae["hook"], sae["architecture"], sae["d_in"], sae["d_sae"]) == (
+            RELEASE, world["sae_id"], f"blocks.{world['layer']}.hook_resid_post", "jumprelu", 2304, 16384), sae
+        assert sae["path"] == world["sae_path"] and sae["sha256"] == world["sae_sha256"] == sha256(sae["path"])
+        buckets = report["results"]["per_bucket"][world["sae_id"]]
+        for bucket, metrics in buckets.items():
+            for metric in ("l0", "explained_variance", "delta_ce"):
+                assert (world["sae_id"], metric, bucket) in checks, (metric, bucket, sorted(checks))
+            assert metrics["l0"]["mean"] == pytest.approx(l0, abs=0.5), (bucket, metrics["l0"])
+            assert metrics["explained_variance"]["mean"] > 0.99, (bucket, metrics["explained_variance"])
+            print(f"realscale: gemma {bucket}: " + ", ".join(f"{m} {metrics[m]['mean']:.6g}" for m in
+                                                             ("l0", "explained_variance", "delta_ce", "kl")))
+    finally:
+        shutil.rmtree(tmp_path / "hf", ignore_errors=True)

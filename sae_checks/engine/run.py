@@ -412,6 +412,10 @@ def provenance(
         "git_commit": _git_commit(),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": getattr(model.cfg, "model_name", "") or config.model,
+        "model_shape": {"n_layers": int(model.cfg.n_layers), "d_model": int(model.cfg.d_model),
+                        "d_vocab": int(model.cfg.d_vocab), "n_ctx": int(model.cfg.n_ctx),
+                        "n_params": sum(int(p.numel()) for p in model.parameters()),
+                        "normalization": str(model.cfg.normalization_type)},
         "batch_size_used": batch_size,
         "saes": [
             {

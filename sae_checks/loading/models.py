@@ -1,5 +1,15 @@
 """Load the language model: the embedded zoo model or a TransformerLens pretrained model (``gpt2-small``).
 
+LayerNorm models (gpt2, pythia) load with TransformerLens' default weight processing. RMSNorm models
+(gemma-2, Llama, Qwen2 ...) load *unprocessed*: the Hugging Face model in its checkpoint's dtype (config.json
+``torch_dtype`` / ``dtype``: bfloat16 weights stay bfloat16 until converted), handed to
+``HookedTransformer.from_pretrained_no_processing`` (float32 weights, no fold_ln, no centering, no value-bias
+folding; ``cfg.normalization_type`` stays ``"RMS"``). TransformerLens never centers RMSNorm models, folding
+a norm's weight changes no activation an SAE reads (residual stream, attention and MLP outputs, ``hook_z``),
+and the default path holds a float32 Hugging Face copy beside the converted model: for gemma-2-2b (2.6B
+parameters, 12.8 GB as a float32 HookedTransformer) over 23 GB by parameter count; this path holds the
+bfloat16 copy, 5.2 GB, beside it (README, "Releases and file layouts tested").
+
 Offline (``HF_HUB_OFFLINE=1``), the Hugging Face cache is checked first, so a model that is not there
 fails at once with an ``OfflineError`` that says how to provide it, instead of hanging in retries.
 """
@@ -14,7 +24,7 @@ from sae_checks.config import DTYPES
 from sae_checks.errors import ConfigError, LoadError, OfflineError
 from sae_checks.loading import cached_file, hub_offline
 
-__all__ = ["load_model", "official_model_name", "same_model"]
+__all__ = ["checkpoint_dtype", "load_model", "official_model_name", "same_model", "unprocessed"]
 
 # Files of a HF model repo, one of which must be cached for the weights to load offline.
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -27,7 +37,9 @@ def load_model(name: str, device: str = "cpu", dtype: str = "float32") -> Any:
     ``name`` is ``"zoo"`` (the embedded tiny model, :func:`sae_checks.zoo.load_zoo_model`) or a
     TransformerLens pretrained name or alias (``gpt2-small``, ``gpt2``, ``pythia-70m`` ...), loaded with
     ``HookedTransformer.from_pretrained(name, device=device)`` and its default weight processing
-    (fold_ln, center_writing_weights, center_unembed), which is what sae_lens' GPT-2 SAEs were trained on.
+    (fold_ln, center_writing_weights, center_unembed), which is what sae_lens' GPT-2 SAEs were trained on;
+    an RMSNorm model (TransformerLens config ``normalization_type`` ``"RMS"``) loads unprocessed from its
+    Hugging Face weights in the checkpoint's dtype (module docstring, :func:`unprocessed`).
 
     Weights stay float32 whatever ``dtype`` says: ``bfloat16`` means autocast in the engine (CUDA only),
     so only the value is validated here.
@@ -97,6 +109,8 @@ def _load_pretrained(name: str, device: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*HookedTransformer.*deprecated", category=DeprecationWarning)
+            if unprocessed(official):
+                return _load_unprocessed(name, official, device)
             return HookedTransformer.from_pretrained(name, device=device)
     except OSError as err:  # transformers / huggingface_hub: missing files, offline mode, connection errors
         detail = " ".join(str(err).split())[:300]
@@ -110,3 +124,38 @@ def _is_cached(repo_id: str) -> bool:
     return cached_file(repo_id, "config.json") is not None and any(
         cached_file(repo_id, f) is not None for f in _WEIGHT_FILES
     )
+
+
+def unprocessed(official: str) -> bool:
+    """Whether ``official`` (a TransformerLens official name) is an RMSNorm model, loaded unprocessed:
+    TransformerLens' config for it (hard-coded or read from the cached config.json) says ``"RMS"``."""
+    from transformer_lens import loading_from_pretrained as tl_loading
+
+    return str(tl_loading.get_pretrained_model_config(official).normalization_type) == "RMS"
+
+
+def checkpoint_dtype(official: str) -> Any:
+    """The torch dtype the checkpoint of ``official`` is stored in: its cached config.json's ``torch_dtype``
+    (``dtype`` in configs written by transformers 5); float32 when absent or unknown."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    path = cached_file(official, "config.json")
+    config = json.loads(Path(path).read_text()) if path is not None else {}
+    name = str(config.get("torch_dtype") or config.get("dtype") or "float32").removeprefix("torch.")
+    dtype = getattr(torch, name, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def _load_unprocessed(name: str, official: str, device: str) -> Any:
+    """The Hugging Face model in its checkpoint dtype, converted by TransformerLens without processing
+    (float32 weights); the Hugging Face copy is released when this returns."""
+    import torch
+    from transformer_lens import HookedTransformer
+    from transformers import AutoModelForCausalLM
+
+    hf_model = AutoModelForCausalLM.from_pretrained(official, dtype=checkpoint_dtype(official))
+    return HookedTransformer.from_pretrained_no_processing(name, hf_model=hf_model, dtype=torch.float32,
+                                                           device=device)
