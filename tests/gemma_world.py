@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tests.gpt2_world import LAMBADA, OWT, WorldShape, make_text, sha256
+from tests.gpt2_world import LAMBADA, OWT, Laps, WorldShape, make_text, sha256
 from tests.release_worlds import GEMMA_RELEASE as RELEASE
 
 GEMMA_REPO = "google/gemma-2-2b"  # TransformerLens' official name for gemma-2-2b
@@ -213,14 +212,8 @@ def build_gemma_world(hf_home: str | Path, work_dir: str | Path, *, layer: int =
 
     hf_home, work_dir = Path(hf_home), Path(work_dir)
     hub = hf_home / "hub"
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal start
-        now = time.perf_counter()
-        seconds[step] = round(now - start, 2)
-        start = now
+    laps = Laps()
+    seconds, lap = laps.seconds, laps.lap
 
     sae_id = f"layer_{layer}/width_16k/canonical"
     folder = sae_folder(layer)

@@ -350,6 +350,19 @@ def feature_density(shape: WorldShape, fit: Fit, stream: Any) -> Any:
     return density
 
 
+class Laps:
+    """Seconds per step of a world build: ``lap(step)`` records the time since the previous lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._start, 2)
+        self._start = now
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -376,14 +389,8 @@ def build_gpt2_small_world(hf_home: str | Path, work_dir: str | Path, *, sae_lay
 
     hf_home, work_dir = Path(hf_home), Path(work_dir)
     hub = hf_home / "hub"
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal start
-        now = time.perf_counter()
-        seconds[step] = round(now - start, 2)
-        start = now
+    laps = Laps()
+    seconds, lap = laps.seconds, laps.lap
 
     text = make_text(shape, n_docs=n_owt_rows, n_lambada=n_lambada_rows, seed=seed)
     tok = train_tokenizer(text.docs, shape.tokenizer_vocab, work_dir / "tokenizer")
